@@ -1,0 +1,110 @@
+"""Transport cost on CPU: fused Numba kernels, zero-copy through numpy.
+
+Positions travel as structure-of-arrays ``(3, n)`` padded with zero coordinates (a padded
+coordinate adds nothing to a distance), so one kernel serves D = 1, 2 and 3 and its inner loop
+over ``j`` runs on unit-stride arrays that LLVM vectorises.
+
+Work is split into ``num_chunks`` contiguous row blocks fixed by the shape alone, never by the
+thread count: each chunk owns its rows of ``dW`` and ``grad p_out`` and a private partial of
+``grad p_in`` (a column reduction), and the partials are summed in chunk order afterwards. The
+result is therefore the same bit for bit whatever the number of threads. Extra memory besides
+``dW``: ``num_chunks * 3 * n_in + 4 * n_out`` numbers.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+from .._numba_common import FASTMATH, num_chunks, soa3, to_numpy
+
+# One W row per inner loop: the j loop is unit stride in W, dW and the SoA positions.
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _transport_fwd_kernel(W, pin, pout, rows_per_chunk, row_val):
+    n_out, n_in = W.shape
+    n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
+    for c in prange(n_chunks):
+        for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
+            ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            acc = 0.0
+            for j in range(n_in):
+                dx = ox - pin[0, j]
+                dy = oy - pin[1, j]
+                dz = oz - pin[2, j]
+                acc += abs(W[i, j]) * np.sqrt(dx * dx + dy * dy + dz * dz)
+            row_val[i] = acc
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW, zero):
+    # ``zero`` has W's dtype so that the inner loop stays in it (float32 SIMD lanes for float32);
+    # the per-row sums are float64.
+    n_out, n_in = W.shape
+    n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
+    for c in prange(n_chunks):
+        gx_in = g_in_part[c, 0]
+        gy_in = g_in_part[c, 1]
+        gz_in = g_in_part[c, 2]
+        for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
+            ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            acc = 0.0
+            gx = 0.0
+            gy = 0.0
+            gz = 0.0
+            for j in range(n_in):
+                w = W[i, j]
+                dx = ox - pin[0, j]
+                dy = oy - pin[1, j]
+                dz = oz - pin[2, j]
+                d = np.sqrt(dx * dx + dy * dy + dz * dz)
+                a = abs(w)
+                acc += a * d
+                # zero distance: zero gradient (coincident neurons never give NaN)
+                s = a / d if d > 0 else zero
+                gx += s * dx
+                gy += s * dy
+                gz += s * dz
+                gx_in[j] -= s * dx
+                gy_in[j] -= s * dy
+                gz_in[j] -= s * dz
+                if want_dW:
+                    dW[i, j] = d if w > 0 else (-d if w < 0 else zero)
+            row_val[i] = acc
+            g_out[0, i] = gx
+            g_out[1, i] = gy
+            g_out[2, i] = gz
+
+
+def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor) -> torch.Tensor:
+    n_out = W.shape[0]
+    row_val = np.empty(n_out, dtype=np.float64)
+    _transport_fwd_kernel(to_numpy(W), soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), row_val)
+    return torch.tensor(row_val.sum(), dtype=p_in.dtype)
+
+
+def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True)):
+    """Value and the gradients of ``needs_grad = (W, p_in, p_out)`` in one pass over W."""
+    n_out, n_in = W.shape
+    D = p_in.shape[1]
+    dtype = W.dtype
+    W_np = to_numpy(W)
+    rows = _rows_per_chunk(n_out)
+    chunks = (n_out + rows - 1) // rows
+    np_dtype = W_np.dtype
+    row_val = np.empty(n_out, dtype=np.float64)
+    dW = torch.empty((n_out, n_in), dtype=dtype) if needs_grad[0] else torch.empty((1, 1), dtype=dtype)
+    g_out = np.empty((3, n_out), dtype=np_dtype)
+    g_in_part = np.zeros((chunks, 3, n_in), dtype=np_dtype)
+    _transport_fwd_bwd_kernel(W_np, soa3(p_in), soa3(p_out), rows, row_val, dW.numpy(), g_out,
+                              g_in_part, needs_grad[0], np_dtype.type(0))
+    value = torch.tensor(row_val.sum(), dtype=dtype)
+    grad_W = dW if needs_grad[0] else None
+    grad_in = torch.from_numpy(np.ascontiguousarray(g_in_part.sum(axis=0)[:D].T)) if needs_grad[1] else None
+    grad_out = torch.from_numpy(np.ascontiguousarray(g_out[:D].T)) if needs_grad[2] else None
+    return value, grad_W, grad_in, grad_out
+
+
+def _rows_per_chunk(n_out: int) -> int:
+    return max(1, -(-n_out // num_chunks(n_out)))
