@@ -57,7 +57,8 @@ def available_backends() -> list[str]:
     return [b for b in BACKENDS if _why_not(b, None) is None]
 
 
-def resolve_backend(backend: str, device: torch.device, weight_dtype: torch.dtype | None = None) -> str:
+def resolve_backend(backend: str, device: torch.device, position_dtype: torch.dtype,
+                    weight_dtype: torch.dtype | None = None) -> str:
     """The backend that runs a call on ``device``, or a ValueError/TypeError saying why none can."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, got {type(backend).__name__}")
@@ -75,6 +76,11 @@ def resolve_backend(backend: str, device: torch.device, weight_dtype: torch.dtyp
     why = _why_not(backend, device)
     if why is not None:
         raise ValueError(f"backend {backend!r} cannot run here: {why}")
+    if position_dtype == torch.float64 and backend == "triton":
+        raise TypeError(
+            "float64 is supported on the numba and reference backends, not on 'triton' "
+            "(float32 positions; W in float32, bfloat16 or float16)"
+        )
     if weight_dtype in LOW_PRECISION_WEIGHT_DTYPES and backend == "numba":
         raise TypeError(
             f"W of dtype {weight_dtype} is supported on the triton and reference backends, "

@@ -24,7 +24,7 @@ def fused_density_cost(p: torch.Tensor, *, backend: str = "auto") -> torch.Tenso
     memory: no ``(N, N)`` temporary.
     """
     check_density_args(p)
-    name = resolve_backend(backend, p.device)
+    name = resolve_backend(backend, p.device, p.dtype)
     if name == "reference" or p.shape[0] == 0:
         return density_cost_reference(p)
     impl = importlib.import_module(_FUSED[name], __name__)

@@ -28,7 +28,7 @@ def fused_transport_cost(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tenso
     output.
     """
     check_transport_args(W, p_in, p_out)
-    name = resolve_backend(backend, W.device, W.dtype)
+    name = resolve_backend(backend, W.device, p_in.dtype, W.dtype)
     if name == "reference" or W.numel() == 0:
         return transport_cost_reference(W, p_in, p_out)
     impl = importlib.import_module(_FUSED[name], __name__)
