@@ -1,0 +1,151 @@
+"""Density cost on GPU: a row-parallel tiled Triton kernel, value and gradient in one pass.
+
+With ``u_kj = p_k - p_j``, ``d_kj = ||u_kj||``, ``e_kj = exp(-d_kj)`` and ``s_kj = e_kj / d_kj``
+(0 where ``d_kj = 0``: coincident neurons, the diagonal included, give a zero gradient)::
+
+    V          =  sum_kj e_kj                 all ordered pairs, the diagonal adds exp(0) = 1 each
+    dV/dp_k    = -2 sum_j s_kj u_kj           (V is symmetric: p_k appears as a row and a column)
+
+One program owns ``BLOCK_M`` rows and walks all ``N`` columns in blocks of ``BLOCK_N``. Because
+the row ``k`` sum already is the whole gradient of ``p_k``, every output is a row reduction:
+there are no column partials, no atomics, and the result is deterministic. The ``i < j``
+symmetry would halve the ``exp`` calls but bring back a column reduction; it stays out until a
+GPU measurement shows that it pays. The row sums are accumulated in ``[BLOCK_M, BLOCK_N]``
+register tiles (element-wise FMAs) and reduced once at the end. Extra memory:
+``cdiv(N, BLOCK_M)`` float32 value partials, summed in float64 by torch.
+
+Two special-function ops per pair: one ``rsqrt`` gives both ``d = d2 * rsqrt(d2)`` and
+``1 / d`` and one ``exp`` gives ``e``. Squared distances below the smallest normal float32
+(``d < 1.1e-19``) count as zero distance (the approximate ``rsqrt`` flushes subnormals).
+Positions are float32, made contiguous ``(N, D)`` by the launcher.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+
+# NOTE: block sizes and warps are sensible defaults, not yet measured on a GPU (none was
+# available when they were chosen); benchmarks/bench_gpu.py is where to measure them.
+BLOCK_M = 64
+BLOCK_N = 32
+NUM_WARPS = 4
+
+
+@triton.jit
+def _load_coords(p_ptr, offs, mask, D: tl.constexpr):
+    # Rows of a contiguous (n, D) array; missing coordinates are zeros, which add nothing to a
+    # distance and fold away at compile time.
+    x = tl.load(p_ptr + offs * D, mask=mask, other=0.0)
+    if D >= 2:
+        y = tl.load(p_ptr + offs * D + 1, mask=mask, other=0.0)
+    else:
+        y = tl.zeros_like(x)
+    if D >= 3:
+        z = tl.load(p_ptr + offs * D + 2, mask=mask, other=0.0)
+    else:
+        z = tl.zeros_like(x)
+    return x, y, z
+
+
+@triton.jit
+def _pair_geometry(xi, yi, zi, xj, yj, zj):
+    # Differences, distances and inverse distances (0 at zero distance) of a tile of pairs.
+    ux = xi[:, None] - xj[None, :]  # [BLOCK_M, BLOCK_N]
+    uy = yi[:, None] - yj[None, :]  # [BLOCK_M, BLOCK_N]
+    uz = zi[:, None] - zj[None, :]  # [BLOCK_M, BLOCK_N]
+    d2 = ux * ux + uy * uy + uz * uz
+    nonzero = d2 >= 1.1754943508222875e-38  # smallest normal float32, see the docstring
+    inv_d = tl.where(nonzero, tl.math.rsqrt(tl.where(nonzero, d2, 1.0)), 0.0)
+    return ux, uy, uz, d2 * inv_d, inv_d
+
+
+@triton.jit
+def _density_fwd_kernel(
+    p_ptr, value_part_ptr, n,
+    D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Value only: ``value_part[pid_m] = sum over this program's rows k and all j of e_kj``."""
+    pid_m = tl.program_id(0).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < n
+    xi, yi, zi = _load_coords(p_ptr, offs_m, mask_m, D)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for start_n in range(0, n, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < n
+        xj, yj, zj = _load_coords(p_ptr, offs_n, mask_n, D)
+        _, _, _, d, _ = _pair_geometry(xi, yi, zi, xj, yj, zj)
+        # padded columns sit at the origin, at a real distance: mask them out
+        acc += tl.where(mask_n[None, :], tl.exp(-d), 0.0)
+    tl.store(value_part_ptr + pid_m, tl.sum(tl.sum(tl.where(mask_m[:, None], acc, 0.0), axis=1), axis=0))
+
+
+@triton.jit
+def _density_fwd_bwd_kernel(
+    p_ptr, value_part_ptr, grad_ptr, n,
+    D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Value partial of this program's rows and their whole gradient, in one pass."""
+    pid_m = tl.program_id(0).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < n
+    xi, yi, zi = _load_coords(p_ptr, offs_m, mask_m, D)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    gx = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    gy = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    gz = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for start_n in range(0, n, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < n
+        xj, yj, zj = _load_coords(p_ptr, offs_n, mask_n, D)
+        ux, uy, uz, d, inv_d = _pair_geometry(xi, yi, zi, xj, yj, zj)
+        # padded columns sit at the origin, at a real distance: mask them out
+        e = tl.where(mask_n[None, :], tl.exp(-d), 0.0)  # [BLOCK_M, BLOCK_N]
+        acc += e
+        s = e * inv_d
+        gx += s * ux
+        gy += s * uy
+        gz += s * uz
+    tl.store(value_part_ptr + pid_m, tl.sum(tl.sum(tl.where(mask_m[:, None], acc, 0.0), axis=1), axis=0))
+    tl.store(grad_ptr + offs_m * D, -2.0 * tl.sum(gx, axis=1), mask=mask_m)
+    if D >= 2:
+        tl.store(grad_ptr + offs_m * D + 1, -2.0 * tl.sum(gy, axis=1), mask=mask_m)
+    if D >= 3:
+        tl.store(grad_ptr + offs_m * D + 2, -2.0 * tl.sum(gz, axis=1), mask=mask_m)
+
+
+def _on_device(device: torch.device):
+    # Triton launches on the current CUDA device; make it the inputs' one. CPU tensors (under
+    # TRITON_INTERPRET=1) need nothing.
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _launch(p: torch.Tensor, with_grad: bool):
+    n, D = p.shape
+    p = p.detach().contiguous()
+    grid = (triton.cdiv(n, BLOCK_M),)
+    value_part = torch.empty(grid[0], dtype=torch.float32, device=p.device)
+    grad = torch.empty((n, D), dtype=torch.float32, device=p.device) if with_grad else None
+    with _on_device(p.device):
+        if with_grad:
+            _density_fwd_bwd_kernel[grid](p, value_part, grad, n, D=D, BLOCK_M=BLOCK_M,
+                                          BLOCK_N=BLOCK_N, num_warps=NUM_WARPS)
+        else:
+            _density_fwd_kernel[grid](p, value_part, n, D=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
+                                      num_warps=NUM_WARPS)
+    # per-program partials summed in float64: deterministic, and exact enough at any size
+    return value_part.sum(dtype=torch.float64).to(torch.float32), grad
+
+
+def density_value(p: torch.Tensor) -> torch.Tensor:
+    """``sum_ij exp(-||p_i - p_j||)`` as a 0-dim float32 tensor."""
+    return _launch(p, with_grad=False)[0]
+
+
+def density_fwd(p: torch.Tensor, needs_grad=(True,)):
+    """Value and ``grad p`` (float32, ``p``'s shape) in one pass: ``(value, grad)``."""
+    value, grad = _launch(p, with_grad=bool(needs_grad[0]))
+    return value, grad
