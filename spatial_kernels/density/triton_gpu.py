@@ -27,11 +27,12 @@ import torch
 import triton
 import triton.language as tl
 
-# NOTE: block sizes and warps are sensible defaults, not yet measured on a GPU (none was
-# available when they were chosen); benchmarks/bench_gpu.py is where to measure them.
+# NOTE: not yet timed on a GPU (none was available); benchmarks/bench_gpu.py is where to time
+# them. Chosen from `python -m spatial_kernels.aot` (ptxas, sm_90, D=3): 64x32 with 8 warps
+# needs 80 registers (3 blocks, 24 warps per SM); with 4 warps it needed 186 (8 warps per SM).
 BLOCK_M = 64
 BLOCK_N = 32
-NUM_WARPS = 4
+NUM_WARPS = 8
 
 
 @triton.jit

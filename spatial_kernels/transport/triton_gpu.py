@@ -34,11 +34,14 @@ import torch
 import triton
 import triton.language as tl
 
-# NOTE: block sizes and warps are sensible defaults, not yet measured on a GPU (none was
-# available when they were chosen); benchmarks/bench_gpu.py is where to measure them.
-BLOCK_M = 64
+# NOTE: not yet timed on a GPU (none was available); benchmarks/bench_gpu.py is where to time
+# them. Chosen from `python -m spatial_kernels.aot` (ptxas, sm_90, D=3, bf16 W, dW stored):
+# 32x64 with 8 warps needs 102 registers and no spills with sizes divisible by 16 (211, no
+# spills, otherwise); 64x64 with 4 warps needed 255 and spilled. The price of BLOCK_M = 32 is
+# the column partials: n_out / 32 * D * n_in float32, 5 % of the fp32 W + dW traffic.
+BLOCK_M = 32
 BLOCK_N = 64
-NUM_WARPS = 4
+NUM_WARPS = 8
 
 
 @triton.jit
