@@ -18,17 +18,19 @@ from numba import njit, prange
 
 from .._numba_common import FASTMATH, num_chunks, soa3, to_numpy
 
-# One W row per inner loop: the j loop is unit stride in W, dW and the SoA positions.
+# One W row per inner loop: the j loop is unit stride in W, dW and the SoA positions, and its
+# sums stay in the input's dtype (``zero``), which lets LLVM vectorise it (float64 row sums
+# kept it scalar); rows are then summed in float64.
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_fwd_kernel(W, pin, pout, rows_per_chunk, row_val):
+def _transport_fwd_kernel(W, pin, pout, rows_per_chunk, row_val, zero):
     n_out, n_in = W.shape
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
-            acc = 0.0
+            acc = zero
             for j in range(n_in):
                 dx = ox - pin[0, j]
                 dy = oy - pin[1, j]
@@ -39,8 +41,6 @@ def _transport_fwd_kernel(W, pin, pout, rows_per_chunk, row_val):
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW, zero):
-    # ``zero`` has W's dtype so that the inner loop stays in it (float32 SIMD lanes for float32);
-    # the per-row sums are float64.
     n_out, n_in = W.shape
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
@@ -49,10 +49,10 @@ def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, 
         gz_in = g_in_part[c, 2]
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
-            acc = 0.0
-            gx = 0.0
-            gy = 0.0
-            gz = 0.0
+            acc = zero
+            gx = zero
+            gy = zero
+            gz = zero
             for j in range(n_in):
                 w = W[i, j]
                 dx = ox - pin[0, j]
@@ -79,9 +79,11 @@ def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, 
 
 def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor) -> torch.Tensor:
     n_out = W.shape[0]
-    row_val = np.empty(n_out, dtype=np.float64)
-    _transport_fwd_kernel(to_numpy(W), soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), row_val)
-    return torch.tensor(row_val.sum(), dtype=p_in.dtype)
+    W_np = to_numpy(W)
+    row_val = np.empty(n_out, dtype=W_np.dtype)
+    _transport_fwd_kernel(W_np, soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), row_val,
+                          W_np.dtype.type(0))
+    return torch.tensor(row_val.sum(dtype=np.float64), dtype=p_in.dtype)
 
 
 def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True)):
@@ -93,13 +95,13 @@ def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True)):
     rows = _rows_per_chunk(n_out)
     chunks = (n_out + rows - 1) // rows
     np_dtype = W_np.dtype
-    row_val = np.empty(n_out, dtype=np.float64)
+    row_val = np.empty(n_out, dtype=np_dtype)
     dW = torch.empty((n_out, n_in), dtype=dtype) if needs_grad[0] else torch.empty((1, 1), dtype=dtype)
     g_out = np.empty((3, n_out), dtype=np_dtype)
     g_in_part = np.zeros((chunks, 3, n_in), dtype=np_dtype)
     _transport_fwd_bwd_kernel(W_np, soa3(p_in), soa3(p_out), rows, row_val, dW.numpy(), g_out,
                               g_in_part, needs_grad[0], np_dtype.type(0))
-    value = torch.tensor(row_val.sum(), dtype=dtype)
+    value = torch.tensor(row_val.sum(dtype=np.float64), dtype=dtype)
     grad_W = dW if needs_grad[0] else None
     grad_in = torch.from_numpy(np.ascontiguousarray(g_in_part.sum(axis=0)[:D].T)) if needs_grad[1] else None
     grad_out = torch.from_numpy(np.ascontiguousarray(g_out[:D].T)) if needs_grad[2] else None
