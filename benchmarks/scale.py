@@ -1,0 +1,248 @@
+"""Scale benchmark: one full training step of an MLP whose spatial layers are ``width`` wide.
+
+    python -m benchmarks.scale                      # CPU: widths 256, 1024, 4096, 16384
+    python -m benchmarks.scale --device cuda        # GPU: adds 32768 and 65536, W in bfloat16
+
+The network is ``SpatialMLP([784, 1024, width, width, 20], spatial_layers=(3, 4))``: the paper's
+pattern (costs on the last hidden layer and the output, the layer before them positioned) with
+the spatial hidden layer ``width`` wide, so the step holds one ``width x width`` transport, one
+``width``-neuron density and one ``width x width`` matmul. A step is: forward, cross-entropy on
+both heads, spatial loss (alpha = 1, beta = 3), backward, Adam step; batch 256, random data.
+
+For every width it runs, each in a fresh process (so peak memory is the point's own):
+``regular`` (the same net without costs), ``reference`` and the device's fused backend
+(``numba`` on CPU, ``triton`` on GPU). Per point: median step time, median time of the spatial
+loss's forward+backward alone (``spatial_s``; its share of the step is ``spatial_s / step_s``),
+peak memory (CPU: the process's resident high-water mark; GPU:
+``torch.cuda.max_memory_allocated``). A point that runs out of memory is recorded with
+``oom: true``, not skipped. Writes ``benchmarks/results/scale-<device>-<date>.{md,json,png}``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CPU_WIDTHS = [256, 1024, 4096, 16384]
+GPU_WIDTHS = CPU_WIDTHS + [32768, 65536]
+BATCH = 256
+CPU_MEMORY_LIMIT_GB = 22  # of the machine's 24 GiB: beyond it a point is out of memory
+
+
+def build_step(width: int, backend: str | None, device: str, weight_dtype: str = "float32"):
+    """Returns ``(step, spatial_fwd_bwd)`` closures for one point; ``backend=None`` is the
+    regular net (no costs, no positions)."""
+    import torch
+
+    from spatialnet.model import SpatialLinear, SpatialMLP
+
+    torch.manual_seed(0)
+    spatial = () if backend is None else (3, 4)
+    model = SpatialMLP([784, 1024, width, width, 20], spatial_layers=spatial,
+                       backend=backend or "auto").to(device)
+    dtype = getattr(torch, weight_dtype)
+    if dtype != torch.float32:
+        model = model.to(dtype)
+        for m in model.modules():  # positions stay float32; only W (and biases) go low-precision
+            if isinstance(m, SpatialLinear):
+                m.positions.data = m.positions.data.float()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(BATCH, 784, device=device, dtype=dtype)
+    y = torch.randint(0, 10, (BATCH, 2), device=device)
+
+    def task_loss():
+        logits = model(x).float()
+        return (torch.nn.functional.cross_entropy(logits[:, :10], y[:, 0])
+                + torch.nn.functional.cross_entropy(logits[:, 10:], y[:, 1]))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = task_loss()
+        if spatial:
+            loss = loss + model.spatial_loss(1.0, 3.0)
+        loss.backward()
+        opt.step()
+
+    def spatial_fwd_bwd():
+        opt.zero_grad(set_to_none=True)
+        model.spatial_loss(1.0, 3.0).backward()
+
+    return step, (spatial_fwd_bwd if spatial else None)
+
+
+def _timed(fn, reps: int, device: str) -> float:
+    import torch
+
+    times = []
+    for _ in range(reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _child(width: int, backend: str, device: str, reps: int, weight_dtype: str) -> dict:
+    import torch
+
+    if device == "cpu":
+        import resource
+
+        limit = CPU_MEMORY_LIMIT_GB * 2**30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        step, spatial = build_step(width, None if backend == "regular" else backend, device, weight_dtype)
+        step()  # warm up: compile kernels, create Adam state
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        step_s = _timed(step, reps, device)
+        spatial_s = _timed(spatial, reps, device) if spatial else 0.0
+    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+        if isinstance(err, MemoryError) or "out of memory" in str(err).lower() or "alloc" in str(err).lower():
+            return {"oom": True, "error": str(err).splitlines()[0][:200]}
+        raise
+    if device == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        with open("/proc/self/status") as f:
+            peak_mb = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+    return {"oom": False, "step_s": step_s, "spatial_s": spatial_s, "peak_mb": peak_mb}
+
+
+def _run_point(width: int, backend: str, device: str, reps: int, weight_dtype: str) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.scale", "--child", str(width), backend, device,
+           str(reps), weight_dtype]
+    # glibc returns large blocks on free, so the high-water mark is what the step needs.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=RESULTS.parent.parent, env=env)
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["killed"])[-1]
+        if out.returncode < 0 or "memory" in last.lower() or "alloc" in last.lower():
+            return {"oom": True, "error": last[:200]}
+        raise RuntimeError(f"width {width} {backend}: {last}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _plot(records: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for backend in sorted({r["backend"] for r in records}):
+        rs = sorted((r for r in records if r["backend"] == backend and not r["oom"]), key=lambda r: r["width"])
+        if rs:
+            ax_t.plot([r["width"] for r in rs], [r["step_s"] for r in rs], "o-", label=f"{backend} step")
+            ax_m.plot([r["width"] for r in rs], [r["peak_mb"] for r in rs], "o-", label=backend)
+        for r in records:
+            if r["backend"] == backend and r["oom"]:
+                ax_m.annotate(f"{backend}: OOM", (r["width"], ax_m.get_ylim()[1] if rs else 1), fontsize=8)
+    reg = {}
+    for r in records:
+        if not r["oom"] and r.get("regular_step_s"):
+            reg[r["width"]] = (r["regular_step_s"], r["regular_peak_mb"])
+    ws = sorted(reg)
+    if ws:
+        ax_t.plot(ws, [reg[w][0] for w in ws], "k--", label="regular step (no costs)")
+        ax_m.plot(ws, [reg[w][1] for w in ws], "k--", label="regular (no costs)")
+    for ax, ylabel in ((ax_t, "median step time (s)"), (ax_m, "peak memory (MB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("spatial layer width")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="one training step at growing spatial widths")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--widths", type=lambda s: [int(w) for w in s.split(",")], default=None,
+                    help="comma-separated widths (default: 256,1024,4096,16384; +32768,65536 on cuda)")
+    ap.add_argument("--reps", type=int, default=5, help="timed steps per point (median)")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        width, backend, device, reps, wdt = args.child
+        print(json.dumps(_child(int(width), backend, device, int(reps), wdt)))
+        return
+    device = args.device
+    widths = args.widths or (GPU_WIDTHS if device == "cuda" else CPU_WIDTHS)
+    fused = "triton" if device == "cuda" else "numba"
+    weight_dtype = "bfloat16" if device == "cuda" else "float32"
+    records = []
+    for w in widths:
+        reps = args.reps if w <= 4096 else 3
+        regular = _run_point(w, "regular", device, reps, weight_dtype)
+        print(json.dumps({"width": w, "backend": "regular", **regular}), flush=True)
+        for backend in ("reference", fused):
+            r = _run_point(w, backend, device, reps, weight_dtype)
+            rec = {"width": w, "backend": backend, "step_s": r.get("step_s"), "spatial_s": r.get("spatial_s"),
+                   "regular_step_s": regular.get("step_s"), "peak_mb": r.get("peak_mb"),
+                   "regular_peak_mb": regular.get("peak_mb"), "oom": r["oom"],
+                   "weight_dtype": weight_dtype}
+            if r["oom"]:
+                rec["error"] = r.get("error", "")
+            print(json.dumps(rec), flush=True)
+            records.append(rec)
+    _write(records, device, weight_dtype, args.reps)
+
+
+def _write(records, device, weight_dtype, reps) -> None:
+    import torch
+
+    today = dt.date.today().isoformat()
+    if device == "cuda":
+        machine = torch.cuda.get_device_name()
+    else:
+        machine = f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    load = os.getloadavg()
+    stem = RESULTS / f"scale-{device}-{today}"
+    RESULTS.mkdir(exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(records, indent=1))
+    md = [f"# Scale benchmark, {device}, {today}", "",
+          f"{machine}; torch {torch.__version__}; W in {weight_dtype}; load average at the end "
+          f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}.", "",
+          "One training step of `SpatialMLP([784, 1024, width, width, 20], spatial_layers=(3, 4))`, "
+          f"batch {BATCH}, Adam: median of {reps} steps (3 above width 4096) after a warm-up step, "
+          "each point in a fresh process. `spatial` = the spatial loss's forward+backward alone; "
+          "`share` = spatial / step; `added` = step / regular step − 1; memory ratio = peak / regular peak.", "",
+          "| width | backend | step s | spatial s | share | regular step s | added | peak MB | regular peak MB | memory ratio |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        if r["oom"]:
+            md.append(f"| {r['width']} | {r['backend']} | out of memory | | | "
+                      f"{_f(r['regular_step_s'])} | | | {_f(r['regular_peak_mb'], 0)} | |")
+            continue
+        added = r["step_s"] / r["regular_step_s"] - 1 if r["regular_step_s"] else float("nan")
+        md.append(f"| {r['width']} | {r['backend']} | {_f(r['step_s'])} | {_f(r['spatial_s'])} | "
+                  f"{r['spatial_s'] / r['step_s']:.0%} | {_f(r['regular_step_s'])} | {added:+.0%} | "
+                  f"{_f(r['peak_mb'], 0)} | {_f(r['regular_peak_mb'], 0)} | "
+                  f"{r['peak_mb'] / r['regular_peak_mb']:.2f} |")
+    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+    _plot(records, stem.with_suffix(".png"), f"one training step, {machine}")
+    print("\n".join(md))
+
+
+def _f(v, digits: int = 3) -> str:
+    return "" if v is None else f"{v:.{digits}f}" if digits else f"{v:.0f}"
+
+
+if __name__ == "__main__":
+    main()
