@@ -61,13 +61,15 @@ def roofline() -> tuple[str, float, float]:
     return DEFAULT_ROOFLINE + " (assumed)", *ROOFLINES[DEFAULT_ROOFLINE]
 
 
-def measure(cost: str, backend: str, n: int, w_dtype: torch.dtype = torch.float32) -> dict:
-    """One row: timing, throughput, memory and roofline fraction of one fwd+bwd, or its OOM."""
+def measure(cost: str, backend: str, n: int, w_dtype: torch.dtype = torch.float32):
+    """``(row, run)``: timing, throughput, memory and roofline fraction of one fwd+bwd and the
+    case's closure, or a row saying OOM / error and ``None``."""
     import triton.testing
 
     row = {"cost": cost, "backend": backend, "n": n, "D": D, "pairs": n * n,
            "dtype": str(w_dtype).replace("torch.", "") if cost == "transport" else "float32"}
     torch.cuda.empty_cache()
+    run = None
     try:
         run, pairs = make_case(cost, backend, n, device="cuda", D=D, w_dtype=w_dtype)
         run()  # compile, warm up, and find out early whether it fits
@@ -80,13 +82,13 @@ def measure(cost: str, backend: str, n: int, w_dtype: torch.dtype = torch.float3
         q50, q20, q80 = triton.testing.do_bench(run, warmup=25, rep=200, quantiles=[0.5, 0.2, 0.8])
     except torch.cuda.OutOfMemoryError:
         row.update(status="OOM")
-        return row
     except Exception as e:  # e.g. KeOps without its CUDA libraries: report it, do not stop
-        row.update(status=f"error: {type(e).__name__}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else ''}")
-        return row
-    finally:
-        run = None
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        row.update(status=f"error: {type(e).__name__}: {first}")
+    if "status" in row:
+        run = None  # free the failed case's inputs before the next case
         torch.cuda.empty_cache()
+        return row, None
     card, peak_pairs, bandwidth = roofline()
     seconds = q50 * 1e-3
     row.update(status="ok", ms=q50, ms_q20=q20, ms_q80=q80, pairs_per_s=pairs / seconds,
@@ -96,7 +98,7 @@ def measure(cost: str, backend: str, n: int, w_dtype: torch.dtype = torch.float3
     else:
         bytes_per_pair = 2 * torch.empty((), dtype=w_dtype).element_size()  # W in, dW out
         row["roofline_fraction"] = pairs * bytes_per_pair / seconds / bandwidth
-    return row
+    return row, run
 
 
 def _record(benchmark, row: dict) -> None:
@@ -114,10 +116,8 @@ def _record(benchmark, row: dict) -> None:
         pytest.skip(f"{what}: {row['status']} (recorded)")
 
 
-def _pedantic(benchmark, cost, backend, n, w_dtype=torch.float32):
+def _pedantic(benchmark, run):
     # pytest-benchmark's own timing of the same call (synchronised: kernels run asynchronously)
-    run, _ = make_case(cost, backend, n, device="cuda", D=D, w_dtype=w_dtype)
-
     def synced():
         run()
         torch.cuda.synchronize()
@@ -148,18 +148,18 @@ def test_density_fwd_bwd_cuda(benchmark, backend, n):
     if backend == "pykeops" and importlib.util.find_spec("pykeops") is None:
         pytest.skip("pykeops is not installed (no .whl/ wheel carried to this machine)")
     benchmark.group = f"cuda density fwd+bwd N={n}"
-    row = measure("density", backend, n)
+    row, run = measure("density", backend, n)
     _record(benchmark, row)
-    _pedantic(benchmark, "density", backend, n)
+    _pedantic(benchmark, run)
 
 
 @needs_cuda
 @pytest.mark.parametrize("backend,n,w_dtype", list(_transport_params()))
 def test_transport_fwd_bwd_cuda(benchmark, backend, n, w_dtype):
     benchmark.group = f"cuda transport fwd+bwd {n}x{n}"
-    row = measure("transport", backend, n, w_dtype)
+    row, run = measure("transport", backend, n, w_dtype)
     _record(benchmark, row)
-    _pedantic(benchmark, "transport", backend, n, w_dtype)
+    _pedantic(benchmark, run)
 
 
 def render_markdown(rows: list[dict]) -> str:
