@@ -1,0 +1,219 @@
+"""``spatialnet`` command line: train, split, plot, reproduce, demo.
+
+Layer indices (``--spatial-layers``) count the Linear layers from 1 at the input; layer l is also
+the layer of neurons it produces. ``--hidden 128,128,128,256 --spatial-layers 3,4,5`` is the
+paper's net: costs on the third hidden layer, the fourth and the output (layer 5).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import data as data_mod
+from .train import OPTIMIZERS, SCHEDULES, TrainConfig
+
+
+def _int_list(name):
+    def parse(s: str) -> list[int]:
+        try:
+            return [int(v) for v in s.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be comma-separated ints, got {s!r}") from None
+    return parse
+
+
+def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = None) -> None:
+    d = TrainConfig()
+    p.add_argument("--hidden", type=_int_list("--hidden"), default=d.hidden,
+                   help="hidden widths, comma-separated (default 128,128,128,256)")
+    p.add_argument("--spatial-layers", type=_int_list("--spatial-layers"), default=d.spatial_layers,
+                   help="1-based Linear-layer indices with costs (default 3,4,5: third hidden, fourth, output)")
+    p.add_argument("--epochs", type=int, default=epochs or d.epochs)
+    p.add_argument("--alpha", type=float, default=d.alpha, help="transport weight (paper 1)")
+    p.add_argument("--beta", type=float, default=d.beta, help="density weight (paper 3)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
+    p.add_argument("--transport-norm", choices=("paper", "mean"), default=d.transport_norm,
+                   help="T(l) scaled by 1/N_l (paper) or 1/(N_l N_{l-1}) (mean)")
+    p.add_argument("--init", choices=("torch", "glorot"), default=d.init)
+    p.add_argument("--init-gain", type=float, default=d.init_gain)
+    p.add_argument("--activation", choices=("sigmoid", "relu", "tanh"), default=d.activation)
+    p.add_argument("--dim", type=int, default=d.dim, help="coordinates per neuron, 1..3")
+    p.add_argument("--max-train", type=int, default=0, help="use only this many training images per dataset")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch/numba threads per process")
+    _add_data_args(p, default="full")
+
+
+def _add_data_args(p, default):
+    p.add_argument("--data", choices=("full", "subset", "auto"), default=default,
+                   help="full MNIST/Fashion-MNIST (downloaded when missing), the embedded subset, or "
+                        "auto (full when its files are present, else the subset)")
+    p.add_argument("--data-dir", default=None,
+                   help="data folder (else $SPATIALNET_DATA, else ~/.cache/spatialnet)")
+
+
+def _config(args, **over) -> TrainConfig:
+    keys = ("epochs", "hidden", "spatial_layers", "alpha", "beta", "lr", "batch_size", "optimizer",
+            "schedule", "transport_norm", "init", "init_gain", "activation", "dim", "max_train",
+            "threads", "data")
+    kw = {k: getattr(args, k) for k in keys}
+    for k in ("mode", "net", "seed"):
+        if hasattr(args, k):
+            kw[k] = getattr(args, k)
+    kw.update(over)
+    return TrainConfig(**kw).validate()
+
+
+def _print_eval(ev: dict, header: str) -> None:
+    print(header)
+    print(f"{'task':16s} {'full':>8s} {'split':>8s} {'drop':>8s}")
+    for t, name in enumerate(("MNIST", "Fashion-MNIST")):
+        f, s = ev["full_per_task"][t], ev["split_per_task"][t]
+        print(f"{name:16s} {f:8.4f} {s:8.4f} {f - s:8.4f}")
+    print(f"{'mean':16s} {ev['full']:8.4f} {ev['split']:8.4f} {ev['full'] - ev['split']:8.4f}")
+    print("neurons per task in the split layers:",
+          ", ".join(f"layer {l}: {n[0]}/{n[1]}" for l, n in ev["split_sizes"].items()))
+
+
+def cmd_train(args) -> int:
+    from .train import init_distributed_from_env, train
+    cfg = _config(args)
+    started = init_distributed_from_env()
+    try:
+        res = train(cfg, args.out, resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress)
+    finally:
+        if started:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    if res.get("full") is not None:
+        _print_eval(res, f"{cfg.mode}/{cfg.net} seed {cfg.seed} ({res['data']} data), {args.out}/checkpoint.pt")
+    return 0
+
+
+def cmd_split(args) -> int:
+    from .train import evaluate, load_data, model_from_checkpoint
+    model, cfg, _ = model_from_checkpoint(args.checkpoint)
+    data = args.data or cfg.data
+    if data == "subset":
+        print(data_mod.SUBSET_BANNER)
+    td = load_data(TrainConfig.from_dict({**cfg.to_dict(), "data": data}), args.data_dir)
+    ev = evaluate(model, cfg, td)
+    _print_eval(ev, f"{args.checkpoint}: {cfg.mode}/{cfg.net}, split layers {cfg.split_layers} ({td.source} data)")
+    if args.json:
+        from ._io import write_json
+        write_json(args.json, ev)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_figures
+    from .train import model_from_checkpoint
+    model, cfg, _ = model_from_checkpoint(args.checkpoint)
+    out = args.out or str(Path(args.checkpoint).parent)
+    for p in plot_figures(model, cfg.split_layers, out, title=f"{cfg.mode}/{cfg.net} seed {cfg.seed}"):
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+    base = _config(args, mode="concat", net="spatial", seed=0)
+    if base.data == "subset":
+        print(data_mod.SUBSET_BANNER)
+    for m in args.modes:
+        data_mod.check_mode(m)
+    t0 = time.time()
+    reproduce(base, args.out, args.runs_dir, seeds=args.seeds, modes=args.modes, data_dir=args.data_dir,
+              workers=args.workers)
+    print(f"wrote {args.out}/table1.md, table1.json, figure1.png, figure2.png in {time.time() - t0:.0f} s")
+    print((Path(args.out) / "table1.md").read_text())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .plots import plot_figures
+    from .train import train
+    t0 = time.time()
+    if args.data == "auto" and not data_mod.full_data_present(args.data_dir):
+        print(f"full data not found under {data_mod.default_data_dir(args.data_dir)}; using the embedded subset")
+    ds = data_mod.load(args.data, args.data_dir)
+    if ds.source == "subset":
+        print(data_mod.SUBSET_BANNER)
+    if ds.source == "full" and args.max_train == 0:
+        args.max_train = 20_000  # keeps the demo within ~3 minutes on 2 cores
+    cfg = _config(args, mode="concat", net="spatial", seed=args.seed, data=ds.source)
+    res = train(cfg, args.out, data_dir=args.data_dir, dataset=ds, progress=not args.no_progress)
+    _print_eval(res, f"\nspatial net, concat mode, {ds.source} data"
+                     f"{f' ({cfg.max_train} training images per dataset)' if cfg.max_train else ''}: "
+                     f"before (full) and after (split) the split")
+    model_res = Path(args.out) / "checkpoint.pt"
+    from .train import model_from_checkpoint
+    model, cfg, _ = model_from_checkpoint(model_res)
+    for p in plot_figures(model, cfg.split_layers, args.out, title=f"demo: concat/spatial ({ds.source} data)"):
+        print(f"wrote {p}")
+    print(f"demo took {time.time() - t0:.0f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="spatialnet", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one net (torchrun --nproc-per-node=N -m spatialnet train for DDP)")
+    p.add_argument("--mode", default="concat", help=f"one of {data_mod.MODES}")
+    p.add_argument("--net", choices=("regular", "spatial"), default="spatial")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/train", help="folder for checkpoint.pt, metrics.json, result.json")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("split", help="split a trained net and compare each task's subnetwork with the full net")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", choices=("full", "subset", "auto"), default=None,
+                   help="default: the data the checkpoint was trained on")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("plot", help="Figures 1 and 2 from a spatial checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default=None, help="folder for figure1.png and figure2.png (default: beside the checkpoint)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("reproduce", help="Table 1: 3 modes x {regular, spatial} x seeds on the full data")
+    p.add_argument("--out", default="results")
+    p.add_argument("--runs-dir", default="runs/reproduce", help="checkpoints of every run (resumable)")
+    p.add_argument("--seeds", type=_int_list("--seeds"), default=[0, 1, 2])
+    p.add_argument("--modes", type=lambda s: s.split(","), default=list(data_mod.MODES))
+    p.add_argument("--workers", type=int, default=2, help="runs trained in parallel (one thread each)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("demo", help="train the spatial net (concat), split it, print the table, draw the figures")
+    p.add_argument("--out", default="spatialnet-demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    _add_config_args(p, epochs=None)
+    p.set_defaults(func=cmd_demo, data="auto")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"spatialnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

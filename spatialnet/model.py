@@ -1,0 +1,199 @@
+"""The paper's spatial MLP: an MLP whose neurons have learnable positions, and its spatial loss.
+
+Layer convention (used by ``spatial_layers``, the CLI's ``--spatial-layers`` and the split): the
+Linear layers are numbered 1..K from the input; layer ``l`` is the ``l``-th Linear *and* the layer
+of neurons it produces (``sizes[l]`` of them). The paper's n-128-128-128-256-20 net has K = 5 and
+puts its costs on the third hidden layer, the fourth and the output: ``spatial_layers=(3, 4, 5)``.
+
+For a spatial layer l (with N_l neurons at positions p_l and weights W_l)::
+
+    T(l) = c_T(l) * fused_transport_cost(W_l, p_{l-1}, p_l)     c_T = 1/N_l (paper) or 1/(N_l N_{l-1}) (mean)
+    V(l) = c_V(l) * fused_density_cost(p_l)                    c_V = 1/N_l^2 (paper)
+    spatial_loss = (1/|L|) * sum_{l in L} [alpha * T(l) + beta * V(l)]
+
+T(l) needs the positions of layer l-1, so that layer has positions too; the input pixels have
+none, so layer 1 cannot be spatial. Positions are drawn from N(0, 1), as in the paper.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from spatial_kernels import fused_density_cost, fused_transport_cost
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
+TRANSPORT_NORMS = ("paper", "mean")
+INITS = ("torch", "glorot")
+
+
+class SpatialLinear(nn.Linear):
+    """``nn.Linear`` whose ``out_features`` neurons have learnable positions ``(out_features, dim)``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dim: int = 2,
+                 device=None, dtype=None):
+        if dim not in (1, 2, 3):
+            raise ValueError(f"dim must be 1, 2 or 3 (coordinates per neuron), got {dim!r}")
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.dim = dim
+        self.positions = nn.Parameter(torch.empty(out_features, dim, device=device, dtype=dtype))
+        nn.init.normal_(self.positions, 0.0, 1.0)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", dim={self.dim}"
+
+
+def _check_sizes(sizes) -> list[int]:
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+        raise TypeError(f"sizes must be a sequence of ints, got {type(sizes).__name__}")
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must hold at least the input and output widths, got {list(sizes)}")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise TypeError(f"sizes must hold ints, got {s!r} in {list(sizes)}")
+        if s < 1:
+            raise ValueError(f"sizes must be positive, got {list(sizes)}")
+    return list(sizes)
+
+
+def check_spatial_layers(spatial_layers, num_layers: int) -> tuple[int, ...]:
+    """Validates 1-based Linear-layer indices; layer 1 has no input positions, so 2..K only."""
+    if isinstance(spatial_layers, (str, bytes)) or not isinstance(spatial_layers, Sequence):
+        raise TypeError(
+            f"spatial_layers must be a sequence of ints, got {type(spatial_layers).__name__}")
+    out = []
+    for l in spatial_layers:
+        if isinstance(l, bool) or not isinstance(l, int):
+            raise TypeError(f"spatial_layers must hold ints, got {l!r}")
+        if not 2 <= l <= num_layers:
+            raise ValueError(
+                f"spatial_layers index {l} is out of range: Linear layers are numbered 1..{num_layers} "
+                f"from the input, and layer 1 cannot be spatial (input pixels have no positions), "
+                f"so use 2..{num_layers}")
+        out.append(l)
+    if len(set(out)) != len(out):
+        raise ValueError(f"spatial_layers has repeated indices: {list(spatial_layers)}")
+    return tuple(sorted(out))
+
+
+class SpatialMLP(nn.Module):
+    """MLP ``sizes[0] -> ... -> sizes[-1]`` with spatial costs on ``spatial_layers`` (1-based).
+
+    Args:
+        sizes: widths, input first, e.g. ``[1568, 128, 128, 128, 256, 20]``.
+        spatial_layers: Linear-layer indices (1..K, layer 1 excluded) that carry the costs; empty
+            gives the regular network (no positions at all).
+        activation: ``"sigmoid"`` (paper), ``"relu"`` or ``"tanh"``; none after the last layer.
+        dim: coordinates per neuron, 1..3.
+        transport_norm: ``"paper"`` (1/N_l) or ``"mean"`` (1/(N_l N_{l-1}), the mean over
+            connections, as the authors' public code took it).
+        init: ``"torch"`` (nn.Linear's U(+-1/sqrt(fan_in))) or ``"glorot"`` (Glorot-uniform with
+            gain ``init_gain``, zero biases; Glorot & Bengio suggest gain 4 for sigmoid units).
+            Positions are drawn from N(0, 1).
+        head_offset: 0 (paper) or r > 0: the output layer's positions are N(0, 1) shifted by r
+            towards its head's own direction (head k of ``num_heads`` at angle 2 pi k / M; with
+            dim 1 at +-r), so the heads start apart instead of interleaved.
+        backend: passed to the ``spatial_kernels`` functions.
+    """
+
+    def __init__(self, sizes: Sequence[int], spatial_layers: Sequence[int] = (3, 4, 5),
+                 activation: str = "sigmoid", *, dim: int = 2, transport_norm: str = "paper",
+                 init: str = "torch", init_gain: float = 4.0, head_offset: float = 0.0,
+                 num_heads: int = 2, backend: str = "auto"):
+        super().__init__()
+        sizes = _check_sizes(sizes)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if transport_norm not in TRANSPORT_NORMS:
+            raise ValueError(f"transport_norm must be one of {TRANSPORT_NORMS}, got {transport_norm!r}")
+        if dim not in (1, 2, 3):
+            raise ValueError(f"dim must be 1, 2 or 3, got {dim!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.sizes = sizes
+        self.num_layers = len(sizes) - 1
+        self.spatial_layers = check_spatial_layers(spatial_layers, self.num_layers)
+        self.activation = activation
+        self.dim = dim
+        self.transport_norm = transport_norm
+        self.backend = backend
+        positioned = set(self.spatial_layers) | {l - 1 for l in self.spatial_layers}
+        layers = []
+        for l in range(1, self.num_layers + 1):
+            if l in positioned:
+                layers.append(SpatialLinear(sizes[l - 1], sizes[l], dim=dim))
+            else:
+                layers.append(nn.Linear(sizes[l - 1], sizes[l]))
+        self.layers = nn.ModuleList(layers)
+        self.init, self.init_gain, self.head_offset, self.num_heads = init, init_gain, head_offset, num_heads
+        if head_offset:
+            self._offset_heads(head_offset, num_heads)
+        if init == "glorot":
+            for lin in self.layers:
+                nn.init.xavier_uniform_(lin.weight, gain=init_gain)
+                nn.init.zeros_(lin.bias)
+        self.act = ACTIVATIONS[activation]()
+
+    @torch.no_grad()
+    def _offset_heads(self, r: float, num_heads: int) -> None:
+        out = self.layers[-1]
+        if not hasattr(out, "positions"):
+            raise ValueError("head_offset needs positions on the output layer (make it spatial)")
+        n = self.sizes[-1]
+        if num_heads < 1 or n % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide the {n} outputs")
+        k = torch.arange(n) // (n // num_heads)
+        angle = 2 * math.pi * k / num_heads
+        if self.dim == 1:
+            shift = (r * torch.where(k % 2 == 0, -1.0, 1.0)).unsqueeze(1)
+        else:
+            shift = torch.zeros(n, self.dim)
+            shift[:, 0], shift[:, 1] = r * torch.cos(angle), r * torch.sin(angle)
+        out.positions.add_(shift.to(out.positions))
+
+    def layer(self, l: int) -> nn.Linear:
+        """The 1-based Linear layer ``l``."""
+        return self.layers[l - 1]
+
+    def forward(self, x: torch.Tensor, masks: Mapping[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits; ``masks[l]`` (N_l,) multiplies layer l's outputs after the activation, so a 0
+        silences a neuron completely, bias included."""
+        if x.dim() != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"x must have shape (batch, {self.sizes[0]}), got {tuple(x.shape)}")
+        h = x
+        for l, lin in enumerate(self.layers, start=1):
+            h = lin(h)
+            if l < self.num_layers:
+                h = self.act(h)
+            if masks is not None and l in masks:
+                h = h * masks[l]
+        return h
+
+    def transport_cost(self, l: int) -> torch.Tensor:
+        """T(l), normalised as ``transport_norm`` says."""
+        W = self.layer(l).weight
+        raw = fused_transport_cost(W, self.layer(l - 1).positions, self.layer(l).positions,
+                                   backend=self.backend)
+        n_out, n_in = W.shape
+        return raw / (n_out if self.transport_norm == "paper" else n_out * n_in)
+
+    def density_cost(self, l: int) -> torch.Tensor:
+        """V(l) = (1/N_l^2) * sum_{i,j} exp(-||p_i - p_j||)."""
+        p = self.layer(l).positions
+        return fused_density_cost(p, backend=self.backend) / p.shape[0] ** 2
+
+    def spatial_loss(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
+        """(1/|L|) * sum_{l in L} [alpha * T(l) + beta * V(l)]; 0 for the regular network."""
+        if not self.spatial_layers:
+            return self.layers[0].weight.new_zeros(())
+        total = sum(alpha * self.transport_cost(l) + beta * self.density_cost(l)
+                    for l in self.spatial_layers)
+        return total / len(self.spatial_layers)
+
+    def config(self) -> dict:
+        return {"sizes": list(self.sizes), "spatial_layers": list(self.spatial_layers),
+                "activation": self.activation, "dim": self.dim,
+                "transport_norm": self.transport_norm, "init": self.init, "init_gain": self.init_gain,
+                "head_offset": self.head_offset}

@@ -1,0 +1,139 @@
+"""Table 1 of the paper: 3 input modes x {regular, spatial} x seeds, full vs split accuracy.
+
+Runs live under ``runs_dir/<mode>-<net>-seed<k>/`` (checkpoint, metrics, result.json); a finished
+run with the same config is not retrained and a half-finished one resumes, so ``reproduce`` can be
+killed and restarted. ``table1.json`` and ``table1.md`` are rewritten atomically after every
+finished run.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ._io import write_json, write_text
+from .data import MODES
+from .train import NETS, TrainConfig, train
+
+PAPER = {  # Table 1: (mean, std) of full, split, drop
+    "concat": {"regular": ((.92, .04), (.80, .13), (.11, .15)), "spatial": ((.92, .04), (.92, .04), (.00, .00))},
+    "mix": {"regular": ((.88, .04), (.70, .17), (.19, .20)), "spatial": ((.89, .04), (.89, .03), (.00, .00))},
+    "sequential": {"regular": ((.92, .05), (.33, .20), (.60, .20)), "spatial": ((.92, .05), (.84, .08), (.07, .07))},
+}
+
+
+def run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.mode}-{cfg.net}-seed{cfg.seed}"
+
+
+def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
+    try:
+        res = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    old, new = dict(res.get("config", {})), cfg.to_dict()
+    old.pop("threads", None), new.pop("threads", None)
+    return res if old == new else None
+
+
+def _worker(args):
+    cfg_dict, run_dir, data_dir = args
+    cfg = TrainConfig.from_dict(cfg_dict)
+    res = _finished(Path(run_dir), cfg)
+    if res is None:
+        res = train(cfg, run_dir, resume=True, data_dir=data_dir, progress=False, log=lambda *a: None)
+    return cfg_dict, res
+
+
+def _mean_std(xs):
+    return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def summarise(results: dict) -> dict:
+    out = {}
+    for mode, nets in results.items():
+        for net, r in nets.items():
+            drops = [f - s for f, s in zip(r["full"], r["split"])]
+            out.setdefault(mode, {})[net] = {"full": _mean_std(r["full"]), "split": _mean_std(r["split"]),
+                                             "drop": _mean_std(drops), "seeds": len(r["full"])}
+    return out
+
+
+def table_markdown(summary: dict, settings: dict) -> str:
+    def cell(ms):
+        return f"{ms[0]:.3f} ± {ms[1]:.3f}"
+
+    lines = ["# Table 1: accuracy before and after splitting the network", "",
+             f"Data: {settings['data']}. Seeds: {settings['seeds']}. Epochs: {settings['config']['epochs']}. "
+             f"Each number is the mean ± std over seeds of the mean accuracy of the two tasks "
+             f"(MNIST, Fashion-MNIST); 'paper' is Wołczyk et al. 2019, Table 1.", "",
+             "| mode | net | full (ours) | full (paper) | split (ours) | split (paper) | drop (ours) | drop (paper) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for mode in MODES:
+        for net in NETS:
+            s = summary.get(mode, {}).get(net)
+            p = PAPER[mode][net]
+            if s is None:
+                lines.append(f"| {mode} | {net} | (not run) | {p[0][0]:.2f} ± {p[0][1]:.2f} | | "
+                             f"{p[1][0]:.2f} ± {p[1][1]:.2f} | | {p[2][0]:.2f} ± {p[2][1]:.2f} |")
+                continue
+            lines.append(f"| {mode} | {net} | {cell(s['full'])} | {p[0][0]:.2f} ± {p[0][1]:.2f} | "
+                         f"{cell(s['split'])} | {p[1][0]:.2f} ± {p[1][1]:.2f} | {cell(s['drop'])} | "
+                         f"{p[2][0]:.2f} ± {p[2][1]:.2f} |")
+    lines += ["", f"Total wall time: {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.", ""]
+    return "\n".join(lines)
+
+
+def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MODES, data_dir=None,
+              workers: int = 2, figures: bool = True, log=print) -> dict:
+    out_dir, runs_dir = Path(out_dir), Path(runs_dir)
+    jobs = []
+    for mode in modes:
+        for net in NETS:
+            for seed in seeds:
+                cfg = TrainConfig.from_dict({**base.to_dict(), "mode": mode, "net": net, "seed": seed})
+                jobs.append((cfg.to_dict(), str(runs_dir / run_name(cfg)), data_dir))
+    # sequential epochs see both training sets: twice the steps, so start them first
+    jobs.sort(key=lambda j: j[0]["mode"] != "sequential")
+    settings = {"config": {k: v for k, v in base.to_dict().items() if k not in ("mode", "net", "seed")},
+                "seeds": list(seeds), "modes": list(modes), "data": base.data, "workers": workers,
+                "machine": f"{platform.machine()} {platform.processor() or ''} x{torch.get_num_threads()} threads",
+                "torch": torch.__version__, "rerun": "spatialnet reproduce " + " ".join(
+                    f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
+                    for k, v in base.to_dict().items() if k not in ("mode", "net", "seed", "data", "threads"))}
+    results: dict = {}
+    t0 = time.time()
+
+    def record(cfg_dict, res):
+        r = results.setdefault(cfg_dict["mode"], {}).setdefault(cfg_dict["net"], {
+            "seeds": [], "full": [], "split": [], "full_per_task": [], "split_per_task": [], "split_sizes": []})
+        r["seeds"].append(cfg_dict["seed"])
+        for k in ("full", "split", "full_per_task", "split_per_task", "split_sizes"):
+            r[k].append(res[k])
+        settings["wall_seconds"] = time.time() - t0
+        summary = summarise(results)
+        write_json(out_dir / "table1.json", {"results": results, "summary": summary, "paper": PAPER,
+                                             "settings": settings})
+        write_text(out_dir / "table1.md", table_markdown(summary, settings))
+        log(f"[{time.time() - t0:6.0f}s] {cfg_dict['mode']:10s} {cfg_dict['net']:7s} seed {cfg_dict['seed']}: "
+            f"full {res['full']:.4f} split {res['split']:.4f} (train {res.get('train_seconds', 0):.0f}s)")
+
+    if workers > 1:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, maxtasksperchild=1) as pool:
+            for cfg_dict, res in pool.imap_unordered(_worker, jobs):
+                record(cfg_dict, res)
+    else:
+        for job in jobs:
+            record(*_worker(job))
+    if figures and "concat" in modes:
+        from .plots import plot_figures
+        from .train import model_from_checkpoint
+        model, cfg, _ = model_from_checkpoint(runs_dir / f"concat-spatial-seed{seeds[0]}" / "checkpoint.pt")
+        plot_figures(model, cfg.split_layers, out_dir, title=f"spatial net, concat, seed {seeds[0]}")
+    return results

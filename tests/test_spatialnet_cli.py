@@ -1,0 +1,78 @@
+"""The console script end to end on tiny settings (embedded subset)."""
+import json
+
+import pytest
+
+from spatialnet.cli import main
+
+TINY = ["--data", "subset", "--max-train", "256", "--batch-size", "64", "--hidden", "16,16,16,24", "--no-progress"]
+
+
+def test_demo_split_plot_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--epochs", "1", *TINY, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "EMBEDDED SUBSET" in text
+    assert "MNIST" in text and "Fashion-MNIST" in text and "split" in text and "mean" in text
+    for f in ("checkpoint.pt", "metrics.json", "result.json", "figure1.png", "figure2.png"):
+        assert (out / f).is_file(), f
+    assert (out / "figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert main(["split", str(out / "checkpoint.pt"), "--json", str(tmp_path / "split.json")]) == 0
+    ev = json.loads((tmp_path / "split.json").read_text())
+    assert ev["full"] == json.loads((out / "result.json").read_text())["full"]
+    assert main(["plot", str(out / "checkpoint.pt"), "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "figure2.png").stat().st_size > 10_000
+
+
+def test_train_then_resume_from_cli(tmp_path, capsys):
+    args = ["train", "--mode", "mix", "--epochs", "1", *TINY, "--out", str(tmp_path)]
+    assert main(args) == 0
+    args[args.index("--epochs") + 1] = "1"
+    assert main(args + ["--resume"]) == 0  # already finished: nothing to do, same result
+    assert "resuming" in capsys.readouterr().out
+
+
+def test_regular_checkpoint_cannot_be_plotted(tmp_path, capsys):
+    assert main(["train", "--net", "regular", "--epochs", "1", *TINY, "--out", str(tmp_path)]) == 0
+    assert main(["plot", str(tmp_path / "checkpoint.pt")]) == 2
+    assert "no neuron positions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["train", "--mode", "stacked"], "mode must be one of"),
+    (["train", "--spatial-layers", "3,4,9"], "spatial_layers index 9 is out of range"),
+    (["train", "--hidden", "16,16", "--spatial-layers", "3,4,5"], "spatial_layers index 4 is out of range"),
+    (["reproduce", "--modes", "concat,both"], "mode must be one of"),
+])
+def test_bad_arguments_are_clear_errors(tmp_path, capsys, args, msg):
+    assert main([*args, "--data", "subset", "--out", str(tmp_path)]) == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_bad_checkpoints_from_cli(tmp_path, capsys):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert main(["split", str(tmp_path / "junk.pt")]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_reproduce_tiny(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["reproduce", "--epochs", "1", "--seeds", "0,1", "--workers", "1", *TINY[:-1],
+                 "--out", str(out), "--runs-dir", str(tmp_path / "runs")]) == 0
+    table = json.loads((out / "table1.json").read_text())
+    for mode in ("concat", "mix", "sequential"):
+        for net in ("regular", "spatial"):
+            r = table["results"][mode][net]
+            assert len(r["full"]) == len(r["split"]) == 2 and len(r["full_per_task"][0]) == 2
+    assert table["settings"]["config"]["hidden"] == [16, 16, 16, 24]
+    assert table["settings"]["seeds"] == [0, 1]
+    md = (out / "table1.md").read_text()
+    assert "| sequential | spatial |" in md and "0.84 ± 0.08" in md
+    assert (out / "figure1.png").is_file() and (out / "figure2.png").is_file()
+    # a second call finds every run finished and retrains nothing
+    mtime = (tmp_path / "runs" / "mix-spatial-seed1" / "checkpoint.pt").stat().st_mtime_ns
+    assert main(["reproduce", "--epochs", "1", "--seeds", "0,1", "--workers", "1", *TINY[:-1],
+                 "--out", str(out), "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert (tmp_path / "runs" / "mix-spatial-seed1" / "checkpoint.pt").stat().st_mtime_ns == mtime

@@ -1,0 +1,154 @@
+"""Training on the embedded subset: checkpoints, resume, bad checkpoints, NaN loss, atomic files."""
+import json
+
+import pytest
+import torch
+
+from spatialnet import data as D
+from spatialnet._io import write_json
+from spatialnet.train import (NonFiniteLossError, TrainConfig, evaluate, load_checkpoint, load_data,
+                              model_from_checkpoint, train)
+
+TINY = dict(data="subset", max_train=256, batch_size=64, hidden=[16, 16, 16, 24], epochs=2)
+
+
+@pytest.fixture(scope="module")
+def subset():
+    return D.load_subset()
+
+
+def _quiet(*a):
+    pass
+
+
+def _cfg(**kw):
+    return TrainConfig(**{**TINY, **kw}).validate()
+
+
+@pytest.mark.parametrize("mode", ["concat", "mix", "sequential"])
+@pytest.mark.parametrize("net", ["regular", "spatial"])
+def test_train_one_epoch_every_mode(tmp_path, subset, mode, net):
+    res = train(_cfg(mode=mode, net=net, epochs=1), tmp_path, progress=False, dataset=subset, log=_quiet)
+    assert 0 <= res["split"] <= 1 and 0 <= res["full"] <= 1
+    assert len(res["full_per_task"]) == 2
+    assert res["split_sizes"]["5"] == [10, 10]
+    assert sum(res["split_sizes"]["4"]) == 24
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["data"] == "subset" and len(metrics["history"]) == 1
+
+
+def test_learns_on_subset(tmp_path, subset):
+    res = train(_cfg(max_train=2000, epochs=3, net="regular", hidden=[64, 64, 64, 64]), tmp_path,
+                progress=False, dataset=subset, log=_quiet)
+    assert min(res["full_per_task"]) > 0.5  # chance is 0.1
+
+
+def test_checkpoint_round_trip(tmp_path, subset):
+    cfg = _cfg(epochs=1)
+    res = train(cfg, tmp_path, progress=False, dataset=subset, log=_quiet)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["epoch"] == 1 and ckpt["config"] == cfg
+    model, cfg2, _ = model_from_checkpoint(tmp_path / "checkpoint.pt")
+    ev = evaluate(model, cfg2, load_data(cfg2, dataset=subset))
+    assert ev["full"] == res["full"] and ev["split"] == res["split"]
+    assert "positions" in "".join(model.state_dict())
+
+
+def test_resume_equals_uninterrupted(tmp_path, subset):
+    full = train(_cfg(epochs=2), tmp_path / "a", progress=False, dataset=subset, log=_quiet)
+    # "kill" after epoch 1: a 1-epoch run's checkpoint is not the same (its schedule ends at 1),
+    # so stop a 2-epoch run by failing its second epoch instead
+    calls = {"n": 0}
+    real = D.task_loss_sum
+
+    def dies_in_epoch_2(*a):
+        calls["n"] += 1
+        if calls["n"] > 4:  # 256 images / 64 = 4 steps per epoch
+            raise KeyboardInterrupt
+        return real(*a)
+    import spatialnet.train as T
+    T.data_mod.task_loss_sum = dies_in_epoch_2
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(_cfg(epochs=2), tmp_path / "b", progress=False, dataset=subset, log=_quiet)
+    finally:
+        T.data_mod.task_loss_sum = real
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
+    resumed = train(_cfg(epochs=2), tmp_path / "b", resume=True, progress=False, dataset=subset, log=_quiet)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
+    assert resumed["full"] == full["full"] and b["epoch"] == 2
+    with pytest.raises(ValueError, match="another config"):
+        train(_cfg(epochs=2, lr=0.001), tmp_path / "b", resume=True, progress=False, dataset=subset, log=_quiet)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, subset, monkeypatch):
+    import spatialnet.train as T
+    real, calls = D.task_loss_sum, {"n": 0}
+
+    def nan_in_epoch_2(*a):
+        calls["n"] += 1
+        return real(*a) * (float("nan") if calls["n"] > 5 else 1.0)  # 4 steps per epoch
+    monkeypatch.setattr(T.data_mod, "task_loss_sum", nan_in_epoch_2)
+    with pytest.raises(NonFiniteLossError, match="nan at epoch 2, step 2.*last good checkpoint") as e:
+        train(_cfg(epochs=3), tmp_path, progress=False, dataset=subset, log=_quiet)
+    assert isinstance(e.value, ValueError)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["epoch"] == 1 and len(ckpt["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["history"]) == 1
+    monkeypatch.setattr(T.data_mod, "task_loss_sum", real)
+    res = train(_cfg(epochs=3), tmp_path, resume=True, progress=False, dataset=subset, log=_quiet)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 3 and res["full"] > 0
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path, subset):
+    train(_cfg(epochs=1), tmp_path, progress=False, dataset=subset, log=_quiet)
+    good = (tmp_path / "checkpoint.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a spatialnet checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match="not a spatialnet checkpoint"):
+        load_checkpoint(tmp_path / "weights.pt")
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    ckpt["config"]["hidden"] = [8, 8, 8, 8]
+    torch.save(ckpt, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match="do not fit"):
+        model_from_checkpoint(tmp_path / "mismatch.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("kw,err,name", [
+    (dict(mode="both"), ValueError, "mode"), (dict(net="big"), ValueError, "net"),
+    (dict(spatial_layers=[6]), ValueError, "spatial_layers"), (dict(spatial_layers=[1]), ValueError, "spatial_layers"),
+    (dict(hidden=[0, 4]), ValueError, "hidden"), (dict(epochs=0), ValueError, "epochs"),
+    (dict(lr=float("nan")), ValueError, "lr"), (dict(batch_size=2.5), TypeError, "batch_size"),
+    (dict(schedule="step"), ValueError, "schedule"), (dict(data="imagenet"), ValueError, "data"),
+])
+def test_bad_config(kw, err, name):
+    with pytest.raises(err, match=name):
+        TrainConfig(**kw).validate()
+
+
+def test_sizes_must_fit_the_data():
+    from spatialnet.model import SpatialMLP
+    from spatialnet.train import task_accuracy
+    m = SpatialMLP([784, 8, 20], (2,))
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 784\)"):
+        task_accuracy(m, torch.rand(3, 1568), torch.zeros(3, dtype=torch.long), 0)
+
+
+def test_atomic_json_never_half_written(tmp_path):
+    p = tmp_path / "m.json"
+    write_json(p, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json(p, {"a": object()})
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert [f.name for f in tmp_path.iterdir()] == ["m.json"]
