@@ -2,7 +2,8 @@
 
     pytest benchmarks/bench_gpu.py --benchmark-only --benchmark-group-by=group
     BENCH_GPU_RECORD=rows.jsonl pytest benchmarks/bench_gpu.py ...   # also keep every row
-    python -m benchmarks.bench_gpu rows.jsonl > table.md             # rows -> markdown
+    python -m benchmarks.bench_gpu render rows.jsonl > table.md      # rows -> markdown
+    python -m benchmarks.bench_gpu resources                         # registers/spills on the GPU
 
 Every case is timed with ``triton.testing.do_bench`` (median and 20/80 % quantiles of one
 forward+backward, L2 flushed between runs); pytest-benchmark times it once more with
@@ -187,8 +188,49 @@ def render_markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def kernel_resources() -> str:
+    """Registers and spills of every kernel variant loaded in this process, as triton reports
+    them on the device (``CompiledKernel.n_regs`` / ``n_spills``), to set beside the
+    ``python -m spatial_kernels.aot`` table. Runs each cost at a size divisible by 16 and an odd
+    one first. Best effort: reads triton's JIT cache, whose layout is not a public API."""
+    from spatial_kernels.density import triton_gpu as density
+    from spatial_kernels.transport import triton_gpu as transport
+
+    for n in (4096, 4099):
+        p = torch.randn(n, D, device="cuda")
+        density.density_value(p)
+        density.density_fwd(p)
+        for dtype in (torch.float32, torch.bfloat16):
+            W = torch.randn(n, n, device="cuda", dtype=dtype)
+            transport.transport_value(W, p, p)
+            transport.transport_fwd(W, p, p)
+            transport.transport_fwd(W, p, p, needs_grad=(False, True, True))
+    torch.cuda.synchronize()
+    out = ["| kernel | constexprs | W dtype | regs | spills | warps |", "|---|---|---|---:|---:|---:|"]
+    kernels = [transport._transport_fwd_kernel, transport._transport_fwd_bwd_kernel,
+               density._density_fwd_kernel, density._density_fwd_bwd_kernel]
+    for kernel in kernels:
+        try:
+            for entry in kernel.device_caches.values():
+                for compiled in entry[0].values():
+                    compiled._init_handles()
+                    names = kernel.arg_names
+                    consts = {names[k[0]] if isinstance(k, tuple) else k: v for k, v in compiled.src.constants.items()}
+                    shown = ", ".join(f"{k}={v}" for k, v in consts.items() if not k.startswith("BLOCK"))
+                    w_type = compiled.src.signature.get("W_ptr", "")
+                    out.append(f"| {kernel.__name__} | {shown} | {w_type} | {compiled.n_regs} | {compiled.n_spills} | "
+                               f"{compiled.metadata.num_warps} |")
+        except Exception as e:  # triton's cache layout changed: say so, the rest of the report stands
+            out.append(f"| {kernel.__name__} | n/a ({type(e).__name__}: {e}) | | | | |")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m benchmarks.bench_gpu ROWS.jsonl  (rows written by BENCH_GPU_RECORD)")
-    with open(sys.argv[1]) as f:
-        print(render_markdown([json.loads(line) for line in f if line.strip()]))
+    if sys.argv[1:2] == ["resources"] and len(sys.argv) == 2:
+        print(kernel_resources())
+    elif sys.argv[1:2] == ["render"] and len(sys.argv) == 3:
+        with open(sys.argv[2]) as f:
+            print(render_markdown([json.loads(line) for line in f if line.strip()]))
+    else:
+        sys.exit("usage: python -m benchmarks.bench_gpu render ROWS.jsonl   (rows written by BENCH_GPU_RECORD)\n"
+                 "       python -m benchmarks.bench_gpu resources          (registers/spills on this GPU)")

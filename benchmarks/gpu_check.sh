@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The prepared GPU check: one command, unattended, about 5 minutes, no network, no installs
+# beyond wheels carried in .whl/ (pykeops). Run from anywhere:
+#
+#   bash benchmarks/gpu_check.sh
+#
+#   1. CUDA tests: tests/test_triton.py (bf16 W beyond 2**31 elements, large float32 shapes,
+#      block boundaries) and the shared backend tests (test_costs.py, test_validation.py)
+#      on the triton backend.
+#   2. GPU benchmarks: benchmarks/bench_gpu.py (triton vs reference vs pykeops).
+#   3. Registers/spills of the loaded kernels as triton reports them on this GPU.
+#   4. Scale benchmarks: the marked place below.
+#
+# The step limits add up to 290 s (120 + 45 + 100 + 25); give the runner 360 s.
+#
+# Writes benchmarks/results/gpu-<UTC date>.md (device, versions, test results, numbers) and
+# gpu-<UTC date>.jsonl (one row per benchmark case), and copies them with the logs to $OUT
+# when that is set (the device runner brings $OUT back). Every step has its own time limit,
+# a failing or timed-out step does not stop the next one, and the report is written in any
+# case. Exit status: 0 when every step passed, 1 otherwise, 2 without a CUDA device.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PY=${PYTHON:-python3}
+STAMP=$(date -u +%Y-%m-%d)
+RESULTS=benchmarks/results
+REPORT=$RESULTS/gpu-$STAMP.md
+ROWS=$RESULTS/gpu-$STAMP.jsonl
+LOGS=$(mktemp -d /tmp/gpu_check.XXXXXX)
+mkdir -p "$RESULTS"
+: > "$ROWS"
+STATUS=0
+START=$(date +%s)
+
+# Compiled kernels only: the interpreter would run on CPU tensors (tests/conftest.py only
+# sets it without CUDA); and let every call pick its backend itself.
+unset TRITON_INTERPRET SPATIAL_KERNELS_BACKEND
+export PYTHONPATH="$REPO"
+PYKEOPS_NOTE="not installed (no .whl/ carried): pykeops columns are skipped"
+if compgen -G ".whl/*.whl" > /dev/null; then
+    if "$PY" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl > "$LOGS/pip.log" 2>&1; then
+        export PYTHONPATH="/tmp/site:$REPO"
+        PYKEOPS_NOTE="from .whl/ ($(cd .whl && ls *.whl | tr '\n' ' '))"
+    else
+        PYKEOPS_NOTE="wheel install failed: $(tail -n 1 "$LOGS/pip.log")"
+    fi
+fi
+
+step() {  # step NAME SECONDS COMMAND... : runs it with a time limit, logs to $LOGS/NAME.log
+    local name=$1 limit=$2 t0 rc
+    shift 2
+    t0=$(date +%s)
+    echo "== $name (limit ${limit}s): $*"
+    timeout -k 10 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+    rc=$?
+    echo "$rc $(( $(date +%s) - t0 ))" > "$LOGS/$name.rc"
+    tail -n 3 "$LOGS/$name.log"
+    if [ "$rc" -ne 0 ]; then STATUS=1; fi
+}
+
+summary() {  # summary NAME: one line for the report
+    local rc secs
+    read -r rc secs < "$LOGS/$1.rc"
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        echo "TIMED OUT after ${secs}s; last line: \`$(grep -E 'passed|failed|error' "$LOGS/$1.log" | tail -n 1)\`"
+    elif grep -qE '(passed|failed|skipped|error)' "$LOGS/$1.log"; then
+        echo "rc $rc in ${secs}s: \`$(grep -E '(passed|failed|skipped|error)' "$LOGS/$1.log" | tail -n 1)\`"
+    else
+        echo "rc $rc in ${secs}s"
+    fi
+}
+
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "no CUDA device: nothing to check" | tee "$REPORT"
+    exit 2
+fi
+
+# 1. CUDA tests (the first calls JIT-compile every kernel variant: most of this time)
+step tests_triton 120 "$PY" -m pytest tests/test_triton.py -q -ra -p no:cacheprovider
+step tests_shared 45 "$PY" -m pytest tests/test_costs.py tests/test_validation.py -k triton -q -ra -p no:cacheprovider
+
+# 2. GPU benchmarks; each case appends its row to $ROWS as soon as it is measured
+export BENCH_GPU_RECORD="$REPO/$ROWS"
+step bench_gpu 100 "$PY" -m pytest benchmarks/bench_gpu.py -q -ra -p no:cacheprovider \
+    --benchmark-only --benchmark-group-by=group --benchmark-json="$LOGS/pytest-benchmark.json"
+
+# 3. Registers and spills on this device, beside the AOT table (python -m spatial_kernels.aot)
+step resources 25 "$PY" -m benchmarks.bench_gpu resources
+
+# ------------------------------------------------------------------------------------------
+# 4. SCALE BENCHMARKS: add their step lines here. The steps above may take 290 s: shorten a
+#    limit above (or bench_gpu.py's sizes) by what you add, to stay within ~5 minutes;
+#    e.g.   step bench_scale 60 "$PY" -m pytest benchmarks/test_bench_scale.py -q ...
+#    and their report section in the "Scale benchmarks" block of the report below.
+# ------------------------------------------------------------------------------------------
+
+# Report
+{
+    echo "# GPU check $STAMP"
+    echo
+    echo "Written by \`bash benchmarks/gpu_check.sh\` in $(( $(date +%s) - START )) s; exit status $STATUS."
+    echo
+    echo "## Machine and versions"
+    echo
+    echo "- device: $(nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null | head -n 1)"
+    "$PY" - <<'EOF'
+import platform
+import torch
+import triton
+print(f"- python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), triton {triton.__version__}")
+p = torch.cuda.get_device_properties(0)
+print(f"- {p.name}: {p.multi_processor_count} SMs, {p.total_memory / 2**30:.0f} GiB, sm_{p.major}{p.minor}")
+EOF
+    echo "- pykeops: $PYKEOPS_NOTE"
+    echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo 'n/a (no .git on this machine)')"
+    echo
+    echo "## Tests"
+    echo
+    echo "- tests/test_triton.py: $(summary tests_triton)"
+    echo "- shared tests on triton (test_costs.py, test_validation.py, -k triton): $(summary tests_shared)"
+    for name in tests_triton tests_shared; do
+        if grep -qE '^(FAILED|ERROR)' "$LOGS/$name.log"; then
+            echo
+            echo "Failures in $name:"
+            echo
+            echo '```'
+            grep -E '^(FAILED|ERROR)' "$LOGS/$name.log" | head -n 40
+            echo '```'
+        fi
+        if grep -qE '^SKIPPED' "$LOGS/$name.log"; then
+            echo
+            echo "Skipped in $name: $(grep -cE '^SKIPPED' "$LOGS/$name.log") lines, e.g. \`$(grep -E '^SKIPPED' "$LOGS/$name.log" | head -n 1)\`"
+        fi
+    done
+    echo
+    echo "## Benchmarks (forward+backward, triton.testing.do_bench median)"
+    echo
+    echo "bench_gpu: $(summary bench_gpu)"
+    echo
+    "$PY" -m benchmarks.bench_gpu render "$ROWS" || echo "(no rows could be rendered; see bench_gpu.log)"
+    echo "Targets: density >= 1e12 pairs/s at N >= 65536 and >= 3x pykeops; transport >= 70 % of HBM"
+    echo "bandwidth at 16384^2 float32, faster again in bf16; reference >= 10x slower or OOM."
+    echo
+    echo "## Kernel registers and spills on this device"
+    echo
+    echo "resources: $(summary resources)"
+    echo
+    grep -E '^\|' "$LOGS/resources.log" || echo "(none read; see resources.log)"
+    echo
+    echo "## Scale benchmarks"
+    echo
+    echo "<!-- SCALE BENCHMARKS: the scale-benchmark step (section 4 of gpu_check.sh) writes its lines here -->"
+    echo "(none yet)"
+} > "$REPORT" 2> "$LOGS/report.err"
+
+echo "== report: $REPORT (exit status $STATUS)"
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+    cp "$REPORT" "$ROWS" "$OUT"/
+    mkdir -p "$OUT/gpu_check_logs" && cp "$LOGS"/* "$OUT/gpu_check_logs"/
+fi
+exit "$STATUS"
