@@ -107,20 +107,39 @@ def _compile(v: Variant, arch: int):
 
 def _ptxas_usage(ptx: str, arch: int) -> tuple[int, int, int]:
     """(registers, spill store bytes, spill load bytes) from ``ptxas -v``."""
-    from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
-
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.ptx")
         with open(path, "w") as f:
             f.write(ptx)
-        cmd = [get_ptxas(arch).path, "-v", "-lineinfo", "--regAllocOptLevel=2",
-               f"--gpu-name={sm_arch_from_capability(arch)}", path, "-o", os.path.join(tmp, "kernel.cubin")]
+        cmd = [_ptxas_path(arch), "-v", "-lineinfo", "--regAllocOptLevel=2",
+               f"--gpu-name={_sm_arch(arch)}", path, "-o", os.path.join(tmp, "kernel.cubin")]
         log = subprocess.run(cmd, check=True, capture_output=True, text=True).stderr
     regs = re.search(r"Used (\d+) registers", log)
     spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
     if regs is None or spills is None:
         raise RuntimeError(f"cannot read registers/spills from ptxas -v:\n{log}")
     return int(regs.group(1)), int(spills.group(1)), int(spills.group(2))
+
+
+def _ptxas_path(arch: int) -> str:
+    # triton's bundled ptxas; where triton keeps it moved between 3.x releases
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        return get_ptxas(arch).path
+    except ImportError:
+        from triton.backends.nvidia.compiler import _path_to_binary
+
+        return _path_to_binary("ptxas")[0]
+
+
+def _sm_arch(arch: int) -> str:
+    try:
+        from triton.backends.nvidia.compiler import sm_arch_from_capability
+
+        return sm_arch_from_capability(arch)
+    except ImportError:  # as triton names them: the arch-specific "a" features from sm_90 on
+        return f"sm_{arch}{'a' if arch >= 90 else ''}"
 
 
 def _refuse_interpreted() -> None:
