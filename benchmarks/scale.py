@@ -9,10 +9,10 @@ the spatial hidden layer ``width`` wide, so the step holds one ``width x width``
 ``width``-neuron density and one ``width x width`` matmul. A step is: forward, cross-entropy on
 both heads, spatial loss (alpha = 1, beta = 3), backward, Adam step; batch 256, random data.
 
-For every width it runs, each in a fresh process (so peak memory is the point's own):
-``regular`` (the same net without costs), ``reference`` and the device's fused backend
-(``numba`` on CPU, ``triton`` on GPU). Per point: median step time, median time of the spatial
-loss's forward+backward alone (``spatial_s``; its share of the step is ``spatial_s / step_s``),
+For every width it runs ``regular`` (the same net without costs), ``reference`` and the
+device's fused backend (``numba`` on CPU, ``triton`` on GPU); on CPU each point in a fresh
+process, so that its resident peak is its own. Per point: median step time, median time of the
+spatial loss's forward+backward alone (``spatial_s``; its share of the step is ``spatial_s / step_s``),
 peak memory (CPU: the process's resident high-water mark; GPU:
 ``torch.cuda.max_memory_allocated``). A point that runs out of memory is recorded with
 ``oom: true``, not skipped. Writes ``benchmarks/results/scale-<device>-<date>.{md,json,png}``.
@@ -121,6 +121,17 @@ def _child(width: int, backend: str, device: str, reps: int, weight_dtype: str) 
 
 
 def _run_point(width: int, backend: str, device: str, reps: int, weight_dtype: str) -> dict:
+    if device == "cuda":
+        # max_memory_allocated is per point once the stats are reset, so no fresh process is
+        # needed (and CUDA start-up would cost more than the step)
+        import gc
+
+        import torch
+
+        result = _child(width, backend, device, reps, weight_dtype)
+        gc.collect()
+        torch.cuda.empty_cache()
+        return result
     cmd = [sys.executable, "-m", "benchmarks.scale", "--child", str(width), backend, device,
            str(reps), weight_dtype]
     # glibc returns large blocks on free, so the high-water mark is what the step needs.
