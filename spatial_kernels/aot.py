@@ -60,11 +60,11 @@ def _variants() -> list[Variant]:
             out.append(Variant(kernel, f"{label} D={D} {'n%16' if hinted else 'any n'}".strip(), pointers,
                                {**constexprs, "D": D}, num_warps, sizes if hinted else ()))
 
-    blocks = {"BLOCK_M": transport.BLOCK_M, "BLOCK_N": transport.BLOCK_N}
-    sizes = ("n_out", "n_in", "stride_wm")
+    blocks = {"BLOCK_M": transport.BLOCK_M, "BLOCK_N": transport.BLOCK_N, "NUM_STAGES": transport.NUM_STAGES}
+    sizes = ("n_out", "n_in", "stride_wm", "rows_per_program")
     for wname, wtype in W_DTYPES.items():
         ptrs = {"W_ptr": wtype, "p_in_ptr": "*fp32", "p_out_ptr": "*fp32", "value_part_ptr": "*fp32"}
-        ptrs_bwd = {**ptrs, "dW_ptr": wtype, "grad_out_ptr": "*fp32", "grad_in_part_ptr": "*fp32"}
+        ptrs_bwd = {**ptrs, "dW_ptr": wtype, "grad_out_part_ptr": "*fp32", "grad_in_part_ptr": "*fp32"}
         for D in (1, 2, 3):
             add(transport._transport_fwd_kernel, f"W={wname}", ptrs, {"stride_wn": 1, **blocks},
                 transport.NUM_WARPS, sizes, D)

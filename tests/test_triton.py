@@ -117,6 +117,17 @@ def test_transport_matches_reference(nan_buffers, shape, D, w_dtype):
     _check_transport(*_transport_inputs(*shape, D, w_dtype))
 
 
+@pytest.mark.parametrize("target,shape", [(1, (130, 257)), (4, (130, 257)), (1, (TM * 33 + 1, 3))],
+                         ids=["one-run-of-5-tiles", "runs-of-2-tiles", "32-tile-cap"])
+def test_transport_several_row_tiles_per_program(monkeypatch, nan_buffers, target, shape):
+    # small shapes get one row tile per program; fewer target programs make programs loop over
+    # several tiles, carrying the column sums across them, up to the MAX_ROW_TILES cap
+    monkeypatch.setattr(transport_triton, "TARGET_PROGRAMS", target)
+    grid, rows_per_program = transport_triton._grid(*shape)
+    assert rows_per_program > TM and grid[1] == -(-shape[0] // rows_per_program)
+    _check_transport(*_transport_inputs(*shape, 3, torch.bfloat16))
+
+
 @pytest.mark.parametrize("w_dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_transport_low_precision_strided_W_and_scaled_upstream(nan_buffers, w_dtype):
     W, p_in, p_out = _transport_inputs(TN + 3, TM + 5, 3, w_dtype)

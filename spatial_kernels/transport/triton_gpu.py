@@ -8,21 +8,33 @@ With ``u_ij = p_out[i] - p_in[j]``, ``d_ij = ||u_ij||`` and ``s_ij = |W_ij| / d_
     dT/dp_out[i]  =  sum_j s_ij u_ij      a row reduction
     dT/dp_in[j]   = -sum_i s_ij u_ij      a column reduction
 
-One program owns ``BLOCK_M`` rows and walks the columns in blocks of ``BLOCK_N``, reading its rows
-of W exactly once; distances are recomputed in registers from the positions, so the only
-W-sized array ever written is ``dW``. The row reduction (value, ``grad p_out``) stays in
-registers. The column reduction is two-pass so that it is deterministic: each program writes
-its column sums to its own slice ``partial[pid_m, :, :]`` and torch sums the slices afterwards,
-in a fixed order, instead of racing float atomics. Extra memory besides ``dW``:
-``cdiv(n_out, BLOCK_M) * (D * n_in + 1)`` float32.
+A program owns a block of ``BLOCK_N`` columns and a run of ``rows_per_program`` rows, and walks
+the rows in tiles of ``BLOCK_M``, reading each element of W once; distances are recomputed in
+registers from the positions, so the only W-sized array ever written is ``dW``. Both
+reductions are two-pass, so that they are deterministic: programs write partial sums to their
+own slices of small buffers and torch sums the slices afterwards in a fixed order, instead of
+racing float atomics.
+
+- Columns: the column sums (value, ``grad p_in``) of a program stay element-wise in registers
+  across its row tiles and are reduced once at the end, into ``grad_in_part[pid_r, k, j]``.
+- Rows: each row tile's sums go to ``grad_out_part[pid_n, k, i]``. Triton lays a tile's rows
+  out within single warps, so these per-tile reductions are shuffles only. (Looping over
+  columns instead, with rows held, puts the per-tile reduction across warps, through shared
+  memory: 2.5 instead of 1.1 instructions per warp and pair in the SASS for sm_90.)
+
+``rows_per_program`` depends on the shape alone (so do the partial buffers and the order of
+every sum: results are the same bit for bit from run to run). Extra memory besides ``dW``:
+``(cdiv(n_in, BLOCK_N) * n_out + cdiv(n_out, rows_per_program) * n_in) * D`` float32, at most
+``3 / BLOCK_N`` float32 per W element.
 
 ``1 / d`` comes from one ``rsqrt`` per pair (``d = d2 * rsqrt(d2)``, ``s = |w| * rsqrt(d2)``)
 rather than a ``sqrt`` and a division. Squared distances below the smallest normal float32
 (``d < 1.1e-19``) count as zero distance: the approximate ``rsqrt`` flushes subnormals, and the
 error this makes in the value is below ``|W_ij| * 1.1e-19``.
 
-W is read in its own dtype (float32, bfloat16 or float16) with any strides and the math runs
-in float32; ``dW`` is written in W's dtype and memory layout. Positions are float32 and made
+W is read in its own dtype (float32, bfloat16 or float16) with any strides, through a
+``NUM_STAGES``-deep ``cp.async`` pipeline (``tl.range(num_stages=...)``), and the math runs in
+float32; ``dW`` is written in W's dtype and memory layout. Positions are float32 and made
 contiguous ``(n, D)`` by the launcher (O(n) copies at most). A transposed W is correct but
 read with a column stride, i.e. uncoalesced.
 """
@@ -34,14 +46,20 @@ import torch
 import triton
 import triton.language as tl
 
-# NOTE: not yet timed on a GPU (none was available); benchmarks/bench_gpu.py is where to time
-# them. Chosen from `python -m spatial_kernels.aot` (ptxas, sm_90, D=3, bf16 W, dW stored):
-# 32x64 with 8 warps needs 102 registers and no spills with sizes divisible by 16 (211, no
-# spills, otherwise); 64x64 with 4 warps needed 255 and spilled. The price of BLOCK_M = 32 is
-# the column partials: n_out / 32 * D * n_in float32, 5 % of the fp32 W + dW traffic.
+# NOTE: none of this is timed on a GPU yet (none was available); benchmarks/bench_gpu.py is
+# where to time it. Chosen from the compiled code alone (python -m spatial_kernels.aot and the
+# SASS, sm_90, bf16 W, D=3, dW stored, sizes divisible by 16): 32x64 tiles with 8 warps take
+# 128 registers (2 programs per SM), no spills, and 1.23 instructions per warp and pair, within
+# the issue rate needed for the HBM roofline in bf16 (~0.8e12 pairs/s at 3.35 TB/s). Without
+# the cp.async pipeline, 1.11, but a program has one tile of W in flight instead of two.
 BLOCK_M = 32
 BLOCK_N = 64
 NUM_WARPS = 8
+NUM_STAGES = 3
+# rows_per_program: enough programs to fill a GPU (~2048) but at most 32 row tiles each, so that
+# the grad p_in partials stay small (cdiv(n_out, 1024) slices at large n_out)
+TARGET_PROGRAMS = 2048
+MAX_ROW_TILES = 32
 
 
 @triton.jit
@@ -76,79 +94,91 @@ def _pair_geometry(ox, oy, oz, ix, iy, iz):
 def _transport_fwd_kernel(
     W_ptr, p_in_ptr, p_out_ptr, value_part_ptr,
     n_out, n_in, stride_wm, stride_wn,
-    D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    rows_per_program,
+    D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
-    """Value only: ``value_part[pid_m] = sum over this program's rows of |W_ij| d_ij``."""
-    pid_m = tl.program_id(0).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < n_out
-    ox, oy, oz = _load_coords(p_out_ptr, offs_m, mask_m, D)
-    acc = tl.zeros([BLOCK_M], dtype=tl.float32)
-    for start_n in range(0, n_in, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_in
-        ix, iy, iz = _load_coords(p_in_ptr, offs_n, mask_n, D)
+    """Value only: ``value_part[pid_r, pid_n]`` = the sum of ``|W_ij| d_ij`` over this
+    program's ``BLOCK_N`` columns and ``rows_per_program`` rows."""
+    pid_n = tl.program_id(0).to(tl.int64)
+    pid_r = tl.program_id(1).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < n_in
+    ix, iy, iz = _load_coords(p_in_ptr, offs_n, mask_n, D)
+    row_start = pid_r * rows_per_program
+    row_end = tl.minimum(row_start + rows_per_program, n_out)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for start_m in tl.range(row_start, row_end, BLOCK_M, num_stages=NUM_STAGES):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < row_end
+        ox, oy, oz = _load_coords(p_out_ptr, offs_m, mask_m, D)
         mask = mask_m[:, None] & mask_n[None, :]
-        offs_w = offs_m[:, None] * stride_wm + offs_n[None, :].to(tl.int64) * stride_wn
+        offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
         # masked entries read as 0 and so add nothing, whatever their distance
         b_w = tl.load(W_ptr + offs_w, mask=mask, other=0.0).to(tl.float32)  # [BLOCK_M, BLOCK_N]
         _, _, _, d, _ = _pair_geometry(ox, oy, oz, ix, iy, iz)
-        acc += tl.sum(tl.abs(b_w) * d, axis=1)
-    tl.store(value_part_ptr + pid_m, tl.sum(acc, axis=0))
+        acc += tl.abs(b_w) * d
+    tl.store(value_part_ptr + pid_r * tl.num_programs(0) + pid_n, tl.sum(tl.sum(acc, axis=1), axis=0))
 
 
 @triton.jit
 def _transport_fwd_bwd_kernel(
-    W_ptr, p_in_ptr, p_out_ptr, value_part_ptr, dW_ptr, grad_out_ptr, grad_in_part_ptr,
+    W_ptr, p_in_ptr, p_out_ptr, value_part_ptr, dW_ptr, grad_out_part_ptr, grad_in_part_ptr,
     n_out, n_in, stride_wm, stride_wn, stride_dwm, stride_dwn,
-    D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, STORE_DW: tl.constexpr,
+    rows_per_program,
+    D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, NUM_STAGES: tl.constexpr,
+    STORE_DW: tl.constexpr,
 ):
-    """Value, ``dW`` (when ``STORE_DW``), ``grad p_out`` for this program's rows and its
-    partial column sums ``grad_in_part[pid_m, k, j]`` of ``grad p_in``, in one pass over W."""
-    pid_m = tl.program_id(0).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < n_out
-    ox, oy, oz = _load_coords(p_out_ptr, offs_m, mask_m, D)
-    acc = tl.zeros([BLOCK_M], dtype=tl.float32)
-    gx = tl.zeros([BLOCK_M], dtype=tl.float32)
-    gy = tl.zeros([BLOCK_M], dtype=tl.float32)
-    gz = tl.zeros([BLOCK_M], dtype=tl.float32)
-    part_ptr = grad_in_part_ptr + pid_m * (D * n_in)
-    for start_n in range(0, n_in, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_in
-        ix, iy, iz = _load_coords(p_in_ptr, offs_n, mask_n, D)
+    """Value, ``dW`` (when ``STORE_DW``) and the partial sums of both position gradients over
+    this program's ``BLOCK_N`` columns and ``rows_per_program`` rows, in one pass over them:
+    ``grad_out_part[pid_n, k, i]`` (row sums) and ``grad_in_part[pid_r, k, j]`` (column sums)."""
+    pid_n = tl.program_id(0).to(tl.int64)
+    pid_r = tl.program_id(1).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < n_in
+    ix, iy, iz = _load_coords(p_in_ptr, offs_n, mask_n, D)
+    row_start = pid_r * rows_per_program
+    row_end = tl.minimum(row_start + rows_per_program, n_out)
+    # column sums stay element-wise in registers and are reduced once, after the loop
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    hx = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    hy = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    hz = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    out_part_ptr = grad_out_part_ptr + pid_n * (D * n_out)
+    for start_m in tl.range(row_start, row_end, BLOCK_M, num_stages=NUM_STAGES):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < row_end
+        ox, oy, oz = _load_coords(p_out_ptr, offs_m, mask_m, D)
         mask = mask_m[:, None] & mask_n[None, :]
-        offs_n64 = offs_n[None, :].to(tl.int64)
-        offs_w = offs_m[:, None] * stride_wm + offs_n64 * stride_wn
+        offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
         # masked entries read as 0 and so add nothing to any sum, whatever their distance
         b_w = tl.load(W_ptr + offs_w, mask=mask, other=0.0).to(tl.float32)  # [BLOCK_M, BLOCK_N]
         ux, uy, uz, d, inv_d = _pair_geometry(ox, oy, oz, ix, iy, iz)
         b_a = tl.abs(b_w)
-        acc += tl.sum(b_a * d, axis=1)
+        acc += b_a * d
         s = b_a * inv_d  # [BLOCK_M, BLOCK_N]
         sx = s * ux
         sy = s * uy
         sz = s * uz
-        gx += tl.sum(sx, axis=1)
-        gy += tl.sum(sy, axis=1)
-        gz += tl.sum(sz, axis=1)
-        # structure-of-arrays partials: each coordinate's store is unit stride
-        tl.store(part_ptr + offs_n, -tl.sum(sx, axis=0), mask=mask_n)
+        hx += sx
+        hy += sy
+        hz += sz
+        # a row lies within one warp: these sums need no shared memory
+        tl.store(out_part_ptr + offs_m, tl.sum(sx, axis=1), mask=mask_m)
         if D >= 2:
-            tl.store(part_ptr + n_in + offs_n, -tl.sum(sy, axis=0), mask=mask_n)
+            tl.store(out_part_ptr + n_out + offs_m, tl.sum(sy, axis=1), mask=mask_m)
         if D >= 3:
-            tl.store(part_ptr + 2 * n_in + offs_n, -tl.sum(sz, axis=0), mask=mask_n)
+            tl.store(out_part_ptr + 2 * n_out + offs_m, tl.sum(sz, axis=1), mask=mask_m)
         if STORE_DW:
             b_dw = tl.where(b_w > 0, d, tl.where(b_w < 0, -d, 0.0))
-            offs_dw = offs_m[:, None] * stride_dwm + offs_n64 * stride_dwn
+            offs_dw = offs_m[:, None] * stride_dwm + offs_n[None, :] * stride_dwn
             tl.store(dW_ptr + offs_dw, b_dw.to(dW_ptr.dtype.element_ty), mask=mask)
-    tl.store(value_part_ptr + pid_m, tl.sum(acc, axis=0))
-    tl.store(grad_out_ptr + offs_m * D, gx, mask=mask_m)
+    tl.store(value_part_ptr + pid_r * tl.num_programs(0) + pid_n, tl.sum(tl.sum(acc, axis=1), axis=0))
+    in_part_ptr = grad_in_part_ptr + pid_r * (D * n_in)
+    tl.store(in_part_ptr + offs_n, -tl.sum(hx, axis=0), mask=mask_n)
     if D >= 2:
-        tl.store(grad_out_ptr + offs_m * D + 1, gy, mask=mask_m)
+        tl.store(in_part_ptr + n_in + offs_n, -tl.sum(hy, axis=0), mask=mask_n)
     if D >= 3:
-        tl.store(grad_out_ptr + offs_m * D + 2, gz, mask=mask_m)
+        tl.store(in_part_ptr + 2 * n_in + offs_n, -tl.sum(hz, axis=0), mask=mask_n)
 
 
 def _on_device(device: torch.device):
@@ -161,16 +191,25 @@ def _positions(p: torch.Tensor) -> torch.Tensor:
     return p.detach().contiguous()
 
 
+def _grid(n_out: int, n_in: int) -> tuple[tuple[int, int], int]:
+    """The grid (column blocks, row runs) and rows_per_program, from the shape alone."""
+    col_blocks, row_tiles = triton.cdiv(n_in, BLOCK_N), triton.cdiv(n_out, BLOCK_M)
+    tiles = max(1, min(MAX_ROW_TILES, triton.cdiv(row_tiles * col_blocks, TARGET_PROGRAMS)))
+    rows_per_program = tiles * BLOCK_M
+    return (col_blocks, triton.cdiv(n_out, rows_per_program)), rows_per_program
+
+
 def _launch_value(W, p_in, p_out) -> torch.Tensor:
     n_out, n_in = W.shape
     W = W.detach()
-    grid = (triton.cdiv(n_out, BLOCK_M),)
-    value_part = torch.empty(grid[0], dtype=torch.float32, device=W.device)
+    grid, rows_per_program = _grid(n_out, n_in)
+    value_part = torch.empty(grid[1], grid[0], dtype=torch.float32, device=W.device)
     with _on_device(W.device):
         _transport_fwd_kernel[grid](
             W, _positions(p_in), _positions(p_out), value_part,
-            n_out, n_in, W.stride(0), W.stride(1),
-            D=p_in.shape[1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=NUM_WARPS,
+            n_out, n_in, W.stride(0), W.stride(1), rows_per_program,
+            D=p_in.shape[1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=NUM_STAGES,
+            num_warps=NUM_WARPS,
         )
     return value_part
 
@@ -180,20 +219,21 @@ def _launch_fwd_bwd(W, p_in, p_out, store_dW: bool):
     D = p_in.shape[1]
     W = W.detach()
     device = W.device
-    grid = (triton.cdiv(n_out, BLOCK_M),)
-    value_part = torch.empty(grid[0], dtype=torch.float32, device=device)
+    grid, rows_per_program = _grid(n_out, n_in)
+    value_part = torch.empty(grid[1], grid[0], dtype=torch.float32, device=device)
     # empty_like keeps W's layout (for a dense W), so dW is written as W is read
     dW = torch.empty_like(W) if store_dW else torch.empty(0, dtype=W.dtype, device=device)
     dW_strides = dW.stride() if store_dW else (0, 0)
-    grad_out = torch.empty((n_out, D), dtype=torch.float32, device=device)
-    grad_in_part = torch.empty((grid[0], D, n_in), dtype=torch.float32, device=device)
+    grad_out_part = torch.empty((grid[0], D, n_out), dtype=torch.float32, device=device)
+    grad_in_part = torch.empty((grid[1], D, n_in), dtype=torch.float32, device=device)
     with _on_device(device):
         _transport_fwd_bwd_kernel[grid](
-            W, _positions(p_in), _positions(p_out), value_part, dW, grad_out, grad_in_part,
-            n_out, n_in, W.stride(0), W.stride(1), dW_strides[0], dW_strides[1],
-            D=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, STORE_DW=store_dW, num_warps=NUM_WARPS,
+            W, _positions(p_in), _positions(p_out), value_part, dW, grad_out_part, grad_in_part,
+            n_out, n_in, W.stride(0), W.stride(1), dW_strides[0], dW_strides[1], rows_per_program,
+            D=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=NUM_STAGES, STORE_DW=store_dW,
+            num_warps=NUM_WARPS,
         )
-    return value_part, (dW if store_dW else None), grad_in_part, grad_out
+    return value_part, (dW if store_dW else None), grad_in_part, grad_out_part
 
 
 def _total(value_part: torch.Tensor) -> torch.Tensor:
@@ -213,6 +253,7 @@ def transport_fwd(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor,
     Returns ``(value, dW | None, grad p_in | None, grad p_out | None)``; ``dW`` has W's dtype
     and is written only when W needs it, the position gradients are float32.
     """
-    value_part, dW, grad_in_part, grad_out = _launch_fwd_bwd(W, p_in, p_out, bool(needs_grad[0]))
+    value_part, dW, grad_in_part, grad_out_part = _launch_fwd_bwd(W, p_in, p_out, bool(needs_grad[0]))
     grad_in = grad_in_part.sum(dim=0).t().contiguous() if needs_grad[1] else None
-    return _total(value_part), dW, grad_in, (grad_out if needs_grad[2] else None)
+    grad_out = grad_out_part.sum(dim=0).t().contiguous() if needs_grad[2] else None
+    return _total(value_part), dW, grad_in, grad_out
