@@ -40,7 +40,7 @@ TM, TN = transport_triton.BLOCK_M, transport_triton.BLOCK_N
 DM, DN = density_triton.BLOCK_M, density_triton.BLOCK_N
 # (n_out, n_in): tiny, odd, one past a block in each direction, and several blocks with tails.
 TRANSPORT_SHAPES = [(1, 1), (3, 5), (17, 33), (TM + 1, TN + 1), (130, 257)]
-DENSITY_SIZES = [1, 3, DN + 1, DM + 1, 130]
+DENSITY_SIZES = sorted({1, 3, DN + 1, DM + 1, 2 * DM + 1, 130})
 
 # dW is rounded to W's dtype once, to nearest on a GPU: relative error <= 2**-8 for bfloat16,
 # 2**-11 for float16 (plus float32 noise). Triton's interpreter truncates float32 -> bfloat16
