@@ -76,7 +76,7 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 
 # 1. CUDA tests (the first calls JIT-compile every kernel variant: most of this time)
-step tests_triton 120 "$PY" -m pytest tests/test_triton.py -q -ra -p no:cacheprovider
+step tests_triton 120 "$PY" -m pytest tests/test_triton.py -q -ra -p no:cacheprovider --durations=8
 step tests_shared 45 "$PY" -m pytest tests/test_costs.py tests/test_validation.py -k triton -q -ra -p no:cacheprovider
 
 # 2. GPU benchmarks; each case appends its row to $ROWS as soon as it is measured
