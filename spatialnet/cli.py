@@ -40,6 +40,14 @@ def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = None) -> N
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
     p.add_argument("--transport-norm", choices=("paper", "mean"), default=d.transport_norm,
                    help="T(l) scaled by 1/N_l (paper) or 1/(N_l N_{l-1}) (mean)")
+    p.add_argument("--density-norm", choices=("paper", "neuron"), default=d.density_norm,
+                   help="V(l) scaled by 1/N_l^2 (paper) or 1/N_l (neuron)")
+    p.add_argument("--pos-lr-scale", type=float, default=d.pos_lr_scale,
+                   help="learning rate of the neuron positions relative to --lr")
+    p.add_argument("--cost-warmup", type=float, default=d.cost_warmup,
+                   help="epochs over which the spatial loss ramps up from 0 (0: off, the paper)")
+    p.add_argument("--head-offset", type=float, default=d.head_offset,
+                   help="start the two output heads this far apart (0: paper's N(0,1) for all)")
     p.add_argument("--init", choices=("torch", "glorot"), default=d.init)
     p.add_argument("--init-gain", type=float, default=d.init_gain)
     p.add_argument("--activation", choices=("sigmoid", "relu", "tanh"), default=d.activation)
@@ -59,7 +67,7 @@ def _add_data_args(p, default):
 
 def _config(args, **over) -> TrainConfig:
     keys = ("epochs", "hidden", "spatial_layers", "alpha", "beta", "lr", "batch_size", "optimizer",
-            "schedule", "transport_norm", "init", "init_gain", "activation", "dim", "max_train",
+            "schedule", "transport_norm", "density_norm", "cost_warmup", "pos_lr_scale", "head_offset", "init", "init_gain", "activation", "dim", "max_train",
             "threads", "data")
     kw = {k: getattr(args, k) for k in keys}
     for k in ("mode", "net", "seed"):

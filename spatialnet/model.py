@@ -8,7 +8,7 @@ puts its costs on the third hidden layer, the fourth and the output: ``spatial_l
 For a spatial layer l (with N_l neurons at positions p_l and weights W_l)::
 
     T(l) = c_T(l) * fused_transport_cost(W_l, p_{l-1}, p_l)     c_T = 1/N_l (paper) or 1/(N_l N_{l-1}) (mean)
-    V(l) = c_V(l) * fused_density_cost(p_l)                    c_V = 1/N_l^2 (paper)
+    V(l) = c_V(l) * fused_density_cost(p_l)                    c_V = 1/N_l^2 (paper) or 1/N_l (neuron)
     spatial_loss = (1/|L|) * sum_{l in L} [alpha * T(l) + beta * V(l)]
 
 T(l) needs the positions of layer l-1, so that layer has positions too; the input pixels have
@@ -26,6 +26,7 @@ from spatial_kernels import fused_density_cost, fused_transport_cost
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
 TRANSPORT_NORMS = ("paper", "mean")
+DENSITY_NORMS = ("paper", "neuron")
 INITS = ("torch", "glorot")
 
 
@@ -89,6 +90,8 @@ class SpatialMLP(nn.Module):
         dim: coordinates per neuron, 1..3.
         transport_norm: ``"paper"`` (1/N_l) or ``"mean"`` (1/(N_l N_{l-1}), the mean over
             connections, as the authors' public code took it).
+        density_norm: ``"paper"`` (1/N_l^2, the mean over pairs) or ``"neuron"`` (1/N_l: the
+            mean over neurons of each neuron's summed repulsion, so it does not fade with width).
         init: ``"torch"`` (nn.Linear's U(+-1/sqrt(fan_in))) or ``"glorot"`` (Glorot-uniform with
             gain ``init_gain``, zero biases; Glorot & Bengio suggest gain 4 for sigmoid units).
             Positions are drawn from N(0, 1).
@@ -100,7 +103,7 @@ class SpatialMLP(nn.Module):
 
     def __init__(self, sizes: Sequence[int], spatial_layers: Sequence[int] = (3, 4, 5),
                  activation: str = "sigmoid", *, dim: int = 2, transport_norm: str = "paper",
-                 init: str = "torch", init_gain: float = 4.0, head_offset: float = 0.0,
+                 density_norm: str = "paper", init: str = "torch", init_gain: float = 4.0, head_offset: float = 0.0,
                  num_heads: int = 2, backend: str = "auto"):
         super().__init__()
         sizes = _check_sizes(sizes)
@@ -108,6 +111,8 @@ class SpatialMLP(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if transport_norm not in TRANSPORT_NORMS:
             raise ValueError(f"transport_norm must be one of {TRANSPORT_NORMS}, got {transport_norm!r}")
+        if density_norm not in DENSITY_NORMS:
+            raise ValueError(f"density_norm must be one of {DENSITY_NORMS}, got {density_norm!r}")
         if dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {dim!r}")
         if init not in INITS:
@@ -118,6 +123,7 @@ class SpatialMLP(nn.Module):
         self.activation = activation
         self.dim = dim
         self.transport_norm = transport_norm
+        self.density_norm = density_norm
         self.backend = backend
         positioned = set(self.spatial_layers) | {l - 1 for l in self.spatial_layers}
         layers = []
@@ -180,9 +186,10 @@ class SpatialMLP(nn.Module):
         return raw / (n_out if self.transport_norm == "paper" else n_out * n_in)
 
     def density_cost(self, l: int) -> torch.Tensor:
-        """V(l) = (1/N_l^2) * sum_{i,j} exp(-||p_i - p_j||)."""
+        """V(l) = c_V * sum_{i,j} exp(-||p_i - p_j||), c_V as ``density_norm`` says."""
         p = self.layer(l).positions
-        return fused_density_cost(p, backend=self.backend) / p.shape[0] ** 2
+        n = p.shape[0]
+        return fused_density_cost(p, backend=self.backend) / (n * n if self.density_norm == "paper" else n)
 
     def spatial_loss(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
         """(1/|L|) * sum_{l in L} [alpha * T(l) + beta * V(l)]; 0 for the regular network."""
@@ -195,5 +202,5 @@ class SpatialMLP(nn.Module):
     def config(self) -> dict:
         return {"sizes": list(self.sizes), "spatial_layers": list(self.spatial_layers),
                 "activation": self.activation, "dim": self.dim,
-                "transport_norm": self.transport_norm, "init": self.init, "init_gain": self.init_gain,
+                "transport_norm": self.transport_norm, "density_norm": self.density_norm, "init": self.init, "init_gain": self.init_gain,
                 "head_offset": self.head_offset}

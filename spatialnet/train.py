@@ -47,7 +47,7 @@ class TrainConfig:
     mode: str = "concat"
     net: str = "spatial"
     seed: int = 0
-    epochs: int = 10
+    epochs: int = 14
     hidden: list = field(default_factory=lambda: [128, 128, 128, 256])
     spatial_layers: list = field(default_factory=lambda: [3, 4, 5])
     alpha: float = 1.0
@@ -57,11 +57,13 @@ class TrainConfig:
     optimizer: str = "adam"
     schedule: str = "cosine"
     transport_norm: str = "paper"
+    density_norm: str = "paper"
     activation: str = "sigmoid"
     dim: int = 2
     init: str = "glorot"
     init_gain: float = 4.0
     head_offset: float = 0.0
+    pos_lr_scale: float = 1.0  # learning rate of the positions = lr * pos_lr_scale
     cost_warmup: float = 0.0    # epochs over which the spatial loss ramps linearly from 0 to full
     threads: int = 1            # torch and numba threads per process (not part of the identity)
     data: str = "full"          # full | subset | auto
@@ -129,7 +131,7 @@ def build_model(cfg: TrainConfig) -> SpatialMLP:
     torch.manual_seed(cfg.seed)
     spatial = list(cfg.spatial_layers) if cfg.net == "spatial" else []
     return SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
-                      init=cfg.init, init_gain=cfg.init_gain,
+                      density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
                       head_offset=cfg.head_offset if cfg.net == "spatial" else 0.0)
 
 
@@ -230,7 +232,11 @@ def model_from_checkpoint(path) -> tuple[SpatialMLP, TrainConfig, dict]:
 
 def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
     opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
-    opt = opt_cls(model.parameters(), lr=cfg.lr)
+    kw = {"momentum": 0.9} if cfg.optimizer == "sgd" else {}
+    pos = [p for n, p in model.named_parameters() if n.endswith("positions")]
+    rest = [p for n, p in model.named_parameters() if not n.endswith("positions")]
+    groups = [{"params": rest}] + ([{"params": pos, "lr": cfg.lr * cfg.pos_lr_scale}] if pos else [])
+    opt = opt_cls(groups, lr=cfg.lr, **kw)
     if cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))

@@ -60,7 +60,7 @@ def test_bad_sizes_and_options():
         SpatialMLP([4, 3, 2], (2,))(torch.rand(2, 5))
 
 
-def _by_hand(m, alpha, beta, norm):
+def _by_hand(m, alpha, beta, norm, dnorm="paper"):
     """The paper's formula with explicit torch.cdist math, independent of spatial_kernels."""
     total = 0.0
     for l in m.spatial_layers:
@@ -68,23 +68,24 @@ def _by_hand(m, alpha, beta, norm):
         p_in, p_out = m.layer(l - 1).positions, m.layer(l).positions
         n_out, n_in = W.shape
         T = (W.abs() * torch.cdist(p_out, p_in)).sum() / (n_out if norm == "paper" else n_out * n_in)
-        V = torch.exp(-torch.cdist(p_out, p_out)).sum() / n_out ** 2
+        V = torch.exp(-torch.cdist(p_out, p_out)).sum() / (n_out ** 2 if dnorm == "paper" else n_out)
         total = total + alpha * T + beta * V
     return total / len(m.spatial_layers)
 
 
-@pytest.mark.parametrize("norm", ["paper", "mean"])
+@pytest.mark.parametrize("norm,dnorm", [("paper", "paper"), ("mean", "paper"), ("paper", "neuron")])
 @pytest.mark.parametrize("dim", [1, 2, 3])
 @pytest.mark.parametrize("backend", ["numba", "reference"])
-def test_spatial_loss_matches_formula(norm, dim, backend):
+def test_spatial_loss_matches_formula(norm, dnorm, dim, backend):
     torch.manual_seed(1)
-    m = SpatialMLP([9, 7, 5, 6, 4], (3, 4), dim=dim, transport_norm=norm, backend=backend).double()
+    m = SpatialMLP([9, 7, 5, 6, 4], (3, 4), dim=dim, transport_norm=norm, density_norm=dnorm,
+                   backend=backend).double()
     alpha, beta = 1.7, 3.0
     got = m.spatial_loss(alpha, beta)
     got.backward()
     grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
     m.zero_grad()
-    want = _by_hand(m, alpha, beta, norm)
+    want = _by_hand(m, alpha, beta, norm, dnorm)
     want.backward()
     torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
     assert set(grads) == {n for n, p in m.named_parameters() if p.grad is not None}
@@ -118,3 +119,17 @@ def test_masks_zero_outputs_bias_included():
     h1 = torch.sigmoid(m.layer(1)(x))
     h2 = torch.sigmoid(m.layer(2)(h1)) * mask
     torch.testing.assert_close(m(x, {2: mask}), m.layer(3)(h2), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_head_offset_moves_heads_apart(dim):
+    torch.manual_seed(4)
+    plain = SpatialMLP([6, 5, 5, 20], (2, 3), dim=dim).layer(3).positions.detach()
+    torch.manual_seed(4)
+    moved = SpatialMLP([6, 5, 5, 20], (2, 3), dim=dim, head_offset=3.0).layer(3).positions.detach()
+    shift = moved - plain
+    want = torch.zeros(20, dim)
+    want[:10, 0], want[10:, 0] = (3.0, -3.0) if dim == 2 else (-3.0, 3.0)
+    torch.testing.assert_close(shift, want, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="head_offset"):
+        SpatialMLP([6, 5, 5, 20], (2,), head_offset=1.0)
