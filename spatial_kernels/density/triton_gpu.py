@@ -24,11 +24,11 @@ Positions are float32, made contiguous ``(N, D)`` by the launcher.
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
+
+from .._triton_common import load_coords, on_device
 
 # NOTE: not yet timed on a GPU (none was available); benchmarks/bench_gpu.py is where to time
 # them. Chosen from the compiled code alone (python -m spatial_kernels.aot and the SASS, sm_90,
@@ -39,22 +39,6 @@ import triton.language as tl
 BLOCK_M = 32
 BLOCK_N = 32
 NUM_WARPS = 4
-
-
-@triton.jit
-def _load_coords(p_ptr, offs, mask, D: tl.constexpr):
-    # Rows of a contiguous (n, D) array; missing coordinates are zeros, which add nothing to a
-    # distance and fold away at compile time.
-    x = tl.load(p_ptr + offs * D, mask=mask, other=0.0)
-    if D >= 2:
-        y = tl.load(p_ptr + offs * D + 1, mask=mask, other=0.0)
-    else:
-        y = tl.zeros_like(x)
-    if D >= 3:
-        z = tl.load(p_ptr + offs * D + 2, mask=mask, other=0.0)
-    else:
-        z = tl.zeros_like(x)
-    return x, y, z
 
 
 @triton.jit
@@ -79,12 +63,12 @@ def _density_fwd_kernel(
     pid_m = tl.program_id(0).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < n
-    xi, yi, zi = _load_coords(p_ptr, offs_m, mask_m, D)
+    xi, yi, zi = load_coords(p_ptr, offs_m, mask_m, D)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for start_n in range(0, n, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < n
-        xj, yj, zj = _load_coords(p_ptr, offs_n, mask_n, D)
+        xj, yj, zj = load_coords(p_ptr, offs_n, mask_n, D)
         _, _, _, d, _ = _pair_geometry(xi, yi, zi, xj, yj, zj)
         # padded columns sit at the origin, at a real distance: mask them out
         acc += tl.where(mask_n[None, :], tl.exp(-d), 0.0)
@@ -100,7 +84,7 @@ def _density_fwd_bwd_kernel(
     pid_m = tl.program_id(0).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < n
-    xi, yi, zi = _load_coords(p_ptr, offs_m, mask_m, D)
+    xi, yi, zi = load_coords(p_ptr, offs_m, mask_m, D)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     gx = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     gy = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
@@ -108,7 +92,7 @@ def _density_fwd_bwd_kernel(
     for start_n in range(0, n, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < n
-        xj, yj, zj = _load_coords(p_ptr, offs_n, mask_n, D)
+        xj, yj, zj = load_coords(p_ptr, offs_n, mask_n, D)
         ux, uy, uz, d, inv_d = _pair_geometry(xi, yi, zi, xj, yj, zj)
         # padded columns sit at the origin, at a real distance: mask them out
         e = tl.where(mask_n[None, :], tl.exp(-d), 0.0)  # [BLOCK_M, BLOCK_N]
@@ -125,19 +109,13 @@ def _density_fwd_bwd_kernel(
         tl.store(grad_ptr + offs_m * D + 2, -2.0 * tl.sum(gz, axis=1), mask=mask_m)
 
 
-def _on_device(device: torch.device):
-    # Triton launches on the current CUDA device; make it the inputs' one. CPU tensors (under
-    # TRITON_INTERPRET=1) need nothing.
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
 def _launch(p: torch.Tensor, with_grad: bool):
     n, D = p.shape
     p = p.detach().contiguous()
     grid = (triton.cdiv(n, BLOCK_M),)
     value_part = torch.empty(grid[0], dtype=torch.float32, device=p.device)
     grad = torch.empty((n, D), dtype=torch.float32, device=p.device) if with_grad else None
-    with _on_device(p.device):
+    with on_device(p.device):
         if with_grad:
             _density_fwd_bwd_kernel[grid](p, value_part, grad, n, D=D, BLOCK_M=BLOCK_M,
                                           BLOCK_N=BLOCK_N, num_warps=NUM_WARPS)

@@ -40,11 +40,11 @@ read with a column stride, i.e. uncoalesced.
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
+
+from .._triton_common import load_coords, on_device
 
 # NOTE: none of this is timed on a GPU yet (none was available); benchmarks/bench_gpu.py is
 # where to time it. Chosen from the compiled code alone (python -m spatial_kernels.aot and the
@@ -60,22 +60,6 @@ NUM_STAGES = 3
 # the grad p_in partials stay small (cdiv(n_out, 1024) slices at large n_out)
 TARGET_PROGRAMS = 2048
 MAX_ROW_TILES = 32
-
-
-@triton.jit
-def _load_coords(p_ptr, offs, mask, D: tl.constexpr):
-    # Rows of a contiguous (n, D) array; missing coordinates are zeros, which add nothing to a
-    # distance and fold away at compile time.
-    x = tl.load(p_ptr + offs * D, mask=mask, other=0.0)
-    if D >= 2:
-        y = tl.load(p_ptr + offs * D + 1, mask=mask, other=0.0)
-    else:
-        y = tl.zeros_like(x)
-    if D >= 3:
-        z = tl.load(p_ptr + offs * D + 2, mask=mask, other=0.0)
-    else:
-        z = tl.zeros_like(x)
-    return x, y, z
 
 
 @triton.jit
@@ -103,14 +87,14 @@ def _transport_fwd_kernel(
     pid_r = tl.program_id(1).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < n_in
-    ix, iy, iz = _load_coords(p_in_ptr, offs_n, mask_n, D)
+    ix, iy, iz = load_coords(p_in_ptr, offs_n, mask_n, D)
     row_start = pid_r * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_out)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for start_m in tl.range(row_start, row_end, BLOCK_M, num_stages=NUM_STAGES):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         mask_m = offs_m < row_end
-        ox, oy, oz = _load_coords(p_out_ptr, offs_m, mask_m, D)
+        ox, oy, oz = load_coords(p_out_ptr, offs_m, mask_m, D)
         mask = mask_m[:, None] & mask_n[None, :]
         offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
         # masked entries read as 0 and so add nothing, whatever their distance
@@ -135,7 +119,7 @@ def _transport_fwd_bwd_kernel(
     pid_r = tl.program_id(1).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < n_in
-    ix, iy, iz = _load_coords(p_in_ptr, offs_n, mask_n, D)
+    ix, iy, iz = load_coords(p_in_ptr, offs_n, mask_n, D)
     row_start = pid_r * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_out)
     # column sums stay element-wise in registers and are reduced once, after the loop
@@ -147,7 +131,7 @@ def _transport_fwd_bwd_kernel(
     for start_m in tl.range(row_start, row_end, BLOCK_M, num_stages=NUM_STAGES):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         mask_m = offs_m < row_end
-        ox, oy, oz = _load_coords(p_out_ptr, offs_m, mask_m, D)
+        ox, oy, oz = load_coords(p_out_ptr, offs_m, mask_m, D)
         mask = mask_m[:, None] & mask_n[None, :]
         offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
         # masked entries read as 0 and so add nothing to any sum, whatever their distance
@@ -181,12 +165,6 @@ def _transport_fwd_bwd_kernel(
         tl.store(in_part_ptr + 2 * n_in + offs_n, -tl.sum(hz, axis=0), mask=mask_n)
 
 
-def _on_device(device: torch.device):
-    # Triton launches on the current CUDA device; make it the inputs' one. CPU tensors (under
-    # TRITON_INTERPRET=1) need nothing.
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
 def _positions(p: torch.Tensor) -> torch.Tensor:
     return p.detach().contiguous()
 
@@ -204,7 +182,7 @@ def _launch_value(W, p_in, p_out) -> torch.Tensor:
     W = W.detach()
     grid, rows_per_program = _grid(n_out, n_in)
     value_part = torch.empty(grid[1], grid[0], dtype=torch.float32, device=W.device)
-    with _on_device(W.device):
+    with on_device(W.device):
         _transport_fwd_kernel[grid](
             W, _positions(p_in), _positions(p_out), value_part,
             n_out, n_in, W.stride(0), W.stride(1), rows_per_program,
@@ -226,7 +204,7 @@ def _launch_fwd_bwd(W, p_in, p_out, store_dW: bool):
     dW_strides = dW.stride() if store_dW else (0, 0)
     grad_out_part = torch.empty((grid[0], D, n_out), dtype=torch.float32, device=device)
     grad_in_part = torch.empty((grid[1], D, n_in), dtype=torch.float32, device=device)
-    with _on_device(device):
+    with on_device(device):
         _transport_fwd_bwd_kernel[grid](
             W, _positions(p_in), _positions(p_out), value_part, dW, grad_out_part, grad_in_part,
             n_out, n_in, W.stride(0), W.stride(1), dW_strides[0], dW_strides[1], rows_per_program,
