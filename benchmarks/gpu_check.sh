@@ -9,9 +9,9 @@
 #      on the triton backend.
 #   2. GPU benchmarks: benchmarks/bench_gpu.py (triton vs reference vs pykeops).
 #   3. Registers/spills of the loaded kernels as triton reports them on this GPU.
-#   4. Scale benchmarks: the marked place below.
+#   4. Scale benchmarks: a training step at spatial widths up to 65536 (benchmarks/scale.py).
 #
-# The step limits add up to 290 s (120 + 45 + 100 + 25); give the runner 360 s.
+# The step limits add up to 300 s (100 + 40 + 85 + 20 + 55); give the runner 360 s.
 #
 # Writes benchmarks/results/gpu-<UTC date>.md (device, versions, test results, numbers) and
 # gpu-<UTC date>.jsonl (one row per benchmark case), and copies them with the logs to $OUT
@@ -76,23 +76,20 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 
 # 1. CUDA tests (the first calls JIT-compile every kernel variant: most of this time)
-step tests_triton 120 "$PY" -m pytest tests/test_triton.py -q -ra -p no:cacheprovider --durations=8
-step tests_shared 45 "$PY" -m pytest tests/test_costs.py tests/test_validation.py -k triton -q -ra -p no:cacheprovider
+step tests_triton 100 "$PY" -m pytest tests/test_triton.py -q -ra -p no:cacheprovider --durations=8
+step tests_shared 40 "$PY" -m pytest tests/test_costs.py tests/test_validation.py -k triton -q -ra -p no:cacheprovider
 
 # 2. GPU benchmarks; each case appends its row to $ROWS as soon as it is measured
 export BENCH_GPU_RECORD="$REPO/$ROWS"
-step bench_gpu 100 "$PY" -m pytest benchmarks/bench_gpu.py -q -ra -p no:cacheprovider \
+step bench_gpu 85 "$PY" -m pytest benchmarks/bench_gpu.py -q -ra -p no:cacheprovider \
     --benchmark-only --benchmark-group-by=group --benchmark-json="$LOGS/pytest-benchmark.json"
 
 # 3. Registers and spills on this device, beside the AOT table (python -m spatial_kernels.aot)
-step resources 25 "$PY" -m benchmarks.bench_gpu resources
+step resources 20 "$PY" -m benchmarks.bench_gpu resources
 
-# ------------------------------------------------------------------------------------------
-# 4. SCALE BENCHMARKS: add their step lines here. The steps above may take 290 s: shorten a
-#    limit above (or bench_gpu.py's sizes) by what you add, to stay within ~5 minutes;
-#    e.g.   step bench_scale 60 "$PY" -m pytest benchmarks/test_bench_scale.py -q ...
-#    and their report section in the "Scale benchmarks" block of the report below.
-# ------------------------------------------------------------------------------------------
+# 4. Scale: one training step (bf16 W) at spatial widths 256 .. 65536, regular / reference /
+#    triton, in one process; writes benchmarks/results/scale-cuda-<date>.{md,json,png}
+step scale 55 "$PY" -m benchmarks.scale --device cuda --reps 3
 
 # Report
 {
@@ -149,13 +146,17 @@ EOF
     echo
     echo "## Scale benchmarks"
     echo
-    echo "<!-- SCALE BENCHMARKS: the scale-benchmark step (section 4 of gpu_check.sh) writes its lines here -->"
-    echo "(none yet)"
+    echo "scale: $(summary scale)"
+    echo
+    grep -E '^\|' "$RESULTS/scale-cuda-$STAMP.md" 2>/dev/null || echo "(no table; see scale.log)"
+    echo
+    echo "Target: a step with 65 536-neuron spatial layers runs in bf16 weights where reference cannot."
 } > "$REPORT" 2> "$LOGS/report.err"
 
 echo "== report: $REPORT (exit status $STATUS)"
 if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
     cp "$REPORT" "$ROWS" "$OUT"/
-    mkdir -p "$OUT/gpu_check_logs" && cp "$LOGS"/* "$OUT/gpu_check_logs"/
+    cp "$RESULTS/scale-cuda-$STAMP".* "$OUT"/ 2>/dev/null
+    tar -czf "$OUT/gpu_check_logs.tgz" -C "$LOGS" .  # one file: the runner brings back at most 8
 fi
 exit "$STATUS"

@@ -46,8 +46,9 @@ def build_step(width: int, backend: str | None, device: str, weight_dtype: str =
 
     torch.manual_seed(0)
     spatial = () if backend is None else (3, 4)
-    model = SpatialMLP([784, 1024, width, width, 20], spatial_layers=spatial,
-                       backend=backend or "auto").to(device)
+    with torch.device(device):  # initialise on the device: a 65536-wide layer is 4.3G weights
+        model = SpatialMLP([784, 1024, width, width, 20], spatial_layers=spatial,
+                           backend=backend or "auto")
     dtype = getattr(torch, weight_dtype)
     if dtype != torch.float32:
         model = model.to(dtype)
@@ -212,7 +213,8 @@ def main(argv=None) -> None:
                 rec["error"] = r.get("error", "")
             print(json.dumps(rec), flush=True)
             records.append(rec)
-    _write(records, device, weight_dtype, args.reps)
+        _write(records, device, weight_dtype, args.reps)  # after every width: a cut-off run keeps its rows
+    print((RESULTS / f"scale-{device}-{dt.date.today().isoformat()}.md").read_text())
 
 
 def _write(records, device, weight_dtype, reps) -> None:
@@ -248,7 +250,6 @@ def _write(records, device, weight_dtype, reps) -> None:
                   f"{r['peak_mb'] / r['regular_peak_mb']:.2f} |")
     stem.with_suffix(".md").write_text("\n".join(md) + "\n")
     _plot(records, stem.with_suffix(".png"), f"one training step, {machine}")
-    print("\n".join(md))
 
 
 def _f(v, digits: int = 3) -> str:
