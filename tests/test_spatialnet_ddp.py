@@ -35,8 +35,9 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert one["epoch"] == two["epoch"] == 2
     assert one["config"] == two["config"]
     # 320 sequential-mode images x 2 datasets / 64 = 10 steps per epoch, the last global batch
-    # split 32/32: the same update as one process up to float32 summation order
+    # split 32/32: the same update as one process up to float32 summation order (measured max
+    # difference 1.1e-6, on layer 1's weights, where Adam divides tiny gradients by tiny norms)
     for k, v in one["model"].items():
-        torch.testing.assert_close(two["model"][k], v, rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(two["model"][k], v, rtol=0, atol=1e-5, msg=k)
     # and it did train: the weights moved away from the shared initialisation
     assert not torch.allclose(one["model"]["layers.0.weight"], two["model"]["layers.0.weight"] * 0)
