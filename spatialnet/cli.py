@@ -25,18 +25,21 @@ def _int_list(name):
     return parse
 
 
-def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = None) -> None:
+def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1) -> None:
     d = TrainConfig()
     p.add_argument("--hidden", type=_int_list("--hidden"), default=d.hidden,
                    help="hidden widths, comma-separated (default 128,128,128,256)")
     p.add_argument("--spatial-layers", type=_int_list("--spatial-layers"), default=d.spatial_layers,
                    help="1-based Linear-layer indices with costs (default 3,4,5: third hidden, fourth, output)")
-    p.add_argument("--epochs", type=int, default=epochs or d.epochs)
+    p.add_argument("--epochs", type=int, default=d.epochs if epochs == -1 else epochs,
+                   help=f"default {d.epochs}" + ("" if epochs == -1 else
+                        "; the demo: 14 on the full data, 80 on the embedded subset"))
     p.add_argument("--alpha", type=float, default=d.alpha, help="transport weight (paper 1)")
     p.add_argument("--beta", type=float, default=d.beta, help="density weight (paper 3)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help="adam, or sgd (with momentum 0.9)")
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
     p.add_argument("--transport-norm", choices=("paper", "mean"), default=d.transport_norm,
                    help="T(l) scaled by 1/N_l (paper) or 1/(N_l N_{l-1}) (mean)")
@@ -150,10 +153,10 @@ def cmd_demo(args) -> int:
     if args.data == "auto" and not data_mod.full_data_present(args.data_dir):
         print(f"full data not found under {data_mod.default_data_dir(args.data_dir)}; using the embedded subset")
     ds = data_mod.load(args.data, args.data_dir)
-    if ds.source == "subset":
-        print(data_mod.SUBSET_BANNER)
     if ds.source == "full" and args.max_train == 0:
         args.max_train = 20_000  # keeps the demo within ~3 minutes on 2 cores
+    if args.epochs is None:  # the subset has 8 steps per epoch: give it about as many steps
+        args.epochs = 14 if ds.source == "full" else 80
     cfg = _config(args, mode="concat", net="spatial", seed=args.seed, data=ds.source)
     res = train(cfg, args.out, data_dir=args.data_dir, dataset=ds, progress=not args.no_progress)
     _print_eval(res, f"\nspatial net, concat mode, {ds.source} data"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import platform
 import statistics
 import time
@@ -102,8 +103,10 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MO
     jobs.sort(key=lambda j: j[0]["mode"] != "sequential")
     settings = {"config": {k: v for k, v in base.to_dict().items() if k not in ("mode", "net", "seed")},
                 "seeds": list(seeds), "modes": list(modes), "data": base.data, "workers": workers,
-                "machine": f"{platform.machine()} {platform.processor() or ''} x{torch.get_num_threads()} threads",
-                "torch": torch.__version__, "rerun": "spatialnet reproduce " + " ".join(
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {workers} runs at a time, "
+                           f"{base.threads} thread(s) each",
+                "torch": torch.__version__,
+                "rerun": f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --workers {workers} " + " ".join(
                     f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
                     for k, v in base.to_dict().items() if k not in ("mode", "net", "seed", "data", "threads"))}
     results: dict = {}
