@@ -94,9 +94,10 @@ def _print_eval(ev: dict, header: str) -> None:
 def cmd_train(args) -> int:
     from .train import init_distributed_from_env, train
     cfg = _config(args)
-    started = init_distributed_from_env()
+    started = init_distributed_from_env(args.device)
     try:
-        res = train(cfg, args.out, resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress)
+        res = train(cfg, args.out, resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress,
+                    device=args.device)
     finally:
         if started:
             import torch.distributed as dist
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/train", help="folder for checkpoint.pt, metrics.json, result.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", default="auto", help="auto (cuda:$LOCAL_RANK when CUDA is there, else cpu), cpu, cuda:0, ...")
     p.add_argument("--no-progress", action="store_true")
     _add_config_args(p)
     p.set_defaults(func=cmd_train)

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ._io import _atomic  # noqa: E402
 from .split import model_split  # noqa: E402
 
 TASK_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -59,7 +60,7 @@ def plot_figures(model, split_layers, out_dir, num_tasks: int = 2, title: str = 
     ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
     p1 = out_dir / "figure1.png"
-    fig.savefig(p1, dpi=130)
+    _atomic(p1, lambda f: fig.savefig(f, dpi=130, format="png"))
     plt.close(fig)
 
     fig = plt.figure(figsize=(8, 5.5))
@@ -81,6 +82,6 @@ def plot_figures(model, split_layers, out_dir, num_tasks: int = 2, title: str = 
     ax.legend(fontsize=8)
     fig.tight_layout()
     p2 = out_dir / "figure2.png"
-    fig.savefig(p2, dpi=130)
+    _atomic(p2, lambda f: fig.savefig(f, dpi=130, format="png"))
     plt.close(fig)
     return [p1, p2]

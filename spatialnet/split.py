@@ -63,7 +63,7 @@ def model_split(model, layers: Sequence[int], num_tasks: int = 2) -> dict[int, t
     n_out = model.sizes[-1]
     if n_out % num_tasks:
         raise ValueError(f"{n_out} outputs cannot be divided into {num_tasks} equal heads")
-    heads = torch.arange(n_out) // (n_out // num_tasks)
+    heads = torch.arange(n_out, device=model.layer(layers[-1]).weight.device) // (n_out // num_tasks)
     g = greedy_split([model.layer(l).weight for l in layers], heads, num_tasks)
     return dict(zip(layers, g))
 

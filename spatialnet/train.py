@@ -164,9 +164,10 @@ def task_accuracy(model, x, y, task: int, masks=None, batch: int = 4096) -> floa
     model.eval()
     correct = 0
     lo = task * data_mod.NUM_CLASSES
+    device = next(model.parameters()).device
     for s in range(0, len(x), batch):
-        logits = model(x[s:s + batch], masks)[:, lo:lo + data_mod.NUM_CLASSES]
-        correct += (logits.argmax(1) == y[s:s + batch]).sum().item()
+        logits = model(x[s:s + batch].to(device), masks)[:, lo:lo + data_mod.NUM_CLASSES]
+        correct += (logits.argmax(1) == y[s:s + batch].to(device)).sum().item()
     model.train()
     return correct / max(len(x), 1)
 
@@ -251,16 +252,37 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def init_distributed_from_env() -> bool:
-    """Starts the process group when launched by torchrun (WORLD_SIZE > 1)."""
+def init_distributed_from_env(device: str = "auto") -> bool:
+    """Starts the process group when launched by torchrun (WORLD_SIZE > 1): nccl when the
+    processes train on CUDA, gloo on CPU."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dev = resolve_device(device)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
         return True
     return False
 
 
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: this process's GPU (``cuda:$LOCAL_RANK``) when CUDA is available, else the CPU."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str, got {type(device).__name__}")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not a torch device: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available")
+    return dev
+
+
 def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, progress: bool = True,
-          dataset: data_mod.DoubleMNIST | None = None, log=print) -> dict:
+          dataset: data_mod.DoubleMNIST | None = None, device: str = "auto", log=print) -> dict:
     """Trains, writing ``out_dir/checkpoint.pt`` and ``out_dir/metrics.json`` every epoch; returns
     the final evaluation (see :func:`evaluate`) with the config and timing."""
     cfg.validate()
@@ -271,7 +293,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
     td = load_data(cfg, data_dir, dataset)
     if td.source == "subset" and rank == 0:
         log(data_mod.SUBSET_BANNER)
-    model = build_model(cfg)
+    dev = resolve_device(device)
+    model = build_model(cfg).to(dev)
     steps = td.steps_per_epoch(cfg.batch_size)
     opt, sched = _make_optimizer(model, cfg, steps * cfg.epochs)
     start_epoch, history = 0, []
@@ -291,7 +314,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
             log(f"resuming {ckpt_path} after epoch {start_epoch}")
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
     use_costs = cfg.net == "spatial"
     t0 = time.time()
     bar = None
@@ -303,8 +327,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
         ce_sum = sp_sum = 0.0
         for step, (x, y, task) in enumerate(td.epoch_batches(epoch, cfg.batch_size)):
             B = len(x)
-            x, y = x[rank::world], y[rank::world]
-            task = task[rank::world] if task is not None else None
+            x, y = x[rank::world].to(dev), y[rank::world].to(dev)
+            task = task[rank::world].to(dev) if task is not None else None
             loss = data_mod.task_loss_sum(net(x), y, task) * (world / B)
             ce_val = loss.detach()
             if use_costs:

@@ -152,3 +152,16 @@ def test_atomic_json_never_half_written(tmp_path):
         write_json(p, {"a": object()})
     assert json.loads(p.read_text()) == {"a": 1}
     assert [f.name for f in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_bad_device():
+    from spatialnet.train import resolve_device
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="device 'banana'"):
+        resolve_device("banana")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+        assert resolve_device("auto").type == "cpu"
+    with pytest.raises(TypeError, match="device"):
+        resolve_device(0)
