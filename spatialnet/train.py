@@ -337,9 +337,13 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
                     sp = sp * min(1.0, (epoch + step / steps) / cfg.cost_warmup)
                 loss = loss + sp
                 sp_sum += sp.item()
-            if not torch.isfinite(loss):
+            finite = torch.isfinite(loss.detach()).float()
+            if world > 1:  # every process stops together, none is left waiting in backward
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            if not finite.item():
                 raise NonFiniteLossError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                    f"loss became {loss.item() if world == 1 else 'non-finite on some process'} at epoch "
+                    f"{epoch + 1}, step {step + 1} "
                     f"(lr={cfg.lr}, alpha={cfg.alpha}, beta={cfg.beta}); training stopped, the last good "
                     f"checkpoint is kept at {ckpt_path if ckpt_path.exists() else '(none yet)'}")
             opt.zero_grad(set_to_none=True)
