@@ -201,11 +201,9 @@ def test_gradcheck_float64(backend):
     assert torch.autograd.gradcheck(lambda t: fused_density_cost(t, backend=backend), (p,))
 
 
-@pytest.mark.parametrize("backend", ["reference", "numba", "triton"])
+@pytest.mark.parametrize("backend", ["reference", *dict.fromkeys(b for b, _ in FUSED_CASES)])
 @pytest.mark.parametrize("n_out,n_in,n", [(0, 5, 0), (5, 0, 0), (0, 0, 0)])
 def test_empty_inputs_give_zero(backend, n_out, n_in, n):
-    if (backend, torch.float32) not in FUSED_CASES and backend != "reference":
-        pytest.skip(f"{backend} cannot run on this machine")
     device = device_for(backend)
     W = torch.randn(n_out, n_in, device=device, requires_grad=True)
     p_in = torch.randn(n_in, 2, device=device, requires_grad=True)
