@@ -5,6 +5,9 @@ checked arguments and every user sees the same messages.
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 POSITION_DTYPES = (torch.float32, torch.float64)
@@ -78,3 +81,16 @@ def check_transport_args(W, p_in, p_out) -> None:
 
 def check_density_args(p) -> None:
     _check_positions("p", p)
+
+
+def check_scale(scale) -> float:
+    """``scale`` as a float: a finite real number (a constant weight, not a tensor)."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(
+            f"scale must be a real number (a constant weight on the cost), got {type(scale).__name__}"
+            + ("; multiply the returned cost by a tensor weight instead" if isinstance(scale, torch.Tensor) else "")
+        )
+    scale = float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
+    return scale

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 W_DTYPES = {"float32": "*fp32", "bfloat16": "*bf16", "float16": "*fp16"}
 DEFAULT_ARCHS = (80, 90)
+# scalar kernel arguments passed as Python floats (every other scalar is an int)
+FLOAT_ARGS = ("dW_scale",)
 
 
 @dataclass
@@ -96,6 +98,8 @@ def _compile(v: Variant, arch: int):
             signature[name] = "constexpr"
         elif name in v.pointers:
             signature[name] = v.pointers[name]
+        elif name in FLOAT_ARGS:
+            signature[name] = "fp32"
         else:
             signature[name] = "i32"
     # what the JIT assumes of torch allocations (16-byte-aligned pointers) and of sizes that

@@ -177,27 +177,29 @@ class SpatialMLP(nn.Module):
                 h = h * masks[l]
         return h
 
-    def transport_cost(self, l: int) -> torch.Tensor:
-        """T(l), normalised as ``transport_norm`` says."""
+    def transport_cost(self, l: int, scale: float = 1.0) -> torch.Tensor:
+        """``scale * T(l)``, T normalised as ``transport_norm`` says; the weight goes into the
+        kernel, which then stores dW already weighted (no W-sized pass in backward)."""
         W = self.layer(l).weight
-        raw = fused_transport_cost(W, self.layer(l - 1).positions, self.layer(l).positions,
-                                   backend=self.backend)
         n_out, n_in = W.shape
-        return raw / (n_out if self.transport_norm == "paper" else n_out * n_in)
+        norm = n_out if self.transport_norm == "paper" else n_out * n_in
+        return fused_transport_cost(W, self.layer(l - 1).positions, self.layer(l).positions,
+                                    scale=scale / norm, backend=self.backend)
 
-    def density_cost(self, l: int) -> torch.Tensor:
-        """V(l) = c_V * sum_{i,j} exp(-||p_i - p_j||), c_V as ``density_norm`` says."""
+    def density_cost(self, l: int, scale: float = 1.0) -> torch.Tensor:
+        """``scale * V(l)``, V(l) = c_V * sum_{i,j} exp(-||p_i - p_j||), c_V as ``density_norm`` says."""
         p = self.layer(l).positions
         n = p.shape[0]
-        return fused_density_cost(p, backend=self.backend) / (n * n if self.density_norm == "paper" else n)
+        return fused_density_cost(p, scale=scale / (n * n if self.density_norm == "paper" else n),
+                                  backend=self.backend)
 
     def spatial_loss(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
         """(1/|L|) * sum_{l in L} [alpha * T(l) + beta * V(l)]; 0 for the regular network."""
         if not self.spatial_layers:
             return self.layers[0].weight.new_zeros(())
-        total = sum(alpha * self.transport_cost(l) + beta * self.density_cost(l)
-                    for l in self.spatial_layers)
-        return total / len(self.spatial_layers)
+        k = len(self.spatial_layers)
+        return sum(self.transport_cost(l, alpha / k) + self.density_cost(l, beta / k)
+                   for l in self.spatial_layers)
 
     def config(self) -> dict:
         return {"sizes": list(self.sizes), "spatial_layers": list(self.spatial_layers),

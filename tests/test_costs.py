@@ -152,6 +152,29 @@ def test_upstream_gradient_scales(backend, dtype, scale):
 
 
 @pytest.mark.parametrize("backend,dtype", FUSED_CASES)
+@pytest.mark.parametrize("weight,upstream", [(0.37, 1.0), (-2.0, 1.0), (0.0, 1.0), (0.37, -3.0)])
+def test_scale_weights_value_and_every_gradient(backend, dtype, weight, upstream):
+    # scale= is applied inside the fused forward; the truth applies it outside the reference
+    inputs = _transport_inputs(17, 33, 2, dtype, device_for(backend))
+    value, grads = _grads_of(lambda *t: fused_transport_cost(*t, scale=weight, backend=backend), inputs, upstream)
+    ref_value, ref_grads = _grads_of(lambda *t: weight * transport_cost_reference(*t),
+                                     [t.double().cpu() for t in inputs], upstream)
+    assert_close_scaled(value, ref_value, dtype, f"transport value x {weight}")
+    for name, g, r in zip(("W", "p_in", "p_out"), grads, ref_grads):
+        assert_close_scaled(g, r, dtype, f"grad {name} x {weight} x {upstream}")
+    p = _density_inputs(40, 3, dtype, device_for(backend))
+    value, (grad,) = _grads_of(lambda t: fused_density_cost(t, scale=weight, backend=backend), [p], upstream)
+    ref_value, (ref_grad,) = _grads_of(lambda t: weight * density_cost_reference(t), [p.double().cpu()], upstream)
+    assert_close_scaled(value, ref_value, dtype, f"density value x {weight}")
+    assert_close_scaled(grad, ref_grad, dtype, f"density grad x {weight} x {upstream}")
+    with torch.no_grad():  # the value-only kernels
+        t_cost = fused_transport_cost(*inputs, scale=weight, backend=backend)
+        d_cost = fused_density_cost(p, scale=weight, backend=backend)
+    assert_close_scaled(t_cost, _truth_transport(*inputs)[0] * weight, dtype, "transport value, no grad")
+    assert_close_scaled(d_cost, _truth_density(p)[0] * weight, dtype, "density value, no grad")
+
+
+@pytest.mark.parametrize("backend,dtype", FUSED_CASES)
 @pytest.mark.parametrize("which", [(True, False, False), (False, True, False), (False, False, True),
                                    (False, True, True)])
 def test_gradients_only_for_inputs_that_require_them(backend, dtype, which):

@@ -76,10 +76,10 @@ def _leaves(*ts):
     return [t.detach().clone().requires_grad_(True) for t in ts]
 
 
-def _transport_truth(W, p_in, p_out, scale=1.0):
+def _transport_truth(W, p_in, p_out, scale=1.0, weight=1.0):
     """float64 reference on the weights W holds (``W.double()`` is exact for every W dtype)."""
     leaves = _leaves(*(t.double() for t in (W, p_in, p_out)))
-    value = transport_cost_reference(*leaves)
+    value = weight * transport_cost_reference(*leaves)
     (scale * value).backward()
     return value.detach(), [t.grad for t in leaves]
 
@@ -91,11 +91,12 @@ def _density_truth(p):
     return value.detach(), leaf.grad
 
 
-def _check_transport(W, p_in, p_out, scale=1.0):
+def _check_transport(W, p_in, p_out, scale=1.0, weight=1.0):
+    """``weight`` goes into the kernel (``scale=`` of the API), ``scale`` is the upstream gradient."""
     leaves = _leaves(W, p_in, p_out)
-    value = fused_transport_cost(*leaves, backend="triton")
+    value = fused_transport_cost(*leaves, scale=weight, backend="triton")
     (scale * value).backward()
-    ref_value, ref_grads = _transport_truth(W, p_in, p_out, scale)
+    ref_value, ref_grads = _transport_truth(W, p_in, p_out, scale, weight)
     assert value.dim() == 0 and value.dtype == torch.float32 and value.device.type == DEVICE.type
     assert_close_scaled(value, ref_value, torch.float32, "value")
     dW = leaves[0].grad
@@ -134,6 +135,13 @@ def test_transport_low_precision_strided_W_and_scaled_upstream(nan_buffers, w_dt
     W_t = W.t().contiguous().t()  # W's values in a column-major layout: W_t.stride() == (1, n_out)
     assert W_t.stride(0) == 1 and W_t.stride(1) != 1
     _check_transport(W_t, p_in, p_out, scale=-2.5)
+
+
+@pytest.mark.parametrize("w_dtype", W_DTYPES, ids=str)
+def test_transport_weight_is_folded_into_the_dW_store(nan_buffers, w_dtype):
+    # dW = weight * sign(W) * d is rounded to W's dtype once, in the kernel: the tolerance of an
+    # unweighted dW holds, where an upstream gradient of the same size would round twice
+    _check_transport(*_transport_inputs(TN + 3, TM + 5, 2, w_dtype), weight=-0.37)
 
 
 @pytest.mark.parametrize("D", [1, 2, 3])

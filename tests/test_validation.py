@@ -56,6 +56,23 @@ def test_density_bad_input(backend, p, exc, words):
         assert word in str(err.value), f"{word!r} missing from: {err.value}"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scale,exc,words", [
+    (True, TypeError, ["scale", "bool"]),
+    ("2", TypeError, ["scale", "str"]),
+    (torch.tensor(2.0), TypeError, ["scale", "Tensor"]),
+    (float("nan"), ValueError, ["scale", "nan"]),
+    (float("inf"), ValueError, ["scale", "inf"]),
+], ids=["bool", "str", "tensor", "nan", "inf"])
+def test_bad_scale(backend, scale, exc, words):
+    for call in (lambda: fused_transport_cost(*_ok(), scale=scale, backend=backend),
+                 lambda: fused_density_cost(torch.randn(5, 2), scale=scale, backend=backend)):
+        with pytest.raises(exc) as err:
+            call()
+        for word in words:
+            assert word in str(err.value), f"{word!r} missing from: {err.value}"
+
+
 def test_tensors_on_different_devices():
     W, p_in, p_out = _ok()
     with pytest.raises(ValueError, match=r"one device.*p_in on meta"):

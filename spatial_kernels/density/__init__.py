@@ -7,25 +7,29 @@ import torch
 
 from .._autograd import fused_call
 from .._backends import resolve_backend
-from .._validate import check_density_args
+from .._validate import check_density_args, check_scale
 from .reference import density_cost_reference
 
 _FUSED = {"numba": ".numba_cpu", "triton": ".triton_gpu"}
 
 
-def fused_density_cost(p: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
-    """``sum_ij exp(-||p[i] - p[j]||_2)`` over all ordered pairs (i = j included), 0-dim.
+def fused_density_cost(p: torch.Tensor, *, scale: float = 1.0, backend: str = "auto") -> torch.Tensor:
+    """``scale * sum_ij exp(-||p[i] - p[j]||_2)`` over all ordered pairs (i = j included), 0-dim.
 
     Args:
         p: ``(N, D)`` positions, D in 1..3.
+        scale: a constant weight on the cost (a real number), applied to the value and the
+            gradient in forward, as in :func:`fused_transport_cost`.
         backend: ``"auto"``, ``"reference"``, ``"numba"`` or ``"triton"``.
 
     A raw sum: the paper's 1/N_l^2 belongs to the caller. The fused backends keep O(N) extra
     memory: no ``(N, N)`` temporary.
     """
     check_density_args(p)
+    scale = check_scale(scale)
     name = resolve_backend(backend, p.device, p.dtype)
     if name == "reference" or p.shape[0] == 0:
-        return density_cost_reference(p)
+        cost = density_cost_reference(p)
+        return cost if scale == 1.0 else cost * scale
     impl = importlib.import_module(_FUSED[name], __name__)
-    return fused_call(impl.density_fwd, impl.density_value, p)
+    return fused_call(impl.density_fwd, impl.density_value, p, scale=scale)

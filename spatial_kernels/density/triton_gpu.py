@@ -131,7 +131,11 @@ def density_value(p: torch.Tensor) -> torch.Tensor:
     return _launch(p, with_grad=False)[0]
 
 
-def density_fwd(p: torch.Tensor, needs_grad=(True,)):
-    """Value and ``grad p`` (float32, ``p``'s shape) in one pass: ``(value, grad)``."""
+def density_fwd(p: torch.Tensor, needs_grad=(True,), scale=1.0):
+    """``scale`` times the value and ``grad p`` (float32, ``p``'s shape), in one pass:
+    ``(value, grad)``; the O(N) scaling is done by torch."""
     value, grad = _launch(p, with_grad=bool(needs_grad[0]))
+    if scale != 1.0:
+        value = value * scale
+        grad = None if grad is None else grad.mul_(scale)
     return value, grad

@@ -40,7 +40,7 @@ def _transport_fwd_kernel(W, pin, pout, rows_per_chunk, row_val, zero):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW, zero):
+def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW, dW_scale, zero):
     n_out, n_in = W.shape
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
@@ -70,7 +70,8 @@ def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, 
                 gy_in[j] -= s * dy
                 gz_in[j] -= s * dz
                 if want_dW:
-                    dW[i, j] = d if w > 0 else (-d if w < 0 else zero)
+                    sd = dW_scale * d
+                    dW[i, j] = sd if w > 0 else (-sd if w < 0 else zero)
             row_val[i] = acc
             g_out[0, i] = gx
             g_out[1, i] = gy
@@ -86,8 +87,9 @@ def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor) ->
     return torch.tensor(row_val.sum(dtype=np.float64), dtype=p_in.dtype)
 
 
-def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True)):
-    """Value and the gradients of ``needs_grad = (W, p_in, p_out)`` in one pass over W."""
+def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True), scale=1.0):
+    """``scale`` times the value and the gradients of ``needs_grad = (W, p_in, p_out)``, in one
+    pass over W; ``dW`` is stored already scaled."""
     n_out, n_in = W.shape
     D = p_in.shape[1]
     dtype = W.dtype
@@ -100,12 +102,20 @@ def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True)):
     g_out = np.empty((3, n_out), dtype=np_dtype)
     g_in_part = np.zeros((chunks, 3, n_in), dtype=np_dtype)
     _transport_fwd_bwd_kernel(W_np, soa3(p_in), soa3(p_out), rows, row_val, dW.numpy(), g_out,
-                              g_in_part, needs_grad[0], np_dtype.type(0))
-    value = torch.tensor(row_val.sum(dtype=np.float64), dtype=dtype)
+                              g_in_part, needs_grad[0], np_dtype.type(scale), np_dtype.type(0))
+    value = torch.tensor(scale * row_val.sum(dtype=np.float64), dtype=dtype)
     grad_W = dW if needs_grad[0] else None
-    grad_in = torch.from_numpy(np.ascontiguousarray(g_in_part.sum(axis=0)[:D].T)) if needs_grad[1] else None
-    grad_out = torch.from_numpy(np.ascontiguousarray(g_out[:D].T)) if needs_grad[2] else None
+    grad_in = _scaled(g_in_part.sum(axis=0)[:D].T, scale) if needs_grad[1] else None
+    grad_out = _scaled(g_out[:D].T, scale) if needs_grad[2] else None
     return value, grad_W, grad_in, grad_out
+
+
+def _scaled(g: np.ndarray, scale: float) -> torch.Tensor:
+    # O(n) position gradients: scaled here rather than in the kernel
+    g = np.ascontiguousarray(g)
+    if scale != 1.0:
+        g *= g.dtype.type(scale)
+    return torch.from_numpy(g)
 
 
 def _rows_per_chunk(n_out: int) -> int:

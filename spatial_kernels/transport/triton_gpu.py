@@ -32,6 +32,9 @@ rather than a ``sqrt`` and a division. Squared distances below the smallest norm
 (``d < 1.1e-19``) count as zero distance: the approximate ``rsqrt`` flushes subnormals, and the
 error this makes in the value is below ``|W_ij| * 1.1e-19``.
 
+A constant weight on the cost (``scale``) is applied to ``dW`` as it is stored (``dW_scale``),
+so a weighted cost needs no second W-sized pass; the O(n) sums are scaled by torch.
+
 W is read in its own dtype (float32, bfloat16 or float16) with any strides, through a
 ``NUM_STAGES``-deep ``cp.async`` pipeline (``tl.range(num_stages=...)``), and the math runs in
 float32; ``dW`` is written in W's dtype and memory layout. Positions are float32 and made
@@ -108,11 +111,11 @@ def _transport_fwd_kernel(
 def _transport_fwd_bwd_kernel(
     W_ptr, p_in_ptr, p_out_ptr, value_part_ptr, dW_ptr, grad_out_part_ptr, grad_in_part_ptr,
     n_out, n_in, stride_wm, stride_wn, stride_dwm, stride_dwn,
-    rows_per_program,
+    rows_per_program, dW_scale,
     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, NUM_STAGES: tl.constexpr,
     STORE_DW: tl.constexpr,
 ):
-    """Value, ``dW`` (when ``STORE_DW``) and the partial sums of both position gradients over
+    """Value, ``dW_scale * dW`` (when ``STORE_DW``) and the partial sums of both position gradients over
     this program's ``BLOCK_N`` columns and ``rows_per_program`` rows, in one pass over them:
     ``grad_out_part[pid_n, k, i]`` (row sums) and ``grad_in_part[pid_r, k, j]`` (column sums)."""
     pid_n = tl.program_id(0).to(tl.int64)
@@ -153,7 +156,8 @@ def _transport_fwd_bwd_kernel(
         if D >= 3:
             tl.store(out_part_ptr + 2 * n_out + offs_m, tl.sum(sz, axis=1), mask=mask_m)
         if STORE_DW:
-            b_dw = tl.where(b_w > 0, d, tl.where(b_w < 0, -d, 0.0))
+            sd = dW_scale * d
+            b_dw = tl.where(b_w > 0, sd, tl.where(b_w < 0, -sd, 0.0))
             offs_dw = offs_m[:, None] * stride_dwm + offs_n[None, :] * stride_dwn
             tl.store(dW_ptr + offs_dw, b_dw.to(dW_ptr.dtype.element_ty), mask=mask)
     tl.store(value_part_ptr + pid_r * tl.num_programs(0) + pid_n, tl.sum(tl.sum(acc, axis=1), axis=0))
@@ -192,7 +196,7 @@ def _launch_value(W, p_in, p_out) -> torch.Tensor:
     return value_part
 
 
-def _launch_fwd_bwd(W, p_in, p_out, store_dW: bool):
+def _launch_fwd_bwd(W, p_in, p_out, store_dW: bool, dW_scale: float = 1.0):
     n_out, n_in = W.shape
     D = p_in.shape[1]
     W = W.detach()
@@ -208,7 +212,7 @@ def _launch_fwd_bwd(W, p_in, p_out, store_dW: bool):
         _transport_fwd_bwd_kernel[grid](
             W, _positions(p_in), _positions(p_out), value_part, dW, grad_out_part, grad_in_part,
             n_out, n_in, W.stride(0), W.stride(1), dW_strides[0], dW_strides[1], rows_per_program,
-            D=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=NUM_STAGES, STORE_DW=store_dW,
+            float(dW_scale), D=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=NUM_STAGES, STORE_DW=store_dW,
             num_warps=NUM_WARPS,
         )
     return value_part, (dW if store_dW else None), grad_in_part, grad_out_part
@@ -225,13 +229,21 @@ def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor) ->
 
 
 def transport_fwd(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor,
-                  needs_grad=(True, True, True)):
-    """Value and the gradients of ``needs_grad = (W, p_in, p_out)`` in one pass over W.
+                  needs_grad=(True, True, True), scale=1.0):
+    """``scale`` times the value and the gradients of ``needs_grad = (W, p_in, p_out)``, in one
+    pass over W.
 
-    Returns ``(value, dW | None, grad p_in | None, grad p_out | None)``; ``dW`` has W's dtype
-    and is written only when W needs it, the position gradients are float32.
+    Returns ``(value, dW | None, grad p_in | None, grad p_out | None)``; ``dW`` has W's dtype,
+    is stored already scaled and is written only when W needs it; the position gradients are
+    float32.
     """
-    value_part, dW, grad_in_part, grad_out_part = _launch_fwd_bwd(W, p_in, p_out, bool(needs_grad[0]))
-    grad_in = grad_in_part.sum(dim=0).t().contiguous() if needs_grad[1] else None
-    grad_out = grad_out_part.sum(dim=0).t().contiguous() if needs_grad[2] else None
-    return _total(value_part), dW, grad_in, grad_out
+    value_part, dW, grad_in_part, grad_out_part = _launch_fwd_bwd(W, p_in, p_out, bool(needs_grad[0]), scale)
+    grad_in = _scaled_sum(grad_in_part, scale) if needs_grad[1] else None
+    grad_out = _scaled_sum(grad_out_part, scale) if needs_grad[2] else None
+    value = _total(value_part)
+    return (value if scale == 1.0 else value * scale), dW, grad_in, grad_out
+
+
+def _scaled_sum(part: torch.Tensor, scale: float) -> torch.Tensor:
+    g = part.sum(dim=0).t().contiguous()
+    return g if scale == 1.0 else g.mul_(scale)
