@@ -10,11 +10,21 @@ the spatial hidden layer ``width`` wide, so the step holds one ``width x width``
 both heads, spatial loss (alpha = 1, beta = 3), backward, Adam step; batch 256, random data.
 
 For every width it runs ``regular`` (the same net without costs), ``reference`` and the
-device's fused backend (``numba`` on CPU, ``triton`` on GPU); on CPU each point in a fresh
-process, so that its resident peak is its own. Per point: median step time, median time of the
-spatial loss's forward+backward alone (``spatial_s``; its share of the step is ``spatial_s / step_s``),
-peak memory (CPU: the process's resident high-water mark; GPU:
-``torch.cuda.max_memory_allocated``). A point that runs out of memory is recorded with
+device's fused backend (``numba`` on CPU, ``triton`` on GPU). Per point:
+
+- time, side by side: one model with the backend's costs takes regular steps (task loss only,
+  the positions get no gradient, so the step is a regular net's) and spatial steps
+  alternately, and the medians of both are recorded (``step_s``, ``regular_step_s``), so
+  their ratio does not move with the machine's load between points; then the median of the
+  spatial loss's forward+backward alone (``spatial_s``; its share of the step is
+  ``spatial_s / step_s``);
+- peak memory of the spatial step (``peak_mb``) and of a regular net's step
+  (``regular_peak_mb``): on CPU the resident high-water mark of a fresh process that does
+  nothing else (with glibc returning large blocks on free, so the mark is what the step
+  needs), on GPU ``torch.cuda.max_memory_allocated`` from a reset before the model is built.
+
+On CPU timing and memory run in separate fresh processes; the timing one keeps glibc's default
+allocator settings, as a user's process would. A point that runs out of memory is recorded with
 ``oom: true``, not skipped. Writes ``benchmarks/results/scale-<device>-<date>.{md,json,png}``.
 """
 from __future__ import annotations
@@ -38,8 +48,9 @@ CPU_MEMORY_LIMIT_GB = 22  # of the machine's 24 GiB: beyond it a point is out of
 
 
 def build_step(width: int, backend: str | None, device: str, weight_dtype: str = "float32"):
-    """Returns ``(step, spatial_fwd_bwd)`` closures for one point; ``backend=None`` is the
-    regular net (no costs, no positions)."""
+    """Returns ``(step, regular_step, spatial_fwd_bwd)`` closures for one point;
+    ``backend=None`` is the regular net (no costs, no positions: only ``step``).
+    ``regular_step`` is the same model's step without the costs."""
     import torch
 
     from spatialnet.model import SpatialLinear, SpatialMLP
@@ -64,64 +75,102 @@ def build_step(width: int, backend: str | None, device: str, weight_dtype: str =
         return (torch.nn.functional.cross_entropy(logits[:, :10], y[:, 0])
                 + torch.nn.functional.cross_entropy(logits[:, 10:], y[:, 1]))
 
-    def step():
+    def step(with_costs: bool = True):
         opt.zero_grad(set_to_none=True)
         loss = task_loss()
-        if spatial:
+        if spatial and with_costs:
             loss = loss + model.spatial_loss(1.0, 3.0)
         loss.backward()
-        opt.step()
+        opt.step()  # parameters without a gradient (unused positions) are skipped
 
     def spatial_fwd_bwd():
         opt.zero_grad(set_to_none=True)
         model.spatial_loss(1.0, 3.0).backward()
 
-    return step, (spatial_fwd_bwd if spatial else None)
+    if not spatial:
+        return step, None, None
+    return step, (lambda: step(False)), spatial_fwd_bwd
 
 
-def _timed(fn, reps: int, device: str) -> float:
-    import torch
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
 
-    times = []
-    for _ in range(reps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        torch.cuda.synchronize()
 
 
-def _child(width: int, backend: str, device: str, reps: int, weight_dtype: str) -> dict:
-    import torch
+def _timed_once(fn, device: str) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
 
-    if device == "cpu":
-        import resource
 
-        limit = CPU_MEMORY_LIMIT_GB * 2**30
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def _is_oom(err: BaseException) -> bool:
+    # torch.OutOfMemoryError is a RuntimeError; CPU allocation failures under RLIMIT_AS say "alloc"
+    return isinstance(err, MemoryError) or "out of memory" in str(err).lower() or "alloc" in str(err).lower()
+
+
+def _oom_record(err: BaseException) -> dict:
+    return {"oom": True, "error": str(err).splitlines()[0][:200]}
+
+
+def _child_time(width: int, backend: str, device: str, reps: int, weight_dtype: str) -> dict:
+    """Regular and spatial steps of one model, alternately, then the spatial loss alone."""
     try:
-        step, spatial = build_step(width, None if backend == "regular" else backend, device, weight_dtype)
+        step, regular_step, spatial = build_step(width, backend, device, weight_dtype)
         step()  # warm up: compile kernels, create Adam state
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        step_s = _timed(step, reps, device)
-        spatial_s = _timed(spatial, reps, device) if spatial else 0.0
-    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
-        if isinstance(err, MemoryError) or "out of memory" in str(err).lower() or "alloc" in str(err).lower():
-            return {"oom": True, "error": str(err).splitlines()[0][:200]}
+        regular_step()
+        steps, regular = [], []
+        for _ in range(reps):
+            regular.append(_timed_once(regular_step, device))
+            steps.append(_timed_once(step, device))
+        spatial_s = statistics.median(_timed_once(spatial, device) for _ in range(reps))
+    except (MemoryError, RuntimeError) as err:
+        if _is_oom(err):
+            return _oom_record(err)
+        raise
+    return {"oom": False, "step_s": statistics.median(steps), "regular_step_s": statistics.median(regular),
+            "spatial_s": spatial_s}
+
+
+def _child_peak(width: int, backend: str, device: str, weight_dtype: str) -> dict:
+    """Peak memory of building the net and taking two steps (the second with Adam's state)."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        step, _, _ = build_step(width, None if backend == "regular" else backend, device, weight_dtype)
+        step()
+        step()
+        _sync(device)
+    except (MemoryError, RuntimeError) as err:
+        if _is_oom(err):
+            return _oom_record(err)
         raise
     if device == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         with open("/proc/self/status") as f:
             peak_mb = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
-    return {"oom": False, "step_s": step_s, "spatial_s": spatial_s, "peak_mb": peak_mb}
+    return {"oom": False, "peak_mb": peak_mb}
 
 
-def _run_point(width: int, backend: str, device: str, reps: int, weight_dtype: str) -> dict:
+def _child(what: str, width: int, backend: str, device: str, reps: int, weight_dtype: str) -> dict:
+    if device == "cpu":
+        import resource
+
+        limit = CPU_MEMORY_LIMIT_GB * 2**30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if what == "peak":
+        return _child_peak(width, backend, device, weight_dtype)
+    return _child_time(width, backend, device, reps, weight_dtype)
+
+
+def _run_point(what: str, width: int, backend: str, device: str, reps: int, weight_dtype: str) -> dict:
+    """``what="time"`` (backend's costs only) or ``"peak"``; on CPU in a fresh process."""
     if device == "cuda":
         # max_memory_allocated is per point once the stats are reset, so no fresh process is
         # needed (and CUDA start-up would cost more than the step)
@@ -129,20 +178,21 @@ def _run_point(width: int, backend: str, device: str, reps: int, weight_dtype: s
 
         import torch
 
-        result = _child(width, backend, device, reps, weight_dtype)
+        result = _child(what, width, backend, device, reps, weight_dtype)
         gc.collect()
         torch.cuda.empty_cache()
         return result
-    cmd = [sys.executable, "-m", "benchmarks.scale", "--child", str(width), backend, device,
+    cmd = [sys.executable, "-m", "benchmarks.scale", "--child", what, str(width), backend, device,
            str(reps), weight_dtype]
-    # glibc returns large blocks on free, so the high-water mark is what the step needs.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
+    env = dict(os.environ)
+    if what == "peak":  # glibc returns large blocks on free, so the high-water mark is what the step needs
+        env["MALLOC_MMAP_THRESHOLD_"] = str(1 << 17)
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=RESULTS.parent.parent, env=env)
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["killed"])[-1]
         if out.returncode < 0 or "memory" in last.lower() or "alloc" in last.lower():
             return {"oom": True, "error": last[:200]}
-        raise RuntimeError(f"width {width} {backend}: {last}")
+        raise RuntimeError(f"width {width} {backend} ({what}): {last}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -188,11 +238,11 @@ def main(argv=None) -> None:
     ap.add_argument("--widths", type=lambda s: [int(w) for w in s.split(",")], default=None,
                     help="comma-separated widths (default: 256,1024,4096,16384; +32768,65536 on cuda)")
     ap.add_argument("--reps", type=int, default=5, help="timed steps per point (median)")
-    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        width, backend, device, reps, wdt = args.child
-        print(json.dumps(_child(int(width), backend, device, int(reps), wdt)))
+        what, width, backend, device, reps, wdt = args.child
+        print(json.dumps(_child(what, int(width), backend, device, int(reps), wdt)))
         return
     device = args.device
     widths = args.widths or (GPU_WIDTHS if device == "cuda" else CPU_WIDTHS)
@@ -201,16 +251,17 @@ def main(argv=None) -> None:
     records = []
     for w in widths:
         reps = args.reps if w <= 4096 else 3
-        regular = _run_point(w, "regular", device, reps, weight_dtype)
+        regular = _run_point("peak", w, "regular", device, reps, weight_dtype)
         print(json.dumps({"width": w, "backend": "regular", **regular}), flush=True)
         for backend in ("reference", fused):
-            r = _run_point(w, backend, device, reps, weight_dtype)
-            rec = {"width": w, "backend": backend, "step_s": r.get("step_s"), "spatial_s": r.get("spatial_s"),
-                   "regular_step_s": regular.get("step_s"), "peak_mb": r.get("peak_mb"),
-                   "regular_peak_mb": regular.get("peak_mb"), "oom": r["oom"],
-                   "weight_dtype": weight_dtype}
-            if r["oom"]:
-                rec["error"] = r.get("error", "")
+            peak = _run_point("peak", w, backend, device, reps, weight_dtype)
+            timed = _run_point("time", w, backend, device, reps, weight_dtype) if not peak["oom"] else peak
+            oom = peak["oom"] or timed["oom"]
+            rec = {"width": w, "backend": backend, "step_s": timed.get("step_s"), "spatial_s": timed.get("spatial_s"),
+                   "regular_step_s": timed.get("regular_step_s"), "peak_mb": peak.get("peak_mb"),
+                   "regular_peak_mb": regular.get("peak_mb"), "oom": oom, "weight_dtype": weight_dtype}
+            if oom:
+                rec["error"] = (peak if peak["oom"] else timed).get("error", "")
             print(json.dumps(rec), flush=True)
             records.append(rec)
         _write(records, device, weight_dtype, args.reps)  # after every width: a cut-off run keeps its rows
@@ -233,9 +284,13 @@ def _write(records, device, weight_dtype, reps) -> None:
           f"{machine}; torch {torch.__version__}; W in {weight_dtype}; load average at the end "
           f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}.", "",
           "One training step of `SpatialMLP([784, 1024, width, width, 20], spatial_layers=(3, 4))`, "
-          f"batch {BATCH}, Adam: median of {reps} steps (3 above width 4096) after a warm-up step, "
-          "each point in a fresh process. `spatial` = the spatial loss's forward+backward alone; "
-          "`share` = spatial / step; `added` = step / regular step − 1; memory ratio = peak / regular peak.", "",
+          f"batch {BATCH}, Adam. Times: medians of {reps} steps (3 above width 4096) after a warm-up, "
+          "the regular step (task loss only) and the spatial step taken alternately on one model in "
+          "one process; `spatial` = the spatial loss's forward+backward alone; `share` = spatial / step; "
+          "`added` = step / regular step − 1. Peaks: "
+          + ("`torch.cuda.max_memory_allocated`" if device == "cuda" else
+             "resident high-water mark of a fresh process per point that builds the net and takes two steps")
+          + "; memory ratio = peak / regular peak.", "",
           "| width | backend | step s | spatial s | share | regular step s | added | peak MB | regular peak MB | memory ratio |",
           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:

@@ -16,6 +16,6 @@ from .scale import build_step
 @pytest.mark.parametrize("backend", ["regular", "reference", "numba"])
 def test_training_step(benchmark, backend, width):
     benchmark.group = f"training step, spatial width {width}"
-    step, _ = build_step(width, None if backend == "regular" else backend, "cpu")
+    step, _, _ = build_step(width, None if backend == "regular" else backend, "cpu")
     step()
     benchmark(step)
