@@ -78,6 +78,33 @@ def _pair_geometry(ox, oy, oz, ix, iy, iz):
 
 
 @triton.jit
+def _program_block(p_in_ptr, n_out, n_in, rows_per_program, D: tl.constexpr, BLOCK_N: tl.constexpr):
+    # This program's BLOCK_N columns (with their input positions) and its run of rows.
+    pid_n = tl.program_id(0).to(tl.int64)
+    pid_r = tl.program_id(1).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < n_in
+    ix, iy, iz = load_coords(p_in_ptr, offs_n, mask_n, D)
+    row_start = pid_r * rows_per_program
+    row_end = tl.minimum(row_start + rows_per_program, n_out)
+    return pid_n, pid_r, offs_n, mask_n, ix, iy, iz, row_start, row_end
+
+
+@triton.jit
+def _row_tile(W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn,
+              D: tl.constexpr, BLOCK_M: tl.constexpr):
+    # One row tile: its rows, output positions and W block in float32. Masked entries read as
+    # 0 and so add nothing to any sum, whatever their distance.
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < row_end
+    ox, oy, oz = load_coords(p_out_ptr, offs_m, mask_m, D)
+    mask = mask_m[:, None] & mask_n[None, :]
+    offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
+    b_w = tl.load(W_ptr + offs_w, mask=mask, other=0.0).to(tl.float32)  # [BLOCK_M, BLOCK_N]
+    return offs_m, mask_m, mask, ox, oy, oz, b_w
+
+
+@triton.jit
 def _transport_fwd_kernel(
     W_ptr, p_in_ptr, p_out_ptr, value_part_ptr,
     n_out, n_in, stride_wm, stride_wn,
@@ -86,22 +113,12 @@ def _transport_fwd_kernel(
 ):
     """Value only: ``value_part[pid_r, pid_n]`` = the sum of ``|W_ij| d_ij`` over this
     program's ``BLOCK_N`` columns and ``rows_per_program`` rows."""
-    pid_n = tl.program_id(0).to(tl.int64)
-    pid_r = tl.program_id(1).to(tl.int64)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_n = offs_n < n_in
-    ix, iy, iz = load_coords(p_in_ptr, offs_n, mask_n, D)
-    row_start = pid_r * rows_per_program
-    row_end = tl.minimum(row_start + rows_per_program, n_out)
+    pid_n, pid_r, offs_n, mask_n, ix, iy, iz, row_start, row_end = _program_block(
+        p_in_ptr, n_out, n_in, rows_per_program, D, BLOCK_N)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for start_m in tl.range(row_start, row_end, BLOCK_M, num_stages=NUM_STAGES):
-        offs_m = start_m + tl.arange(0, BLOCK_M)
-        mask_m = offs_m < row_end
-        ox, oy, oz = load_coords(p_out_ptr, offs_m, mask_m, D)
-        mask = mask_m[:, None] & mask_n[None, :]
-        offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
-        # masked entries read as 0 and so add nothing, whatever their distance
-        b_w = tl.load(W_ptr + offs_w, mask=mask, other=0.0).to(tl.float32)  # [BLOCK_M, BLOCK_N]
+        offs_m, mask_m, mask, ox, oy, oz, b_w = _row_tile(
+            W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn, D, BLOCK_M)
         _, _, _, d, _ = _pair_geometry(ox, oy, oz, ix, iy, iz)
         acc += tl.abs(b_w) * d
     tl.store(value_part_ptr + pid_r * tl.num_programs(0) + pid_n, tl.sum(tl.sum(acc, axis=1), axis=0))
@@ -118,13 +135,8 @@ def _transport_fwd_bwd_kernel(
     """Value, ``dW_scale * dW`` (when ``STORE_DW``) and the partial sums of both position gradients over
     this program's ``BLOCK_N`` columns and ``rows_per_program`` rows, in one pass over them:
     ``grad_out_part[pid_n, k, i]`` (row sums) and ``grad_in_part[pid_r, k, j]`` (column sums)."""
-    pid_n = tl.program_id(0).to(tl.int64)
-    pid_r = tl.program_id(1).to(tl.int64)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_n = offs_n < n_in
-    ix, iy, iz = load_coords(p_in_ptr, offs_n, mask_n, D)
-    row_start = pid_r * rows_per_program
-    row_end = tl.minimum(row_start + rows_per_program, n_out)
+    pid_n, pid_r, offs_n, mask_n, ix, iy, iz, row_start, row_end = _program_block(
+        p_in_ptr, n_out, n_in, rows_per_program, D, BLOCK_N)
     # column sums stay element-wise in registers and are reduced once, after the loop
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     hx = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
@@ -132,13 +144,8 @@ def _transport_fwd_bwd_kernel(
     hz = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     out_part_ptr = grad_out_part_ptr + pid_n * (D * n_out)
     for start_m in tl.range(row_start, row_end, BLOCK_M, num_stages=NUM_STAGES):
-        offs_m = start_m + tl.arange(0, BLOCK_M)
-        mask_m = offs_m < row_end
-        ox, oy, oz = load_coords(p_out_ptr, offs_m, mask_m, D)
-        mask = mask_m[:, None] & mask_n[None, :]
-        offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
-        # masked entries read as 0 and so add nothing to any sum, whatever their distance
-        b_w = tl.load(W_ptr + offs_w, mask=mask, other=0.0).to(tl.float32)  # [BLOCK_M, BLOCK_N]
+        offs_m, mask_m, mask, ox, oy, oz, b_w = _row_tile(
+            W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn, D, BLOCK_M)
         ux, uy, uz, d, inv_d = _pair_geometry(ox, oy, oz, ix, iy, iz)
         b_a = tl.abs(b_w)
         acc += b_a * d
