@@ -1,8 +1,12 @@
-"""``spatialnet`` command line: train, split, plot, reproduce, demo.
+"""``spatialnet`` command line: train, split, plot, reproduce, sweep, demo.
 
 Layer indices (``--spatial-layers``) count the Linear layers from 1 at the input; layer l is also
 the layer of neurons it produces. ``--hidden 128,128,128,256 --spatial-layers 3,4,5`` is the
 paper's net: costs on the third hidden layer, the fourth and the output (layer 5).
+
+The defaults are the recipe that reproduces the paper's Table 1 (results/README.md): transport
+as the mean over connections (``--transport-norm mean``; the paper prints 1/N_l, ``paper``),
+Glorot-uniform init with gain 1, a constant lr, 30 epochs.
 """
 from __future__ import annotations
 
@@ -25,24 +29,34 @@ def _int_list(name):
     return parse
 
 
+def _str_list(s: str) -> list[str]:
+    return [v.strip() for v in s.split(",") if v.strip()]
+
+
 def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1) -> None:
     d = TrainConfig()
     p.add_argument("--hidden", type=_int_list("--hidden"), default=d.hidden,
                    help="hidden widths, comma-separated (default 128,128,128,256)")
     p.add_argument("--spatial-layers", type=_int_list("--spatial-layers"), default=d.spatial_layers,
                    help="1-based Linear-layer indices with costs (default 3,4,5: third hidden, fourth, output)")
+    p.add_argument("--tasks", type=_str_list, default=d.tasks,
+                   help="tasks learnt at once, comma-separated: mnist, fashion, pmnist<k> (MNIST with "
+                        "a fixed pixel permutation k); 10 output neurons each (default mnist,fashion)")
     p.add_argument("--epochs", type=int, default=d.epochs if epochs == -1 else epochs,
                    help=f"default {d.epochs}" + ("" if epochs == -1 else
-                        "; the demo: 14 on the full data, 80 on the embedded subset"))
+                        "; the demo: 14 on the full data, 200 on the embedded subset"))
     p.add_argument("--alpha", type=float, default=d.alpha, help="transport weight (paper 1)")
     p.add_argument("--beta", type=float, default=d.beta, help="density weight (paper 3)")
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (paper 0.005)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
                    help="adam, or sgd (with momentum 0.9)")
-    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="learning-rate schedule (default constant; cosine: decay to 0 over the run)")
     p.add_argument("--transport-norm", choices=("paper", "mean"), default=d.transport_norm,
-                   help="T(l) scaled by 1/N_l (paper) or 1/(N_l N_{l-1}) (mean)")
+                   help="T(l) scaled by 1/(N_l N_{l-1}), the mean over connections as the authors' code "
+                        "took it (mean, default), or by 1/N_l as the paper prints it (paper: prunes most "
+                        "weights, costs accuracy and gives no clusters; results/README.md)")
     p.add_argument("--density-norm", choices=("paper", "neuron"), default=d.density_norm,
                    help="V(l) scaled by 1/N_l^2 (paper) or 1/N_l (neuron)")
     p.add_argument("--pos-lr-scale", type=float, default=d.pos_lr_scale,
@@ -51,12 +65,16 @@ def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1) -> Non
                    help="epochs over which the spatial loss ramps up from 0 (0: off, the paper)")
     p.add_argument("--head-offset", type=float, default=d.head_offset,
                    help="start the two output heads this far apart (0: paper's N(0,1) for all)")
-    p.add_argument("--init", choices=("torch", "glorot"), default=d.init)
-    p.add_argument("--init-gain", type=float, default=d.init_gain)
+    p.add_argument("--init", choices=("torch", "glorot"), default=d.init,
+                   help="glorot (Glorot-uniform, zero biases) or torch (nn.Linear's default)")
+    p.add_argument("--init-gain", type=float, default=d.init_gain,
+                   help="Glorot gain (default 1; 4 is Glorot & Bengio's advice for sigmoids)")
     p.add_argument("--activation", choices=("sigmoid", "relu", "tanh"), default=d.activation)
     p.add_argument("--dim", type=int, default=d.dim, help="coordinates per neuron, 1..3")
     p.add_argument("--max-train", type=int, default=0, help="use only this many training images per dataset")
     p.add_argument("--threads", type=int, default=d.threads, help="torch/numba threads per process")
+    p.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="also evaluate and split every K epochs (default 0: at the end only)")
     _add_data_args(p, default="full")
 
 
@@ -69,9 +87,9 @@ def _add_data_args(p, default):
 
 
 def _config(args, **over) -> TrainConfig:
-    keys = ("epochs", "hidden", "spatial_layers", "alpha", "beta", "lr", "batch_size", "optimizer",
-            "schedule", "transport_norm", "density_norm", "cost_warmup", "pos_lr_scale", "head_offset", "init", "init_gain", "activation", "dim", "max_train",
-            "threads", "data")
+    keys = ("epochs", "hidden", "spatial_layers", "tasks", "alpha", "beta", "lr", "batch_size", "optimizer",
+            "schedule", "transport_norm", "density_norm", "cost_warmup", "pos_lr_scale", "head_offset",
+            "init", "init_gain", "activation", "dim", "max_train", "threads", "eval_every", "data")
     kw = {k: getattr(args, k) for k in keys}
     for k in ("mode", "net", "seed"):
         if hasattr(args, k):
@@ -80,15 +98,25 @@ def _config(args, **over) -> TrainConfig:
     return TrainConfig(**kw).validate()
 
 
+def _fmt(v, spec=".3f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
 def _print_eval(ev: dict, header: str) -> None:
+    from .tasks import display_name
     print(header)
-    print(f"{'task':16s} {'full':>8s} {'split':>8s} {'drop':>8s}")
-    for t, name in enumerate(("MNIST", "Fashion-MNIST")):
+    print(f"{'task':18s} {'full':>8s} {'split':>8s} {'drop':>8s}")
+    for t, name in enumerate(ev["tasks"]):
         f, s = ev["full_per_task"][t], ev["split_per_task"][t]
-        print(f"{name:16s} {f:8.4f} {s:8.4f} {f - s:8.4f}")
-    print(f"{'mean':16s} {ev['full']:8.4f} {ev['split']:8.4f} {ev['full'] - ev['split']:8.4f}")
+        print(f"{display_name(name):18s} {f:8.4f} {s:8.4f} {f - s:8.4f}")
+    print(f"{'mean':18s} {ev['full']:8.4f} {ev['split']:8.4f} {ev['full'] - ev['split']:8.4f}")
     print("neurons per task in the split layers:",
-          ", ".join(f"layer {l}: {n[0]}/{n[1]}" for l, n in ev["split_sizes"].items()))
+          ", ".join(f"layer {l}: {'/'.join(map(str, n))}" + (f" (+{ev['dead_per_layer'][l]} dead)"
+                                                              if ev["dead_per_layer"].get(l) else "")
+                    for l, n in ev["split_sizes"].items()))
+    print(f"modularity: cross-task share of sum |w| {_fmt(ev['cross_task_share'])} "
+          f"(0 = disjoint subnetworks), segregation {_fmt(ev['segregation'])} "
+          f"(0 = tasks interleaved, 1 = separate clusters), dead neurons {ev['dead']}")
 
 
 def cmd_train(args) -> int:
@@ -127,7 +155,7 @@ def cmd_plot(args) -> int:
     from .train import model_from_checkpoint
     model, cfg, _ = model_from_checkpoint(args.checkpoint)
     out = args.out or str(Path(args.checkpoint).parent)
-    for p in plot_figures(model, cfg.split_layers, out, title=f"{cfg.mode}/{cfg.net} seed {cfg.seed}"):
+    for p in plot_figures(model, cfg.split_layers, out, tasks=cfg.tasks, title=f"{cfg.mode}/{cfg.net} seed {cfg.seed}"):
         print(f"wrote {p}")
     return 0
 
@@ -142,33 +170,51 @@ def cmd_reproduce(args) -> int:
     t0 = time.time()
     reproduce(base, args.out, args.runs_dir, seeds=args.seeds, modes=args.modes, data_dir=args.data_dir,
               workers=args.workers)
-    print(f"wrote {args.out}/table1.md, table1.json, figure1.png, figure2.png in {time.time() - t0:.0f} s")
+    print(f"wrote {args.out}/table1.md, table1.json and figure1-/figure2-<mode>.png in {time.time() - t0:.0f} s")
     print((Path(args.out) / "table1.md").read_text())
     return 0
 
 
+DEMO_KEYS = ("full", "split", "drop", "cross_task_share", "segregation", "dead", "full_per_task", "split_per_task")
+
+
 def cmd_demo(args) -> int:
+    from ._io import write_json
     from .plots import plot_figures
-    from .train import train
+    from .train import model_from_checkpoint, train
     t0 = time.time()
     if args.data == "auto" and not data_mod.full_data_present(args.data_dir):
         print(f"full data not found under {data_mod.default_data_dir(args.data_dir)}; using the embedded subset")
     ds = data_mod.load(args.data, args.data_dir)
-    if ds.source == "full" and args.max_train == 0:
-        args.max_train = 20_000  # keeps the demo within ~3 minutes on 2 cores
-    if args.epochs is None:  # the subset has 8 steps per epoch: give it about as many steps
-        args.epochs = 14 if ds.source == "full" else 80
-    cfg = _config(args, mode="concat", net="spatial", seed=args.seed, data=ds.source)
-    res = train(cfg, args.out, data_dir=args.data_dir, dataset=ds, progress=not args.no_progress)
-    _print_eval(res, f"\nspatial net, concat mode, {ds.source} data"
-                     f"{f' ({cfg.max_train} training images per dataset)' if cfg.max_train else ''}: "
-                     f"before (full) and after (split) the split")
-    model_res = Path(args.out) / "checkpoint.pt"
-    from .train import model_from_checkpoint
-    model, cfg, _ = model_from_checkpoint(model_res)
-    for p in plot_figures(model, cfg.split_layers, args.out, title=f"demo: concat/spatial ({ds.source} data)"):
+    if args.epochs is None:  # the subset has 8 steps per epoch: give it about as many steps as 7 full epochs
+        args.epochs = 30 if ds.source == "full" else 200
+    out = Path(args.out)
+    results = {}
+    for net in ("spatial", "regular"):
+        cfg = _config(args, mode="concat", net=net, seed=args.seed, data=ds.source)
+        results[net] = train(cfg, out / net, data_dir=args.data_dir, dataset=ds, progress=not args.no_progress,
+                             log=print if net == "spatial" else (lambda *a: None))
+    sp, rg = results["spatial"], results["regular"]
+    print(f"\nconcat mode, {ds.source} data"
+          f"{f' ({cfg.max_train} training images per dataset)' if cfg.max_train else ''}, {cfg.epochs} epochs, "
+          f"seed {cfg.seed}: before (full) and after (split) splitting each net into its tasks' subnetworks")
+    print(f"{'net':9s} {'full':>7s} {'split':>7s} {'drop':>7s} {'cross-task share':>17s} {'segregation':>12s} {'dead':>5s}")
+    for net, r in results.items():
+        print(f"{net:9s} {r['full']:7.4f} {r['split']:7.4f} {r['drop']:7.4f} {_fmt(r['cross_task_share']):>17s} "
+              f"{_fmt(r['segregation']):>12s} {r['dead']:5d}")
+    ratio = (rg["cross_task_share"] / sp["cross_task_share"]
+             if rg["cross_task_share"] is not None and sp["cross_task_share"] else None)
+    print(f"the regular net's cross-task share is {_fmt(ratio, '.1f')}x the spatial net's "
+          f"(the share of sum |w| joining neurons of different tasks; 0 = disjoint subnetworks)")
+    write_json(out / "demo.json", {net: {k: r[k] for k in DEMO_KEYS} | {"tasks": r["tasks"]}
+                                   for net, r in results.items()}
+               | {"settings": {"data": ds.source, "epochs": cfg.epochs, "seed": cfg.seed,
+                               "seconds": round(time.time() - t0, 1)}})
+    model, cfg, _ = model_from_checkpoint(out / "spatial" / "checkpoint.pt")
+    for p in plot_figures(model, cfg.split_layers, out, tasks=cfg.tasks,
+                          title=f"demo: concat/spatial ({ds.source} data)"):
         print(f"wrote {p}")
-    print(f"demo took {time.time() - t0:.0f} s")
+    print(f"wrote {out / 'demo.json'}; demo took {time.time() - t0:.0f} s")
     return 0
 
 
@@ -210,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("demo", help="train the spatial net (concat), split it, print the table, draw the figures")
+    p = sub.add_parser("demo", help="train the spatial and the regular net (concat), split both, print "
+                                    "their table and modularity, draw the spatial net's figures")
     p.add_argument("--out", default="spatialnet-demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

@@ -1,18 +1,17 @@
-"""MNIST + Fashion-MNIST as one double-classification task, in the paper's three input modes.
+"""The tasks' data in the paper's three input modes, for MNIST + Fashion-MNIST or any M tasks.
 
-- ``concat``: a 1568-d vector, one MNIST and one Fashion-MNIST image side by side.
-- ``mix``: a 784-d vector, the element-wise sum of one image of each (so pixels lie in [0, 2]).
-- ``sequential``: a 784-d vector, one image of either dataset; the loss is taken on its own head.
+- ``concat``: one image of every task side by side (1568-d for the paper's two tasks).
+- ``mix``: a 784-d vector, the element-wise sum of one image of each task (pixels in [0, M]).
+- ``sequential``: a 784-d vector, one image of one task; the loss is taken on its own head.
 
-The network has 20 outputs: logits 0..9 are the MNIST head (task 0), 10..19 the Fashion head
-(task 1). Pixels are scaled to [0, 1].
+The network has 10 M outputs: logits 10 t .. 10 t + 9 are task t's head (the paper: 0..9 MNIST,
+10..19 Fashion-MNIST). Pixels are scaled to [0, 1]. Which tasks: ``spatialnet/tasks.py``.
 
-Pairs. In training, every epoch pairs the i-th image of a fresh permutation of MNIST with the
-i-th image of a fresh permutation of Fashion-MNIST (the epoch's generator is seeded by
-``(seed, epoch)``, so a resumed run sees the same pairs). For testing (concat and mix), MNIST
-test image i is paired with Fashion test image ``perm[i]``, ``perm`` a permutation drawn from a
-generator seeded with ``seed`` alone: the test pairs are fixed per seed and the same for every
-net (regular or spatial) trained with that seed.
+Pairs. In training, every epoch pairs the i-th image of a fresh permutation of each task's
+training set (the epoch's generator is seeded by ``(seed, epoch)``, so a resumed run sees the
+same pairs). For testing (concat and mix), task 0's test image i is paired with task t's test
+image ``perm_t[i]``, the permutations drawn from a generator seeded with ``seed`` alone: the
+test pairs are fixed per seed and the same for every net (regular or spatial) trained with it.
 
 Where the files come from: ``data_dir`` argument (``--data-dir``), else ``$SPATIALNET_DATA``, else
 ``$XDG_CACHE_HOME/spatialnet`` (``~/.cache/spatialnet``), in torchvision's layout
@@ -29,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .tasks import DEFAULT_TASKS, PIXELS, build_tasks
+
 MODES = ("concat", "mix", "sequential")
 DATASETS = ("MNIST", "FashionMNIST")
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 SUBSET_PATH = Path(__file__).resolve().parent / "assets" / "subset.npz"
 NUM_CLASSES = 10
-NUM_TASKS = 2
-PIXELS = 784
 SUBSET_BANNER = ("*** EMBEDDED SUBSET: 2 000 train + 1 000 test images per dataset, not the full "
                  "MNIST/Fashion-MNIST; accuracies are not comparable with the paper's ***")
 
@@ -49,8 +48,9 @@ def check_mode(mode) -> str:
     return mode
 
 
-def input_dim(mode: str) -> int:
-    return 2 * PIXELS if check_mode(mode) == "concat" else PIXELS
+def input_dim(mode: str, num_tasks: int = 2) -> int:
+    """Concat: one image per task side by side; mix and sequential: one image's pixels."""
+    return num_tasks * PIXELS if check_mode(mode) == "concat" else PIXELS
 
 
 def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -147,64 +147,92 @@ def _float(x: torch.Tensor) -> torch.Tensor:
 
 
 class TaskData:
-    """Batches and test sets of one mode, pixels as float32 in [0, 1], held in memory."""
+    """Batches and test sets of one mode for M tasks, held in memory (uint8 images, made float32
+    in [0, 1] per batch), on the CPU or, after :meth:`to`, on the training device.
 
-    def __init__(self, data: DoubleMNIST, mode: str, seed: int):
+    Batches are gathered from whole-dataset tensors with index tensors, so on a GPU a step
+    needs no host synchronisation; the epoch's order is drawn on the CPU and moved once.
+    """
+
+    def __init__(self, data: DoubleMNIST, mode: str, seed: int, tasks=DEFAULT_TASKS):
         self.mode = check_mode(mode)
         self.seed = seed
         self.source = data.source
-        tr, te = data.train, data.test
-        self.mx, self.my = _float(tr.mnist_x), tr.mnist_y
-        self.fx, self.fy = _float(tr.fashion_x), tr.fashion_y
-        self.input_dim = input_dim(mode)
-        g = torch.Generator().manual_seed(seed)
-        tmx, tfx = _float(te.mnist_x), _float(te.fashion_x)
+        self.tasks = build_tasks(data, tasks)
+        self.task_names = tuple(t.name for t in self.tasks)
+        self.num_tasks = M = len(self.tasks)
+        self.input_dim = input_dim(mode, M)
+        self.device = torch.device("cpu")
+        self.train_x = [t.train_x for t in self.tasks]
+        self.train_y = [t.train_y for t in self.tasks]
         if mode == "sequential":
-            self.test_sets = [(tmx, te.mnist_y), (tfx, te.fashion_y)]
+            # one pool of every task's images; example k belongs to task all_task[k]
+            self.all_x = torch.cat(self.train_x)
+            self.all_y = torch.cat(self.train_y)
+            self.all_task = torch.cat([torch.full((len(x),), t, dtype=torch.long) for t, x in enumerate(self.train_x)])
+            self.test_sets = [(_float(t.test_x), t.test_y) for t in self.tasks]
         else:
-            n = min(len(tmx), len(tfx))
-            perm = torch.randperm(len(tfx), generator=g)[:n]
-            x = self._combine(tmx[:n], tfx[perm])
-            # both tasks see the same paired inputs; task t reads its own head
-            self.test_sets = [(x, te.mnist_y[:n]), (x, te.fashion_y[perm])]
+            g = torch.Generator().manual_seed(seed)
+            n = min(len(t.test_x) for t in self.tasks)
+            # task 0's test image i is paired with task t's test image perm_t[i]
+            perms = [torch.arange(n)] + [torch.randperm(len(t.test_x), generator=g)[:n] for t in self.tasks[1:]]
+            x = self._combine([_float(t.test_x[p]) for t, p in zip(self.tasks, perms)])
+            # every task sees the same paired inputs; task t reads its own head
+            self.test_sets = [(x, t.test_y[p]) for t, p in zip(self.tasks, perms)]
 
-    def _combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.cat([a, b], dim=1) if self.mode == "concat" else a + b
+    def to(self, device) -> "TaskData":
+        """Moves the training images and the test sets to ``device`` (in place; returns self)."""
+        device = torch.device(device)
+        if device != self.device:
+            self.train_x = [x.to(device) for x in self.train_x]
+            self.train_y = [y.to(device) for y in self.train_y]
+            if self.mode == "sequential":
+                self.all_x, self.all_y, self.all_task = (t.to(device) for t in (self.all_x, self.all_y, self.all_task))
+            self.test_sets = [(x.to(device), y.to(device)) for x, y in self.test_sets]
+            self.device = device
+        return self
+
+    def _combine(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        if self.mode == "concat":
+            return torch.cat(xs, dim=1)
+        out = xs[0].clone()
+        for x in xs[1:]:
+            out += x
+        return out
+
+    def _num_train(self) -> int:
+        sizes = [len(x) for x in self.train_x]
+        return sum(sizes) if self.mode == "sequential" else min(sizes)
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        n = len(self.mx) + len(self.fx) if self.mode == "sequential" else min(len(self.mx), len(self.fx))
-        return -(-n // batch_size)
+        return -(-self._num_train() // batch_size)
 
     def epoch_batches(self, epoch: int, batch_size: int):
-        """Yields ``(x, y, task)`` global batches: y (B, 2) labels for paired modes with task None;
-        for sequential y (B,) labels and task (B,) in {0, 1}. Same order for every process."""
+        """Yields ``(x, y, task)`` global batches on this data's device: for the paired modes
+        y (B, M) labels and task None; for sequential y (B,) labels and task (B,) in 0..M-1.
+        The order depends on (seed, epoch) alone: the same for every process and on resume."""
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         if self.mode == "sequential":
-            nm = len(self.mx)
-            order = torch.randperm(nm + len(self.fx), generator=g)
+            order = torch.randperm(len(self.all_x), generator=g).to(self.device)
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
-                is_f = idx >= nm
-                x = torch.empty(len(idx), PIXELS)
-                x[~is_f] = self.mx[idx[~is_f]]
-                x[is_f] = self.fx[idx[is_f] - nm]
-                y = torch.where(is_f, self.fy[(idx - nm).clamp(min=0)], self.my[idx.clamp(max=nm - 1)])
-                yield x, y, is_f.long()
+                yield _float(self.all_x[idx]), self.all_y[idx], self.all_task[idx]
         else:
-            n = min(len(self.mx), len(self.fx))
-            pm = torch.randperm(len(self.mx), generator=g)[:n]
-            pf = torch.randperm(len(self.fx), generator=g)[:n]
+            n = self._num_train()
+            perms = torch.stack([torch.randperm(len(x), generator=g)[:n] for x in self.train_x]).to(self.device)
             for s in range(0, n, batch_size):
-                im, jf = pm[s:s + batch_size], pf[s:s + batch_size]
-                yield self._combine(self.mx[im], self.fx[jf]), torch.stack([self.my[im], self.fy[jf]], 1), None
+                idx = perms[:, s:s + batch_size]  # [M, B]
+                x = self._combine([_float(x[i]) for x, i in zip(self.train_x, idx)])
+                yield x, torch.stack([y[i] for y, i in zip(self.train_y, idx)], 1), None
 
 
 def task_loss_sum(logits: torch.Tensor, y: torch.Tensor, task) -> torch.Tensor:
-    """Summed (not averaged) cross-entropy over the batch: both heads for paired modes, each
-    example's own head for sequential. The caller divides by the global batch size."""
-    ce = torch.nn.functional.cross_entropy
+    """Summed (not averaged) cross-entropy over the batch: every head for paired modes (y is
+    (B, M)), each example's own head for sequential (y and task are (B,)). The caller divides
+    by the global batch size."""
+    B = len(logits)
+    heads = logits.view(B, -1, NUM_CLASSES)  # [B, M, 10]
     if task is None:
-        return ce(logits[:, :NUM_CLASSES], y[:, 0], reduction="sum") + \
-            ce(logits[:, NUM_CLASSES:], y[:, 1], reduction="sum")
-    heads = logits.view(len(logits), NUM_TASKS, NUM_CLASSES)[torch.arange(len(logits)), task]
-    return ce(heads, y, reduction="sum")
+        return torch.nn.functional.cross_entropy(heads.reshape(-1, NUM_CLASSES), y.reshape(-1), reduction="sum")
+    own = heads.gather(1, task.view(B, 1, 1).expand(B, 1, NUM_CLASSES)).squeeze(1)  # [B, 10]
+    return torch.nn.functional.cross_entropy(own, y, reduction="sum")

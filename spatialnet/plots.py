@@ -1,9 +1,10 @@
 """The paper's figures from a trained spatial net.
 
 Figure 1: top-down view, every neuron of the split layers at its (x, y) position, coloured by the
-task the greedy split gave it, one marker per layer. Figure 2: the same neurons in 3-D, one slice
-per layer along the first axis, the output layer last. With dim = 1 neurons sit at y = 0; with
-dim = 3 the first two coordinates are drawn.
+task the greedy split gave it (dead neurons, which belong to no task, in light grey), one marker
+per layer. Figure 2: the same neurons in 3-D, one slice per layer along the first axis, the
+output layer last. With dim = 1 neurons sit at y = 0; with dim = 3 the first two coordinates
+are drawn.
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ._io import _atomic  # noqa: E402
 from .split import model_split  # noqa: E402
+from .tasks import DEFAULT_TASKS, display_name  # noqa: E402
 
-TASK_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
-TASK_NAMES = ("MNIST", "Fashion-MNIST")
+TASK_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+                "tab:pink", "tab:olive", "tab:cyan")
+DEAD_COLOUR = "0.85"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
@@ -36,43 +39,60 @@ def _xy(model, l):
     return p[:, 0].numpy(), y.numpy()
 
 
-def plot_figures(model, split_layers, out_dir, num_tasks: int = 2, title: str = "") -> list[Path]:
-    """Writes ``figure1.png`` (top-down) and ``figure2.png`` (3-D) under ``out_dir``."""
+def _groups(num_tasks: int):
+    # (group, colour, name), the dead (-1) first so that the tasks are drawn over them
+    yield -1, DEAD_COLOUR, "dead"
+    for t in range(num_tasks):
+        yield t, TASK_COLOURS[t % len(TASK_COLOURS)], None
+
+
+def plot_figures(model, split_layers, out_dir, tasks=DEFAULT_TASKS, title: str = "",
+                 names: tuple[str, str] = ("figure1.png", "figure2.png")) -> list[Path]:
+    """Writes ``names[0]`` (top-down, default ``figure1.png``) and ``names[1]`` (3-D) under
+    ``out_dir``; ``tasks`` names the heads, in order (one colour each)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    assignment = model_split(model, split_layers, num_tasks)
+    tasks = list(tasks)
+    assignment = model_split(model, split_layers, len(tasks))
     layers = _layers_with_positions(model, split_layers)
-    names = [TASK_NAMES[t] if t < len(TASK_NAMES) else f"task {t}" for t in range(num_tasks)]
+    task_names = [display_name(t) for t in tasks]
 
     fig, ax = plt.subplots(figsize=(6.5, 6))
     for k, l in enumerate(layers):
         x, y = _xy(model, l)
-        g = assignment[l].numpy()
-        for t in range(num_tasks):
+        g = assignment[l].cpu().numpy()
+        for t, colour, name in _groups(len(tasks)):
             sel = g == t
-            ax.scatter(x[sel], y[sel], c=TASK_COLOURS[t % len(TASK_COLOURS)], marker=MARKERS[k % len(MARKERS)],
-                       s=36 if l == model.num_layers else 18, alpha=0.75, edgecolors="k", linewidths=0.3,
-                       label=f"layer {l}{' (output)' if l == model.num_layers else ''}, {names[t]}")
+            if not sel.any():
+                continue
+            ax.scatter(x[sel], y[sel], c=colour, marker=MARKERS[k % len(MARKERS)],
+                       s=36 if l == model.num_layers else 18, alpha=0.75 if t >= 0 else 0.6,
+                       edgecolors="k" if t >= 0 else "0.6", linewidths=0.3,
+                       label=f"layer {l}{' (output)' if l == model.num_layers else ''}, {name or task_names[t]}")
     ax.set_title(title or "Top-down view of the split layers")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
-    p1 = out_dir / "figure1.png"
+    p1 = out_dir / names[0]
     _atomic(p1, lambda f: fig.savefig(f, dpi=130, format="png"))
     plt.close(fig)
 
     fig = plt.figure(figsize=(8, 5.5))
     ax = fig.add_subplot(projection="3d")
+    labelled = set()  # one legend entry per group
     for k, l in enumerate(layers):
         x, y = _xy(model, l)
-        g = assignment[l].numpy()
-        for t in range(num_tasks):
+        g = assignment[l].cpu().numpy()
+        for t, colour, name in _groups(len(tasks)):
             sel = g == t
-            ax.scatter(x[sel] * 0 + k, x[sel], y[sel], c=TASK_COLOURS[t % len(TASK_COLOURS)],
-                       marker=MARKERS[k % len(MARKERS)], s=16, alpha=0.8, depthshade=False,
-                       label=names[t] if k == len(layers) - 1 else None)
+            if not sel.any():
+                continue
+            ax.scatter(x[sel] * 0 + k, x[sel], y[sel], c=colour, marker=MARKERS[k % len(MARKERS)],
+                       s=16 if t >= 0 else 8, alpha=0.8 if t >= 0 else 0.5, depthshade=False,
+                       label=None if t in labelled else (name or task_names[t]))
+            labelled.add(t)
     ax.set_xticks(range(len(layers)))
     ax.set_xticklabels([f"layer {l}" + (" (out)" if l == model.num_layers else "") for l in layers], fontsize=8)
     ax.set_ylabel("x")
@@ -81,7 +101,7 @@ def plot_figures(model, split_layers, out_dir, num_tasks: int = 2, title: str = 
     ax.set_title(title or "Split layers, one slice per layer, output last")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    p2 = out_dir / "figure2.png"
+    p2 = out_dir / names[1]
     _atomic(p2, lambda f: fig.savefig(f, dpi=130, format="png"))
     plt.close(fig)
     return [p1, p2]

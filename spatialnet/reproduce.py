@@ -3,7 +3,8 @@
 Runs live under ``runs_dir/<mode>-<net>-seed<k>/`` (checkpoint, metrics, result.json); a finished
 run with the same config is not retrained and a half-finished one resumes, so ``reproduce`` can be
 killed and restarted. ``table1.json`` and ``table1.md`` are rewritten atomically after every
-finished run.
+finished run. Besides full and split accuracy, every run records the modularity of its split
+(``cross_task_share``, ``segregation``, ``dead``: ``modularity.py``), as lists over seeds.
 """
 from __future__ import annotations
 
@@ -37,9 +38,11 @@ def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
         res = json.loads((run_dir / "result.json").read_text())
     except (OSError, ValueError):
         return None
-    old, new = dict(res.get("config", {})), cfg.to_dict()
-    old.pop("threads", None), new.pop("threads", None)
-    return res if old == new else None
+    try:
+        old = TrainConfig.from_dict(res.get("config", {})).identity()
+    except (TypeError, ValueError):
+        return None
+    return res if old == cfg.identity() and "cross_task_share" in res else None
 
 
 def _worker(args):
@@ -55,19 +58,27 @@ def _mean_std(xs):
     return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+MEASURES = ("cross_task_share", "segregation", "dead")
+PER_RUN = ("full", "split", "full_per_task", "split_per_task", "split_sizes", *MEASURES)
+
+
 def summarise(results: dict) -> dict:
     out = {}
     for mode, nets in results.items():
         for net, r in nets.items():
             drops = [f - s for f, s in zip(r["full"], r["split"])]
-            out.setdefault(mode, {})[net] = {"full": _mean_std(r["full"]), "split": _mean_std(r["split"]),
-                                             "drop": _mean_std(drops), "seeds": len(r["full"])}
+            row = {"full": _mean_std(r["full"]), "split": _mean_std(r["split"]),
+                   "drop": _mean_std(drops), "seeds": len(r["full"])}
+            for k in MEASURES:
+                xs = [x for x in r[k] if x is not None]
+                row[k] = _mean_std(xs) if xs else None
+            out.setdefault(mode, {})[net] = row
     return out
 
 
 def table_markdown(summary: dict, settings: dict) -> str:
-    def cell(ms):
-        return f"{ms[0]:.3f} ± {ms[1]:.3f}"
+    def cell(ms, spec=".3f"):
+        return "–" if ms is None else f"{ms[0]:{spec}} ± {ms[1]:{spec}}"
 
     lines = ["# Table 1: accuracy before and after splitting the network", "",
              f"Data: {settings['data']}. Seeds: {settings['seeds']}. Epochs: {settings['config']['epochs']}. "
@@ -75,6 +86,12 @@ def table_markdown(summary: dict, settings: dict) -> str:
              f"(MNIST, Fashion-MNIST); 'paper' is Wołczyk et al. 2019, Table 1.", "",
              "| mode | net | full (ours) | full (paper) | split (ours) | split (paper) | drop (ours) | drop (paper) |",
              "|---|---|---|---|---|---|---|---|"]
+    modularity = ["", "Modularity of the split (`spatialnet/modularity.py`): cross-task share of Σ|w| between "
+                  "the split layers (0 = disjoint subnetworks, 0.5 = no structure), segregation of the "
+                  "positions (chance-corrected same-task share of each neuron's 5 nearest neighbours; "
+                  "0 = interleaved, 1 = separate clusters; spatial nets only) and dead neurons (negligible "
+                  "outgoing weights; left out of both).", "",
+                  "| mode | net | cross-task share | segregation | dead neurons |", "|---|---|---|---|---|"]
     for mode in MODES:
         for net in NETS:
             s = summary.get(mode, {}).get(net)
@@ -86,7 +103,11 @@ def table_markdown(summary: dict, settings: dict) -> str:
             lines.append(f"| {mode} | {net} | {cell(s['full'])} | {p[0][0]:.2f} ± {p[0][1]:.2f} | "
                          f"{cell(s['split'])} | {p[1][0]:.2f} ± {p[1][1]:.2f} | {cell(s['drop'])} | "
                          f"{p[2][0]:.2f} ± {p[2][1]:.2f} |")
-    lines += ["", f"Total wall time: {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.", ""]
+            modularity.append(f"| {mode} | {net} | {cell(s['cross_task_share'])} | {cell(s['segregation'])} | "
+                              f"{cell(s['dead'], '.1f')} |")
+    lines += modularity
+    lines += ["", f"Total wall time: {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.", "",
+              f"Rerun: `{settings['rerun']}`", ""]
     return "\n".join(lines)
 
 
@@ -108,15 +129,15 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MO
                 "torch": torch.__version__,
                 "rerun": f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --workers {workers} " + " ".join(
                     f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
-                    for k, v in base.to_dict().items() if k not in ("mode", "net", "seed", "data", "threads"))}
+                    for k, v in base.identity().items() if k not in ("mode", "net", "seed", "data"))}
     results: dict = {}
     t0 = time.time()
 
     def record(cfg_dict, res):
-        r = results.setdefault(cfg_dict["mode"], {}).setdefault(cfg_dict["net"], {
-            "seeds": [], "full": [], "split": [], "full_per_task": [], "split_per_task": [], "split_sizes": []})
+        r = results.setdefault(cfg_dict["mode"], {}).setdefault(
+            cfg_dict["net"], {"seeds": [], **{k: [] for k in PER_RUN}})
         r["seeds"].append(cfg_dict["seed"])
-        for k in ("full", "split", "full_per_task", "split_per_task", "split_sizes"):
+        for k in PER_RUN:
             r[k].append(res[k])
         settings["wall_seconds"] = time.time() - t0
         summary = summarise(results)
@@ -134,9 +155,11 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MO
     else:
         for job in jobs:
             record(*_worker(job))
-    if figures and "concat" in modes:
+    if figures:  # Figures 1 and 2 of each mode's spatial net, first seed
         from .plots import plot_figures
         from .train import model_from_checkpoint
-        model, cfg, _ = model_from_checkpoint(runs_dir / f"concat-spatial-seed{seeds[0]}" / "checkpoint.pt")
-        plot_figures(model, cfg.split_layers, out_dir, title=f"spatial net, concat, seed {seeds[0]}")
+        for mode in modes:
+            model, cfg, _ = model_from_checkpoint(runs_dir / f"{mode}-spatial-seed{seeds[0]}" / "checkpoint.pt")
+            plot_figures(model, cfg.split_layers, out_dir, tasks=cfg.tasks, title=f"spatial net, {mode}, seed {seeds[0]}",
+                         names=(f"figure1-{mode}.png", f"figure2-{mode}.png"))
     return results

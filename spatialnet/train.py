@@ -11,6 +11,11 @@ Each epoch ends with an atomic ``checkpoint.pt`` (state dicts + config, loadable
 ``torch.load(weights_only=True)``) and ``metrics.json``; a killed run loses at most its current
 epoch, and ``resume=True`` continues from the last checkpoint. A non-finite loss stops training
 with :class:`NonFiniteLossError` and leaves the last good checkpoint in place.
+
+A step never waits for the device: the data sit on the training device, the losses and the
+finite check are accumulated there, and the host reads them once every ``sync_every`` steps
+and at the end of an epoch. The test-set evaluation and the split run at the end of training
+and, with ``eval_every = K``, after every K-th epoch.
 """
 from __future__ import annotations
 
@@ -27,13 +32,18 @@ import torch.distributed as dist
 from . import data as data_mod
 from ._io import save_torch, write_json
 from .model import SpatialMLP, check_spatial_layers
+from .modularity import measures
 from .split import model_split, task_masks
+from .tasks import DEFAULT_TASKS, check_tasks
 
 CHECKPOINT_FORMAT = "spatialnet-checkpoint"
 CHECKPOINT_VERSION = 1
 NETS = ("regular", "spatial")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
+# how a run is executed, not what it computes: a checkpoint resumes whatever these are
+RUNTIME_KEYS = ("threads", "eval_every")
+SYNC_EVERY = 100  # steps between host reads of the loss sums and the finite flag
 
 
 class NonFiniteLossError(ValueError):
@@ -42,44 +52,50 @@ class NonFiniteLossError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run. Defaults: the paper's setup plus the choices documented in
-    results/README.md (epochs, transport normalisation, schedule)."""
+    """Everything that defines a run. Defaults: the paper's setup (net, alpha = 1, beta = 3, Adam
+    at lr 0.005, batch 256) with the recipe that reproduces its Table 1 where it is silent or
+    where its printed formula differs from its authors' code (results/README.md): transport as
+    the mean over connections, Glorot-uniform init with gain 1, a constant lr, 30 epochs."""
     mode: str = "concat"
     net: str = "spatial"
     seed: int = 0
-    epochs: int = 14
+    epochs: int = 30
     hidden: list = field(default_factory=lambda: [128, 128, 128, 256])
     spatial_layers: list = field(default_factory=lambda: [3, 4, 5])
+    tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS))
     alpha: float = 1.0
     beta: float = 3.0
     lr: float = 0.005
     batch_size: int = 256
     optimizer: str = "adam"
-    schedule: str = "cosine"
-    transport_norm: str = "paper"
+    schedule: str = "constant"
+    transport_norm: str = "mean"
     density_norm: str = "paper"
     activation: str = "sigmoid"
     dim: int = 2
     init: str = "glorot"
-    init_gain: float = 4.0
+    init_gain: float = 1.0
     head_offset: float = 0.0
     pos_lr_scale: float = 1.0  # learning rate of the positions = lr * pos_lr_scale
     cost_warmup: float = 0.0    # epochs over which the spatial loss ramps linearly from 0 to full
     threads: int = 1            # torch and numba threads per process (not part of the identity)
     data: str = "full"          # full | subset | auto
     max_train: int = 0          # >0: use only this many training images per dataset (probes)
+    eval_every: int = 0         # >0: also evaluate and split after every K-th epoch (not identity)
 
     def validate(self) -> "TrainConfig":
         data_mod.check_mode(self.mode)
         if self.net not in NETS:
             raise ValueError(f"net must be one of {NETS}, got {self.net!r}")
-        for name in ("epochs", "batch_size", "seed", "max_train", "dim"):
+        for name in ("epochs", "batch_size", "seed", "max_train", "dim", "eval_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError(f"{name} must be an int, got {v!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.max_train < 0:
-            raise ValueError(f"epochs and batch_size must be >= 1 and max_train >= 0, got "
-                             f"epochs={self.epochs}, batch_size={self.batch_size}, max_train={self.max_train}")
+        if self.epochs < 1 or self.batch_size < 1 or self.max_train < 0 or self.eval_every < 0:
+            raise ValueError(f"epochs and batch_size must be >= 1, max_train and eval_every >= 0, got "
+                             f"epochs={self.epochs}, batch_size={self.batch_size}, max_train={self.max_train}, "
+                             f"eval_every={self.eval_every}")
+        self.tasks = list(check_tasks(self.tasks))
         if not isinstance(self.hidden, (list, tuple)) or not self.hidden:
             raise ValueError(f"hidden must be a non-empty list of widths, got {self.hidden!r}")
         for h in self.hidden:
@@ -102,8 +118,12 @@ class TrainConfig:
         return self
 
     @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
     def sizes(self) -> list[int]:
-        return [data_mod.input_dim(self.mode), *self.hidden, data_mod.NUM_TASKS * data_mod.NUM_CLASSES]
+        return [data_mod.input_dim(self.mode, self.num_tasks), *self.hidden, self.num_tasks * data_mod.NUM_CLASSES]
 
     @property
     def split_layers(self) -> list[int]:
@@ -112,8 +132,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["hidden"], d["spatial_layers"] = list(self.hidden), list(self.spatial_layers)
+        d["hidden"], d["spatial_layers"], d["tasks"] = list(self.hidden), list(self.spatial_layers), list(self.tasks)
         return d
+
+    def identity(self) -> dict:
+        """What the run computes: the config without the runtime keys (threads, eval_every)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -132,7 +156,7 @@ def build_model(cfg: TrainConfig) -> SpatialMLP:
     spatial = list(cfg.spatial_layers) if cfg.net == "spatial" else []
     return SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
                       density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
-                      head_offset=cfg.head_offset if cfg.net == "spatial" else 0.0)
+                      head_offset=cfg.head_offset if cfg.net == "spatial" else 0.0, num_heads=cfg.num_tasks)
 
 
 def set_threads(n: int) -> None:
@@ -153,7 +177,7 @@ def load_data(cfg: TrainConfig, data_dir=None, dataset: data_mod.DoubleMNIST | N
         ds = data_mod.DoubleMNIST(data_mod.Split(t.mnist_x[:cfg.max_train], t.mnist_y[:cfg.max_train],
                                                  t.fashion_x[:cfg.max_train], t.fashion_y[:cfg.max_train]),
                                   ds.test, ds.source)
-    return data_mod.TaskData(ds, cfg.mode, cfg.seed)
+    return data_mod.TaskData(ds, cfg.mode, cfg.seed, cfg.tasks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,29 +185,32 @@ def load_data(cfg: TrainConfig, data_dir=None, dataset: data_mod.DoubleMNIST | N
 
 @torch.no_grad()
 def task_accuracy(model, x, y, task: int, masks=None, batch: int = 4096) -> float:
+    was_training = model.training
     model.eval()
-    correct = 0
-    lo = task * data_mod.NUM_CLASSES
     device = next(model.parameters()).device
+    lo = task * data_mod.NUM_CLASSES
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for s in range(0, len(x), batch):
         logits = model(x[s:s + batch].to(device), masks)[:, lo:lo + data_mod.NUM_CLASSES]
-        correct += (logits.argmax(1) == y[s:s + batch].to(device)).sum().item()
-    model.train()
-    return correct / max(len(x), 1)
+        correct += (logits.argmax(1) == y[s:s + batch].to(device)).sum()
+    model.train(was_training)
+    return correct.item() / max(len(x), 1)
 
 
 def evaluate(model: SpatialMLP, cfg: TrainConfig, td: data_mod.TaskData) -> dict:
-    """Per-task accuracy of the full network and of each task's subnetwork (other tasks'
-    neurons disabled in the split layers); ``full``/``split`` are the means over the tasks."""
-    assignment = model_split(model, cfg.split_layers, data_mod.NUM_TASKS)
+    """Per-task accuracy of the full network and of each task's subnetwork (other tasks' and
+    dead neurons disabled in the split layers), ``full``/``split`` the means over the tasks,
+    and the modularity measures of the split (``modularity.py``)."""
+    assignment = model_split(model, cfg.split_layers, cfg.num_tasks)
     full, split = [], []
     for t, (x, y) in enumerate(td.test_sets):
         full.append(task_accuracy(model, x, y, t))
         split.append(task_accuracy(model, x, y, t, task_masks(assignment, t)))
-    sizes = {str(l): [int((g == t).sum()) for t in range(data_mod.NUM_TASKS)] for l, g in assignment.items()}
-    return {"full": sum(full) / len(full), "split": sum(split) / len(split),
-            "full_per_task": full, "split_per_task": split,
-            "drop": sum(full) / len(full) - sum(split) / len(split), "split_sizes": sizes}
+    sizes = {str(l): [int((g == t).sum()) for t in range(cfg.num_tasks)] for l, g in assignment.items()}
+    mean_full, mean_split = sum(full) / len(full), sum(split) / len(split)
+    return {"tasks": list(cfg.tasks), "full": mean_full, "split": mean_split,
+            "full_per_task": full, "split_per_task": split, "drop": mean_full - mean_split,
+            "split_sizes": sizes, **measures(model, assignment)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,8 +308,17 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def _nonfinite_error(epoch, step, value, world, cfg, ckpt_path) -> NonFiniteLossError:
+    what = f"{value:g}" if world == 1 else "non-finite on some process"
+    return NonFiniteLossError(
+        f"loss became {what} at epoch {epoch + 1}, step {step + 1} (lr={cfg.lr}, alpha={cfg.alpha}, "
+        f"beta={cfg.beta}); training stopped, the last good checkpoint is kept at "
+        f"{ckpt_path if ckpt_path.exists() else '(none yet)'}")
+
+
 def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, progress: bool = True,
-          dataset: data_mod.DoubleMNIST | None = None, device: str = "auto", log=print) -> dict:
+          dataset: data_mod.DoubleMNIST | None = None, device: str = "auto", log=print,
+          sync_every: int = SYNC_EVERY) -> dict:
     """Trains, writing ``out_dir/checkpoint.pt`` and ``out_dir/metrics.json`` every epoch; returns
     the final evaluation (see :func:`evaluate`) with the config and timing."""
     cfg.validate()
@@ -290,20 +326,19 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
     out_dir = Path(out_dir)
     ckpt_path, metrics_path = out_dir / "checkpoint.pt", out_dir / "metrics.json"
     rank, world = _dist_info()
-    td = load_data(cfg, data_dir, dataset)
+    dev = resolve_device(device)
+    td = load_data(cfg, data_dir, dataset).to(dev)
     if td.source == "subset" and rank == 0:
         log(data_mod.SUBSET_BANNER)
-    dev = resolve_device(device)
     model = build_model(cfg).to(dev)
     steps = td.steps_per_epoch(cfg.batch_size)
     opt, sched = _make_optimizer(model, cfg, steps * cfg.epochs)
     start_epoch, history = 0, []
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
-        old, new = ckpt["config"].to_dict(), cfg.to_dict()
-        old.pop("threads"), new.pop("threads")
+        old, new = ckpt["config"].identity(), cfg.identity()
         if old != new:
-            diff = {k: (v, new[k]) for k, v in old.items() if new[k] != v}
+            diff = {k: (v, new.get(k)) for k, v in old.items() if new.get(k) != v}
             raise ValueError(f"--resume: checkpoint {ckpt_path} was made with another config "
                              f"(checkpoint vs now: {diff})")
         model.load_state_dict(ckpt["model"])
@@ -323,52 +358,64 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
         from tqdm import tqdm
         bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{cfg.mode}/{cfg.net}/seed{cfg.seed}",
                    unit="epoch", dynamic_ncols=True)
+    ev = None
     for epoch in range(start_epoch, cfg.epochs):
-        ce_sum = sp_sum = 0.0
+        # on the device: [task loss, spatial loss] sums, and the first non-finite step and its loss
+        sums = torch.zeros(2, device=dev)
+        bad_step = torch.full((), -1, dtype=torch.long, device=dev)
+        bad_loss = torch.zeros((), device=dev)
         for step, (x, y, task) in enumerate(td.epoch_batches(epoch, cfg.batch_size)):
             B = len(x)
-            x, y = x[rank::world].to(dev), y[rank::world].to(dev)
-            task = task[rank::world].to(dev) if task is not None else None
+            x, y = x[rank::world], y[rank::world]
+            task = task[rank::world] if task is not None else None
             loss = data_mod.task_loss_sum(net(x), y, task) * (world / B)
-            ce_val = loss.detach()
+            sp = loss.new_zeros(())
             if use_costs:
                 sp = model.spatial_loss(cfg.alpha, cfg.beta)
                 if cfg.cost_warmup > 0:
                     sp = sp * min(1.0, (epoch + step / steps) / cfg.cost_warmup)
-                loss = loss + sp
-                sp_sum += sp.item()
-            finite = torch.isfinite(loss.detach()).float()
-            if world > 1:  # every process stops together, none is left waiting in backward
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if not finite.item():
-                raise NonFiniteLossError(
-                    f"loss became {loss.item() if world == 1 else 'non-finite on some process'} at epoch "
-                    f"{epoch + 1}, step {step + 1} "
-                    f"(lr={cfg.lr}, alpha={cfg.alpha}, beta={cfg.beta}); training stopped, the last good "
-                    f"checkpoint is kept at {ckpt_path if ckpt_path.exists() else '(none yet)'}")
+            total = loss + sp
+            with torch.no_grad():
+                sums += torch.stack([loss, sp])
+                first = ~torch.isfinite(total) & (bad_step < 0)
+                bad_step = torch.where(first, step, bad_step)
+                bad_loss = torch.where(first, total, bad_loss)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             opt.step()
             sched.step()
-            ce_sum += ce_val.item()
-        record = {"epoch": epoch + 1, "task_loss": ce_sum / steps, "spatial_loss": sp_sum / steps,
+            if (step + 1) % sync_every == 0 or step + 1 == steps:
+                # the one host read per interval; every process stops together, none is left in backward
+                flag = bad_step.clone()
+                if world > 1:
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                if flag.item() >= 0:
+                    raise _nonfinite_error(epoch, int(flag.item()), float(bad_loss), world, cfg, ckpt_path)
+        task_loss, sp_loss = (sums / steps).tolist()
+        record = {"epoch": epoch + 1, "task_loss": task_loss, "spatial_loss": sp_loss,
                   "seconds": round(time.time() - t0, 2)}
+        last = epoch + 1 == cfg.epochs
         if rank == 0:
-            ev = evaluate(model, cfg, td)
-            record.update(full=ev["full"], split=ev["split"])
+            ev = None
+            if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+                ev = evaluate(model, cfg, td)
+                record.update(full=ev["full"], split=ev["split"], cross_task_share=ev["cross_task_share"])
             history.append(record)
             save_checkpoint(ckpt_path, model, opt, sched, cfg, epoch + 1, history)
             write_json(metrics_path, {"config": cfg.to_dict(), "data": td.source, "history": history})
             if bar is not None:
-                bar.set_postfix(loss=f"{record['task_loss']:.3f}", sp=f"{record['spatial_loss']:.3f}",
-                                full=f"{ev['full']:.3f}", split=f"{ev['split']:.3f}")
+                post = dict(loss=f"{task_loss:.3f}", sp=f"{sp_loss:.3f}")
+                if ev is not None:
+                    post.update(full=f"{ev['full']:.3f}", split=f"{ev['split']:.3f}")
+                bar.set_postfix(post)
                 bar.update(1)
         if world > 1:
             dist.barrier()
     if bar is not None:
         bar.close()
-    result = evaluate(model, cfg, td) if rank == 0 else {}
-    result.update(config=cfg.to_dict(), data=td.source, train_seconds=round(time.time() - t0, 2))
+    result = {}
     if rank == 0:
+        result = ev if ev is not None else evaluate(model, cfg, td)
+        result.update(config=cfg.to_dict(), data=td.source, train_seconds=round(time.time() - t0, 2))
         write_json(out_dir / "result.json", result)
     return result

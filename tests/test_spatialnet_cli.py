@@ -13,15 +13,28 @@ def test_demo_split_plot_end_to_end(tmp_path, capsys):
     assert main(["demo", "--epochs", "1", *TINY, "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "EMBEDDED SUBSET" in text
-    assert "MNIST" in text and "Fashion-MNIST" in text and "split" in text and "mean" in text
-    for f in ("checkpoint.pt", "metrics.json", "result.json", "figure1.png", "figure2.png"):
-        assert (out / f).is_file(), f
-    assert (out / "figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "cross-task share" in text and "segregation" in text
+    demo = json.loads((out / "demo.json").read_text())
+    for net in ("spatial", "regular"):
+        for f in ("checkpoint.pt", "metrics.json", "result.json"):
+            assert (out / net / f).is_file(), f"{net}/{f}"
+        res = json.loads((out / net / "result.json").read_text())
+        assert res["config"]["net"] == net and res["config"]["mode"] == "concat"
+        for k in ("full", "split", "cross_task_share"):
+            assert demo[net][k] == res[k], (net, k)
+        # the printed row carries the same numbers
+        assert f"{net:9s} {res['full']:7.4f} {res['split']:7.4f}" in text
+    assert demo["regular"]["segregation"] is None and demo["spatial"]["segregation"] is not None
+    for f in ("figure1.png", "figure2.png"):
+        assert (out / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    assert main(["split", str(out / "checkpoint.pt"), "--json", str(tmp_path / "split.json")]) == 0
+    ckpt = out / "spatial" / "checkpoint.pt"
+    assert main(["split", str(ckpt), "--json", str(tmp_path / "split.json")]) == 0
+    text = capsys.readouterr().out
+    assert "MNIST" in text and "Fashion-MNIST" in text and "mean" in text and "cross-task share" in text
     ev = json.loads((tmp_path / "split.json").read_text())
-    assert ev["full"] == json.loads((out / "result.json").read_text())["full"]
-    assert main(["plot", str(out / "checkpoint.pt"), "--out", str(tmp_path / "figs")]) == 0
+    assert ev["full"] == demo["spatial"]["full"] and ev["cross_task_share"] == demo["spatial"]["cross_task_share"]
+    assert main(["plot", str(ckpt), "--out", str(tmp_path / "figs")]) == 0
     assert (tmp_path / "figs" / "figure2.png").stat().st_size > 10_000
 
 
@@ -70,7 +83,12 @@ def test_reproduce_tiny(tmp_path, capsys):
     assert table["settings"]["seeds"] == [0, 1]
     md = (out / "table1.md").read_text()
     assert "| sequential | spatial |" in md and "0.84 ± 0.08" in md
-    assert (out / "figure1.png").is_file() and (out / "figure2.png").is_file()
+    for mode in ("concat", "mix", "sequential"):
+        assert (out / f"figure1-{mode}.png").is_file() and (out / f"figure2-{mode}.png").is_file()
+        for k in ("cross_task_share", "segregation", "dead"):
+            assert len(table["results"][mode]["spatial"][k]) == 2
+    assert all(s is None for s in table["results"]["concat"]["regular"]["segregation"])
+    assert "| concat | spatial |" in md.split("| mode | net | cross-task share")[1]
     # a second call finds every run finished and retrains nothing
     mtime = (tmp_path / "runs" / "mix-spatial-seed1" / "checkpoint.pt").stat().st_mtime_ns
     assert main(["reproduce", "--epochs", "1", "--seeds", "0,1", "--workers", "1", *TINY[:-1],

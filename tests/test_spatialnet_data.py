@@ -54,9 +54,10 @@ def test_sequential_batches_cover_both_datasets(subset):
     seen = torch.zeros(2, dtype=torch.long)
     for x, y, task in td.epoch_batches(0, 512):
         seen += torch.bincount(task, minlength=2)
-        k = int(torch.nonzero(task == 1)[0])
-        src = td.fx if task[k] else td.mx
-        assert (src == x[k]).all(1).any()
+        for k in (int(torch.nonzero(task == 0)[0]), int(torch.nonzero(task == 1)[0])):
+            src = td.train_x[int(task[k])].float() / 255
+            i = int(torch.nonzero((src == x[k]).all(1))[0])
+            assert y[k] == td.train_y[int(task[k])][i]
     assert seen.tolist() == [2000, 2000]
 
 

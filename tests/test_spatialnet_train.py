@@ -38,7 +38,7 @@ def test_train_one_epoch_every_mode(tmp_path, subset, mode, net):
 
 
 def test_learns_on_subset(tmp_path, subset):
-    res = train(_cfg(max_train=2000, epochs=3, net="regular", hidden=[64, 64, 64, 64]), tmp_path,
+    res = train(_cfg(max_train=2000, epochs=20, net="regular", hidden=[64, 64, 64, 64]), tmp_path,
                 progress=False, dataset=subset, log=_quiet)
     assert min(res["full_per_task"]) > 0.5  # chance is 0.1
 
@@ -165,3 +165,31 @@ def test_bad_device():
         assert resolve_device("auto").type == "cpu"
     with pytest.raises(TypeError, match="device"):
         resolve_device(0)
+
+
+def test_eval_every_and_resume_across_runtime_keys(tmp_path, subset):
+    res = train(_cfg(epochs=3), tmp_path / "end", progress=False, dataset=subset, log=_quiet)
+    hist = json.loads((tmp_path / "end" / "metrics.json").read_text())["history"]
+    assert ["full" in h for h in hist] == [False, False, True]  # default: evaluate at the end only
+    assert hist[-1]["full"] == res["full"] and all(h["task_loss"] > 0 for h in hist)
+    train(_cfg(epochs=3, eval_every=2), tmp_path / "every", progress=False, dataset=subset, log=_quiet)
+    hist = json.loads((tmp_path / "every" / "metrics.json").read_text())["history"]
+    assert ["full" in h for h in hist] == [False, True, True]
+    # how often a run evaluates, or its threads, is not what it computes: resume accepts a change
+    again = train(_cfg(epochs=3, eval_every=1, threads=2), tmp_path / "every", resume=True, progress=False,
+                  dataset=subset, log=_quiet)
+    assert again["full"] == res["full"] and again["cross_task_share"] == res["cross_task_share"]
+
+
+def test_nonfinite_loss_found_between_host_reads(tmp_path, subset, monkeypatch):
+    # the host reads the finite flag every 3 steps; the error still names the first bad step
+    import spatialnet.train as T
+    real, calls = D.task_loss_sum, {"n": 0}
+
+    def inf_at_step_2(*a):
+        calls["n"] += 1
+        return real(*a) * (float("inf") if calls["n"] == 2 else 1.0)
+    monkeypatch.setattr(T.data_mod, "task_loss_sum", inf_at_step_2)
+    with pytest.raises(NonFiniteLossError, match="inf at epoch 1, step 2 "):
+        train(_cfg(epochs=2), tmp_path, progress=False, dataset=subset, log=_quiet, sync_every=3)
+    assert not (tmp_path / "checkpoint.pt").exists()
