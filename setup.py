@@ -18,6 +18,7 @@ setup(
         "torchvision>=0.19",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "optuna>=3.6",
     ],
     extras_require={
         "dev": ["pytest>=7", "pytest-benchmark>=4", "pykeops>=2.2", "psutil>=5"],

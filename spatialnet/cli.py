@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from . import data as data_mod
+from .sweep import DEFAULT_SPACE
 from .train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
@@ -218,6 +219,23 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import parse_space, run_sweep, write_report
+    params = parse_space(args.param or DEFAULT_SPACE)
+    base = _config(args, mode=args.mode, net=args.net, seed=0)
+    if base.data == "subset":
+        print(data_mod.SUBSET_BANNER)
+    study = run_sweep(base, args.study, args.storage, params, trials=args.trials, seeds=args.seeds,
+                      runs_dir=args.runs_dir, data_dir=args.data_dir, resume=args.resume,
+                      heartbeat=args.heartbeat, sampler_seed=args.sampler_seed)
+    report = Path(args.report.format(study=args.study))
+    rows = write_report(study, report, report.with_suffix(".png"), min_full=args.min_full,
+                        title=f"{base.mode}/{base.net}")
+    print(f"study {args.study}: {len(rows)} complete trials; wrote {report}, {report.with_suffix('.json')}, "
+          f"{report.with_suffix('.png')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="spatialnet", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -255,6 +273,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="runs trained in parallel (one thread each)")
     _add_config_args(p)
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("sweep", help="search hyper-parameters with Optuna for full accuracy and a small split drop",
+                       description="Each trial trains a config on --seeds and reports the mean full accuracy "
+                                   "(maximised) and the mean drop after the split (minimised). The study is "
+                                   "stored in --storage; several processes can run `spatialnet sweep ... "
+                                   "--resume` on one study at once.")
+    p.add_argument("--mode", default="sequential", help=f"one of {data_mod.MODES}")
+    p.add_argument("--net", choices=("regular", "spatial"), default="spatial")
+    p.add_argument("--study", default="sequential", help="study name")
+    p.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL of the study's database (default sqlite:///runs/sweeps/STUDY.db)")
+    p.add_argument("--param", action="append", default=None, metavar="NAME=LOW:HIGH[:log]|NAME=A|B",
+                   help="a searched parameter, repeatable; default: " + " ".join(DEFAULT_SPACE))
+    p.add_argument("--trials", type=int, default=20, help="trials this process runs (0: only write the report)")
+    p.add_argument("--seeds", type=_int_list("--seeds"), default=[0, 1], help="seeds each trial averages over (>= 2)")
+    p.add_argument("--runs-dir", default=None, help="checkpoints of every trial's runs (default runs/sweeps/STUDY)")
+    p.add_argument("--resume", action="store_true", help="continue (or join) an existing study")
+    p.add_argument("--report", default="results/sweeps/{study}.md",
+                   help="markdown report; .json and .png (Pareto plot) beside it")
+    p.add_argument("--min-full", type=float, default=0.91, help="full-accuracy floor for the report's best trials")
+    p.add_argument("--heartbeat", type=int, default=60,
+                   help="seconds between a running trial's heartbeats; a trial silent for 3x this "
+                        "(its worker killed) is failed and retried with the same parameters")
+    p.add_argument("--sampler-seed", type=int, default=None)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("demo", help="train the spatial and the regular net (concat), split both, print "
                                     "their table and modularity, draw the spatial net's figures")

@@ -1,0 +1,271 @@
+"""``spatialnet sweep``: a hyper-parameter search on Optuna, for the full accuracy and the split drop.
+
+Every trial trains one config on ``seeds`` (>= 2) and reports two objectives, the means over the
+seeds of the full accuracy (maximised) and of the drop after the split (minimised); Optuna's
+multi-objective TPE proposes the next trial. The per-seed numbers and the modularity measures
+are kept as the trial's user attributes.
+
+The study lives in a database: SQLite under ``runs/sweeps/`` by default, any SQLAlchemy URL with
+``--storage``, so several processes (or machines) work on one study; each runs
+``spatialnet sweep ... --resume`` and takes the next trial. A trial's runs are checkpointed
+every epoch under ``runs_dir/<config hash>-seed<k>``; a killed worker's trial stops sending
+heartbeats, is marked failed after three heartbeat intervals and retried with the same
+parameters by the next worker, which resumes its runs from their checkpoints: a killed sweep
+loses at most an epoch of the running trial.
+
+Search spaces are written ``name=low:high`` (uniform), ``name=low:high:log`` (log-uniform; ints
+where the config field is an int) or ``name=a|b|c`` (a choice); the defaults are in
+``DEFAULT_SPACE``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._io import _atomic, write_json, write_text
+from .train import RUNTIME_KEYS, TrainConfig, train
+
+# The knobs the recipe issue names, over ranges that hold every value tried by hand.
+DEFAULT_SPACE = ("alpha=0.3:30:log", "beta=0.3:30:log", "lr=0.001:0.01:log", "epochs=20:60",
+                 "pos_lr_scale=0.3:10:log", "init_gain=0.5:4:log", "schedule=constant|cosine")
+# what a trial's config may vary: the scalar fields that change what a run computes
+FIXED = ("mode", "net", "seed", "data", "max_train", "hidden", "spatial_layers", "tasks", *RUNTIME_KEYS)
+SEARCHABLE = tuple(k for k in TrainConfig().to_dict() if k not in FIXED)
+OBJECTIVES = ("full", "drop")
+HEARTBEAT = 60
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # "float", "int" or "choice"
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    choices: tuple = ()
+
+    def suggest(self, trial):
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def spec(self) -> str:
+        if self.kind == "choice":
+            return f"{self.name}={'|'.join(map(str, self.choices))}"
+        return f"{self.name}={self.low:g}:{self.high:g}{':log' if self.log else ''}"
+
+
+def parse_param(spec: str) -> Param:
+    """``name=low:high[:log]`` or ``name=a|b|c``; a ValueError names what is wrong."""
+    name, sep, rng = (s.strip() for s in spec.partition("="))
+    if not sep or not rng:
+        raise ValueError(f"--param {spec!r}: write name=low:high[:log] or name=a|b|c")
+    if name not in SEARCHABLE:
+        raise ValueError(f"--param {spec!r}: unknown parameter {name!r}; searchable: {', '.join(SEARCHABLE)}")
+    default = getattr(TrainConfig(), name)
+    if "|" in rng or isinstance(default, str):
+        choices = tuple(type(default)(c.strip()) for c in rng.split("|") if c.strip())
+        if not choices:
+            raise ValueError(f"--param {spec!r}: empty choice")
+        for c in choices:  # each choice must make a valid config
+            TrainConfig(**{name: c}).validate()
+        return Param(name, "choice", choices=choices)
+    parts = rng.split(":")
+    log = parts[-1] == "log"
+    if log:
+        parts = parts[:-1]
+    if len(parts) != 2:
+        raise ValueError(f"--param {spec!r}: write name=low:high[:log] or name=a|b|c")
+    kind = "int" if isinstance(default, int) and not isinstance(default, bool) else "float"
+    try:
+        low, high = (int(p) if kind == "int" else float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--param {spec!r}: bounds must be {kind}s") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ValueError(f"--param {spec!r}: empty range, low must be below high")
+    if log and low <= 0:
+        raise ValueError(f"--param {spec!r}: a log range needs low > 0")
+    for v in (low, high):
+        TrainConfig(**{name: v}).validate()
+    return Param(name, kind, low, high, log)
+
+
+def parse_space(specs) -> list[Param]:
+    params = [parse_param(s) for s in specs]
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--param: a parameter is given twice: {names}")
+    return params
+
+
+def default_storage(study: str) -> str:
+    return f"sqlite:///{Path('runs') / 'sweeps' / f'{study}.db'}"
+
+
+def _storage(url: str, heartbeat: int):
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeats: stable in use since 2.8
+    if not isinstance(heartbeat, int) or heartbeat < 1:
+        raise ValueError(f"--heartbeat must be a positive number of seconds, got {heartbeat!r}")
+    if url.startswith("sqlite:///"):
+        try:
+            Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"--storage {url!r} cannot be opened: {exc}") from None
+    for attempt in range(5):
+        try:
+            return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
+                              engine_kwargs={"pool_pre_ping": True})
+        except Exception as exc:  # bad URL, unknown driver, unreachable server, unwritable file
+            # two workers starting at once race to create the schema: the loser retries
+            if "UNIQUE constraint failed" in str(exc) or "already exists" in str(exc) or "locked" in str(exc):
+                if attempt < 4:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"--storage {url!r} cannot be opened: {first}") from None
+
+
+def run_dir(runs_dir, cfg: TrainConfig) -> Path:
+    ident = {k: v for k, v in cfg.identity().items() if k != "seed"}
+    digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(runs_dir) / f"{cfg.mode}-{cfg.net}-{digest}-seed{cfg.seed}"
+
+
+def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir, log):
+    def objective(trial):
+        values = {p.name: p.suggest(trial) for p in params}
+        per_seed = []
+        for seed in seeds:
+            cfg = TrainConfig.from_dict({**base.to_dict(), **values, "seed": seed})
+            res = train(cfg, run_dir(runs_dir, cfg), resume=True, data_dir=data_dir, progress=False,
+                        log=lambda *a: None)
+            per_seed.append({k: res[k] for k in ("full", "split", "drop", "cross_task_share", "segregation", "dead")})
+        summary = {k: [r[k] for r in per_seed] for k in per_seed[0]}
+        for k, xs in summary.items():
+            trial.set_user_attr(k, xs)
+        full, drop = statistics.fmean(summary["full"]), statistics.fmean(summary["drop"])
+        trial.set_user_attr("drop_std", statistics.stdev(summary["drop"]) if len(seeds) > 1 else 0.0)
+        log(f"trial {trial.number}: full {full:.4f} drop {drop:.4f} "
+            f"(seeds {list(seeds)}: drops {', '.join(f'{d:.3f}' for d in summary['drop'])}) "
+            + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()))
+        return full, drop
+    return objective
+
+
+def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: list[Param], *, trials: int,
+              seeds=(0, 1), runs_dir=None, data_dir=None, resume: bool = False, heartbeat: int = HEARTBEAT,
+              sampler_seed: int | None = None, log=print):
+    """Creates (or with ``resume`` joins or continues) ``study_name`` and runs ``trials`` trials."""
+    import optuna
+
+    if len(seeds) < 2:
+        raise ValueError(f"--seeds: a trial is averaged over at least 2 seeds, got {list(seeds)}")
+    if trials < 0:
+        raise ValueError(f"--trials must be >= 0, got {trials}")
+    base.validate()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = storage or default_storage(study_name)
+    store = _storage(storage, heartbeat)
+    space = {p.name: p.spec() for p in params}
+    fixed = {k: v for k, v in base.identity().items() if k not in space and k != "seed"}
+    exists = study_name in optuna.study.get_all_study_names(store)
+    if exists and not resume:
+        raise ValueError(f"study {study_name!r} already exists in {storage}; pass --resume to continue it "
+                         f"or choose another --study")
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
+    study = optuna.create_study(study_name=study_name, storage=store, directions=["maximize", "minimize"],
+                                sampler=sampler, load_if_exists=True)
+    if not exists or "space" not in study.user_attrs:
+        study.set_user_attr("space", space)
+        study.set_user_attr("fixed", fixed)
+        study.set_user_attr("seeds", list(seeds))
+    elif (study.user_attrs["space"], study.user_attrs["fixed"], study.user_attrs["seeds"]) != (space, fixed, list(seeds)):
+        raise ValueError(f"--resume: study {study_name!r} was made with another search space, fixed config or "
+                         f"seeds (stored: space {study.user_attrs['space']}, seeds {study.user_attrs['seeds']})")
+    runs_dir = Path(runs_dir or Path("runs") / "sweeps" / study_name)
+    if trials:
+        # a retried trial (see the module docstring) is WAITING: a worker runs it before new ones
+        study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log), n_trials=trials,
+                       catch=(), gc_after_trial=True)
+    return study
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+PER_SEED = ("full", "split", "drop", "cross_task_share", "segregation", "dead")
+
+
+def trial_rows(study) -> list[dict]:
+    """One row per complete trial: its number, objectives, drop std, parameters and per-seed numbers."""
+    from optuna.trial import TrialState
+
+    return [{"number": t.number, "full": t.values[0], "drop": t.values[1], "drop_std": t.user_attrs.get("drop_std"),
+             "params": dict(t.params), "per_seed": {k: t.user_attrs.get(k) for k in PER_SEED}}
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+
+
+def pareto(rows: list[dict]) -> list[dict]:
+    """Trials no other trial beats on both full (higher) and drop (lower), by full."""
+    front = [r for r in rows if not any(o["full"] >= r["full"] and o["drop"] <= r["drop"] and
+                                        (o["full"] > r["full"] or o["drop"] < r["drop"]) for o in rows)]
+    return sorted(front, key=lambda r: -r["full"])
+
+
+def _mean(xs):
+    xs = [x for x in (xs or []) if x is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: str = "") -> list[dict]:
+    """Writes the best trials, the Pareto front and (when ``out_png``) its plot; returns the rows."""
+    rows = trial_rows(study)
+    front = pareto(rows)
+    ok = sorted((r for r in rows if r["full"] >= min_full), key=lambda r: r["drop"])
+
+    def line(r):
+        p = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
+        ct, sg = _mean(r["per_seed"]["cross_task_share"]), _mean(r["per_seed"]["segregation"])
+        return (f"| {r['number']} | {r['full']:.4f} | {r['drop']:.4f} ± {r['drop_std'] or 0:.4f} | "
+                f"{'–' if ct is None else f'{ct:.3f}'} | {'–' if sg is None else f'{sg:.3f}'} | {p} |")
+
+    head = ["| trial | full | drop (mean ± std over seeds) | cross-task share | segregation | parameters |",
+            "|---|---|---|---|---|---|"]
+    md = [f"# Sweep {study.study_name}" + (f": {title}" if title else ""), "",
+          f"{len(rows)} complete trials, each the mean over seeds {study.user_attrs.get('seeds')}. "
+          f"Search space: `{' '.join(study.user_attrs.get('space', {}).values())}`.", "",
+          f"## Lowest drops with full accuracy ≥ {min_full}", "", *head, *map(line, ok[:10]), "",
+          "## Pareto front (full accuracy against drop)", "", *head, *map(line, front), ""]
+    write_text(out_md, "\n".join(md))
+    write_json(Path(out_md).with_suffix(".json"), {"study": study.study_name, "space": study.user_attrs.get("space"),
+                                                   "fixed": study.user_attrs.get("fixed"), "trials": rows})
+    if out_png and rows:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        ax.scatter([r["drop"] for r in rows], [r["full"] for r in rows], s=18, c="0.6", label="trial")
+        ax.plot([r["drop"] for r in front], [r["full"] for r in front], "o-", c="tab:red", ms=5, label="Pareto front")
+        ax.axhline(min_full, ls=":", c="k", lw=0.8)
+        ax.set_xlabel("drop after the split (mean over seeds)")
+        ax.set_ylabel("full accuracy (mean over seeds)")
+        ax.set_title(title or f"sweep {study.study_name}")
+        ax.legend()
+        fig.tight_layout()
+        _atomic(out_png, lambda f: fig.savefig(f, dpi=130, format="png"))
+        plt.close(fig)
+    return rows

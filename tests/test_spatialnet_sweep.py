@@ -1,0 +1,122 @@
+"""spatialnet sweep: the search-space syntax, clear errors, two workers on one SQLite study, and a
+killed worker whose trial is retried and resumed from its checkpoints."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spatialnet.cli import main
+from spatialnet.sweep import Param, pareto, parse_param
+
+pytest.importorskip("optuna")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--data", "subset", "--max-train", "128", "--batch-size", "64", "--hidden", "8,8,8,12"]
+
+
+def test_param_syntax():
+    assert parse_param("alpha=0.1:10:log") == Param("alpha", "float", 0.1, 10.0, True)
+    assert parse_param("epochs=20:60") == Param("epochs", "int", 20, 60, False)
+    assert parse_param("schedule=constant|cosine") == Param("schedule", "choice", choices=("constant", "cosine"))
+    assert parse_param("beta = 1:3").spec() == "beta=1:3"
+
+
+@pytest.mark.parametrize("spec,msg", [
+    ("gamma=1:2", "unknown parameter 'gamma'"), ("seed=1:3", "unknown parameter 'seed'"),
+    ("alpha=2:1", "empty range"), ("alpha=1:1", "empty range"), ("alpha=0:1:log", "log range needs low > 0"),
+    ("alpha", "write name=low:high"), ("alpha=1:2:3", "write name=low:high"), ("epochs=1.5:3", "must be ints"),
+    ("schedule=constant|weekly", "schedule must be one of"), ("lr=-1:1", "lr must be a positive number"),
+])
+def test_bad_params_are_one_line_errors(spec, msg, capsys, tmp_path):
+    with pytest.raises(ValueError, match=msg):
+        parse_param(spec)
+    assert main(["sweep", "--param", spec, "--storage", f"sqlite:///{tmp_path}/s.db", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert msg.split("'")[0] in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("url,msg", [
+    ("sqlite:////proc/no/such/dir/s.db", "cannot be opened"),
+    ("postgresql://nobody@127.0.0.1:9/none", "cannot be opened"),
+    ("nonsense", "cannot be opened"),
+])
+def test_unreachable_storage(url, msg, capsys):
+    assert main(["sweep", "--storage", url, "--trials", "1", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and url in err and err.count("\n") == 1
+
+
+def test_pareto_front():
+    rows = [{"full": .9, "drop": .1}, {"full": .8, "drop": .0}, {"full": .85, "drop": .05},
+            {"full": .8, "drop": .1}, {"full": .9, "drop": .2}]
+    assert pareto(rows) == [rows[0], rows[2], rows[1]]
+
+
+def _sweep_cmd(tmp_path, *extra):
+    return [sys.executable, "-m", "spatialnet", "sweep", "--study", "s", "--storage", f"sqlite:///{tmp_path}/s.db",
+            "--runs-dir", str(tmp_path / "runs"), "--report", str(tmp_path / "s.md"), *TINY, *extra]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "OMP_NUM_THREADS": "1"}
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    cmd = _sweep_cmd(tmp_path, "--resume", "--trials", "2", "--param", "alpha=0.1:10:log", "--param", "epochs=1:2")
+    workers = [subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for _ in range(2)]
+    outs = [w.communicate(timeout=300)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), "\n\n".join(outs)
+    import optuna
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4 and sorted(t.number for t in done) == [0, 1, 2, 3]
+    for out in outs:  # each worker ran its own two trials
+        assert out.count("trial ") >= 2, out
+    for t in done:
+        assert len(t.user_attrs["full"]) == 2 and len(t.user_attrs["drop"]) == 2  # two seeds
+        assert t.values[1] == pytest.approx(sum(t.user_attrs["drop"]) / 2)
+    report = json.loads((tmp_path / "s.json").read_text())
+    assert len(report["trials"]) == 4 and (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    # a third process without --resume is refused: the study exists
+    again = subprocess.run(cmd[:cmd.index("--resume")] + cmd[cmd.index("--resume") + 1:], cwd=tmp_path,
+                           env=_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already exists" in again.stderr and "--resume" in again.stderr
+
+
+def test_killed_worker_loses_at_most_its_running_epoch(tmp_path):
+    # one trial of 2 seeds x 60 tiny epochs; kill the worker once seed 0 has a few epochs saved
+    cmd = _sweep_cmd(tmp_path, "--resume", "--trials", "1", "--heartbeat", "1", "--param", "alpha=0.5:2",
+                     "--epochs", "60")
+    w = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    metrics = None
+    while time.time() < deadline:
+        found = list((tmp_path / "runs").glob("*-seed0/metrics.json"))
+        if found and len(json.loads(found[0].read_text() or "{}").get("history", [])) >= 3:
+            metrics = found[0]
+            break
+        time.sleep(0.2)
+    assert metrics is not None, "the worker saved no epoch in time"
+    w.send_signal(signal.SIGKILL)
+    w.wait()
+    killed_at = len(json.loads(metrics.read_text())["history"])
+    assert killed_at < 60
+    time.sleep(3.5)  # past the grace period: the killed trial's heartbeat is stale
+    r = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    import optuna
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert study.trials[1].params == study.trials[0].params  # retried with the same parameters
+    hist = json.loads(metrics.read_text())["history"]
+    # resumed, not restarted: the epochs saved before the kill were kept, the rest were added
+    assert [h["epoch"] for h in hist] == list(range(1, 61))
+    assert hist[killed_at]["seconds"] < hist[killed_at - 1]["seconds"]  # a new process's clock
