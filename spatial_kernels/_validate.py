@@ -2,6 +2,13 @@
 
 One layer, run before any backend is chosen, so that every backend sees the same, already
 checked arguments and every user sees the same messages.
+
+A check does not raise: it returns ``None`` or a :class:`BadArgument`, the exception to raise and
+its message, whose ``{name}`` fields are the shapes of the tensors it names and are filled in
+when it is raised. The public functions raise it through ``_ops.raise_bad_argument``: at once in
+eager mode, and under ``torch.compile`` when the compiled code runs, where shapes are concrete
+(while tracing they can be symbolic, and an exception raised there would reach the user as
+dynamo's own error type).
 """
 from __future__ import annotations
 
@@ -17,80 +24,86 @@ LOW_PRECISION_WEIGHT_DTYPES = (torch.bfloat16, torch.float16)
 MAX_DIM = 3
 
 
-def _shape(t: torch.Tensor) -> str:
-    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+class _Shape(tuple):
+    def __str__(self) -> str:
+        return "(" + ", ".join(str(s) for s in self) + ")"
+
+    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731
 
 
-def _require_tensor(name: str, t) -> None:
+class BadArgument:
+    """A failed check: ``exc_type(template.format(name=shape of tensors[name], ...))``; a field
+    ``{name}`` prints the shape as ``(a, b)``, ``{name[0]}`` its first size."""
+
+    def __init__(self, exc_type: type, template: str, **tensors: torch.Tensor):
+        self.exc_type, self.template, self.tensors = exc_type, template, tensors
+
+    def message(self) -> str:
+        return self.template.format(**{k: _Shape(int(s) for s in t.shape) for k, t in self.tensors.items()})
+
+    def exception(self) -> Exception:
+        return self.exc_type(self.message())
+
+
+def _require_tensor(name: str, t) -> BadArgument | None:
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        return BadArgument(TypeError, f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return None
 
 
-def _check_positions(name: str, p: torch.Tensor) -> None:
-    _require_tensor(name, p)
+def _check_positions(name: str, p) -> BadArgument | None:
+    bad = _require_tensor(name, p)
+    if bad is not None:
+        return bad
     if p.dim() != 2:
-        raise ValueError(
-            f"{name} must be 2-D (num_neurons, D) with D in 1..{MAX_DIM}, got shape {_shape(p)}"
-        )
+        return BadArgument(ValueError, f"{name} must be 2-D (num_neurons, D) with D in 1..{MAX_DIM}, got shape "
+                                       "{p}", p=p)
     if not 1 <= p.shape[1] <= MAX_DIM:
-        raise ValueError(
-            f"{name} must have D = 1, 2 or 3 coordinates per neuron (shape (num_neurons, D)), "
-            f"got shape {_shape(p)}"
-        )
+        return BadArgument(ValueError, f"{name} must have D = 1, 2 or 3 coordinates per neuron (shape "
+                                       "(num_neurons, D)), got shape {p}", p=p)
     if p.dtype not in POSITION_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {p.dtype} with shape {_shape(p)}")
+        return BadArgument(TypeError, f"{name} must be float32 or float64, got {p.dtype} with shape " "{p}", p=p)
+    return None
 
 
-def check_transport_args(W, p_in, p_out) -> None:
+def check_transport_args(W, p_in, p_out) -> BadArgument | None:
     """Checks W (n_out, n_in), p_in (n_in, D), p_out (n_out, D) for every backend."""
-    _require_tensor("W", W)
-    _check_positions("p_in", p_in)
-    _check_positions("p_out", p_out)
+    bad = _require_tensor("W", W) or _check_positions("p_in", p_in) or _check_positions("p_out", p_out)
+    if bad is not None:
+        return bad
     if W.dim() != 2:
-        raise ValueError(f"W must be 2-D (n_out, n_in) like nn.Linear.weight, got shape {_shape(W)}")
+        return BadArgument(ValueError, "W must be 2-D (n_out, n_in) like nn.Linear.weight, got shape {W}", W=W)
     if p_in.shape[1] != p_out.shape[1]:
-        raise ValueError(
-            f"p_in and p_out must have the same number of coordinates D, got p_in {_shape(p_in)} "
-            f"and p_out {_shape(p_out)}"
-        )
+        return BadArgument(ValueError, "p_in and p_out must have the same number of coordinates D, got p_in "
+                                       "{p_in} and p_out {p_out}", p_in=p_in, p_out=p_out)
     if W.shape[0] != p_out.shape[0] or W.shape[1] != p_in.shape[0]:
-        raise ValueError(
-            f"W must have shape (n_out, n_in) = (len(p_out), len(p_in)) = "
-            f"({p_out.shape[0]}, {p_in.shape[0]}), got W {_shape(W)}, p_in {_shape(p_in)}, "
-            f"p_out {_shape(p_out)}"
-        )
-    devices = {W.device, p_in.device, p_out.device}
-    if len(devices) != 1:
-        raise ValueError(
-            f"W, p_in and p_out must be on one device, got W on {W.device}, p_in on {p_in.device}, "
-            f"p_out on {p_out.device}"
-        )
+        return BadArgument(ValueError, "W must have shape (n_out, n_in) = (len(p_out), len(p_in)) = "
+                                       "({p_out[0]}, {p_in[0]}), got W {W}, p_in {p_in}, p_out {p_out}",
+                           W=W, p_in=p_in, p_out=p_out)
+    if W.device != p_in.device or W.device != p_out.device:
+        return BadArgument(ValueError, f"W, p_in and p_out must be on one device, got W on {W.device}, p_in on "
+                                       f"{p_in.device}, p_out on {p_out.device}")
     if p_in.dtype != p_out.dtype:
-        raise TypeError(
-            f"p_in and p_out must share a dtype, got p_in {p_in.dtype} and p_out {p_out.dtype}"
-        )
+        return BadArgument(TypeError, f"p_in and p_out must share a dtype, got p_in {p_in.dtype} and p_out "
+                                      f"{p_out.dtype}")
     if W.dtype == p_in.dtype:
-        return
+        return None
     if W.dtype in LOW_PRECISION_WEIGHT_DTYPES and p_in.dtype == torch.float32:
-        return  # allowed on triton only; the dispatcher checks the backend
-    raise TypeError(
-        f"W must have the positions' dtype ({p_in.dtype}), or be bfloat16/float16 with float32 "
-        f"positions, got W {W.dtype} with shape {_shape(W)}"
-    )
+        return None  # allowed on triton only; the dispatcher checks the backend
+    return BadArgument(TypeError, f"W must have the positions' dtype ({p_in.dtype}), or be bfloat16/float16 with "
+                                  f"float32 positions, got W {W.dtype} with shape " "{W}", W=W)
 
 
-def check_density_args(p) -> None:
-    _check_positions("p", p)
+def check_density_args(p) -> BadArgument | None:
+    return _check_positions("p", p)
 
 
-def check_scale(scale) -> float:
-    """``scale`` as a float: a finite real number (a constant weight, not a tensor)."""
+def check_scale(scale) -> BadArgument | None:
+    """``scale`` must be a finite real number (a constant weight, not a tensor)."""
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise TypeError(
-            f"scale must be a real number (a constant weight on the cost), got {type(scale).__name__}"
-            + ("; multiply the returned cost by a tensor weight instead" if isinstance(scale, torch.Tensor) else "")
-        )
-    scale = float(scale)
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be finite, got {scale}")
-    return scale
+        return BadArgument(TypeError, f"scale must be a real number (a constant weight on the cost), got "
+                                      f"{type(scale).__name__}" + ("; multiply the returned cost by a tensor weight "
+                                                                  "instead" if isinstance(scale, torch.Tensor) else ""))
+    if not -math.inf < scale < math.inf:  # not math.isfinite: under torch.compile scale may be a SymFloat
+        return BadArgument(ValueError, f"scale must be finite, got {float(scale)}")
+    return None

@@ -1,16 +1,12 @@
 """Density cost ``V = sum_ij exp(-||p[i] - p[j]||)`` and its public entry point."""
 from __future__ import annotations
 
-import importlib
-
 import torch
 
-from .._autograd import fused_call
+from .. import _ops
 from .._backends import resolve_backend
-from .._validate import check_density_args, check_scale
+from .._validate import BadArgument, check_density_args, check_scale
 from .reference import density_cost_reference
-
-_FUSED = {"numba": ".numba_cpu", "triton": ".triton_gpu"}
 
 
 def fused_density_cost(p: torch.Tensor, *, scale: float = 1.0, backend: str = "auto") -> torch.Tensor:
@@ -23,13 +19,15 @@ def fused_density_cost(p: torch.Tensor, *, scale: float = 1.0, backend: str = "a
         backend: ``"auto"``, ``"reference"``, ``"numba"`` or ``"triton"``.
 
     A raw sum: the paper's 1/N_l^2 belongs to the caller. The fused backends keep O(N) extra
-    memory: no ``(N, N)`` temporary.
+    memory: no ``(N, N)`` temporary. They run as the operator ``torch.ops.spatial_kernels.density``.
     """
-    check_density_args(p)
-    scale = check_scale(scale)
-    name = resolve_backend(backend, p.device, p.dtype)
+    bad = check_density_args(p) or check_scale(scale)
+    name = bad or resolve_backend(backend, p.device, p.dtype)
+    if isinstance(name, BadArgument):
+        return _ops.raise_bad_argument(name)
+    scale = float(scale)
     if name == "reference" or p.shape[0] == 0:
         cost = density_cost_reference(p)
         return cost if scale == 1.0 else cost * scale
-    impl = importlib.import_module(_FUSED[name], __name__)
-    return fused_call(impl.density_fwd, impl.density_value, p, scale=scale)
+    value, _ = _ops.density(p, scale, name, _ops.needs_grad(p))
+    return value

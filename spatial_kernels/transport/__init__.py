@@ -1,16 +1,12 @@
 """Transport cost ``T = sum_ij |W_ij| * ||p_out[i] - p_in[j]||`` and its public entry point."""
 from __future__ import annotations
 
-import importlib
-
 import torch
 
-from .._autograd import fused_call
+from .. import _ops
 from .._backends import resolve_backend
-from .._validate import check_scale, check_transport_args
+from .._validate import BadArgument, check_scale, check_transport_args
 from .reference import transport_cost_reference
-
-_FUSED = {"numba": ".numba_cpu", "triton": ".triton_gpu"}
 
 
 def fused_transport_cost(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor, *,
@@ -29,13 +25,17 @@ def fused_transport_cost(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tenso
 
     A raw sum: any normalisation (the paper's 1/N_l) belongs to the caller. No
     ``(n_out, n_in)`` temporary is made by the fused backends; ``dW`` is their only W-sized
-    output.
+    output. The fused backends run as the operator ``torch.ops.spatial_kernels.transport``, so
+    ``torch.compile(fullgraph=True)`` traces through this function.
     """
-    check_transport_args(W, p_in, p_out)
-    scale = check_scale(scale)
-    name = resolve_backend(backend, W.device, p_in.dtype, W.dtype)
+    bad = check_transport_args(W, p_in, p_out) or check_scale(scale)
+    name = bad or resolve_backend(backend, W.device, p_in.dtype, W.dtype)
+    if isinstance(name, BadArgument):
+        return _ops.raise_bad_argument(name)
+    scale = float(scale)
     if name == "reference" or W.numel() == 0:
         cost = transport_cost_reference(W, p_in, p_out)
         return cost if scale == 1.0 else cost * scale
-    impl = importlib.import_module(_FUSED[name], __name__)
-    return fused_call(impl.transport_fwd, impl.transport_value, W, p_in, p_out, scale=scale)
+    value, _, _, _ = _ops.transport(W, p_in, p_out, scale, name, _ops.needs_grad(W), _ops.needs_grad(p_in),
+                                    _ops.needs_grad(p_out))
+    return value

@@ -1,0 +1,166 @@
+"""The fused costs as PyTorch operators: ``torch.ops.spatial_kernels.transport`` and ``.density``.
+
+Registered with ``torch.library.custom_op``, so that ``torch.compile(fullgraph=True)`` traces
+through them (FakeTensor shapes from ``register_fake``) and ``torch.library.opcheck`` checks
+them. One operator per cost, with a CPU and a CUDA implementation: ``backend`` (an argument, so
+that the traced graph keeps it) picks the module, ``numba`` on CPU tensors, ``triton`` on CUDA
+tensors (or on CPU tensors under ``TRITON_INTERPRET=1``).
+
+A call computes the value and the gradients of the inputs whose ``need_*`` flag is set, in one
+pass (the value-only kernel when none is), all already multiplied by ``scale``; gradients not
+asked for come back as empty tensors. ``register_autograd`` saves those gradients and its
+backward only scales them by the upstream gradient: the single-pass forward of
+``README.md``'s "How the fused backends are shaped". The public functions in
+``transport/__init__.py`` and ``density/__init__.py`` check the arguments, choose the backend and
+call these operators; ``backend="reference"`` stays plain autograd and never comes here.
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch
+from torch import Tensor
+from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+_MODULES = {("transport", "numba"): "spatial_kernels.transport.numba_cpu",
+            ("transport", "triton"): "spatial_kernels.transport.triton_gpu",
+            ("density", "numba"): "spatial_kernels.density.numba_cpu",
+            ("density", "triton"): "spatial_kernels.density.triton_gpu"}
+
+
+def _module(cost: str, backend: str):
+    try:
+        return importlib.import_module(_MODULES[cost, backend])
+    except KeyError:
+        raise ValueError(f"backend {backend!r} has no fused {cost} kernel; use 'numba' or 'triton'") from None
+
+
+def _or_empty(g: Tensor | None, like: Tensor) -> Tensor:
+    return like.new_empty(0) if g is None else g
+
+
+def _upstream(g: Tensor, grad: Tensor) -> Tensor:
+    """``g * grad`` for a saved gradient ``g`` and the cost's upstream gradient ``grad``.
+
+    A cost added to a loss gets an upstream gradient of exactly 1, and then the saved gradient
+    is returned as it is: no W-sized pass. Reading ``grad`` costs nothing for a plain CPU tensor,
+    but would make the host wait for a GPU, so CUDA tensors are always multiplied (a
+    bandwidth-bound pass the GPU overlaps), and so is any traced backward (torch.compile,
+    AOTAutograd, make_fx: fake, functional or proxied tensors), where the value is unknown and
+    Inductor fuses the multiply into the gradient accumulation that follows.
+    """
+    if (type(grad) is torch.Tensor and grad.device.type == "cpu" and not torch.compiler.is_compiling()
+            and get_proxy_mode() is None and bool(grad == 1)):
+        return g
+    return g * grad.to(g.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# transport
+
+@torch.library.custom_op("spatial_kernels::transport", mutates_args=(), device_types=("cpu", "cuda"))
+def transport(W: Tensor, p_in: Tensor, p_out: Tensor, scale: float, backend: str,
+              need_W: bool, need_p_in: bool, need_p_out: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(scale * T, scale * dT/dW, scale * dT/dp_in, scale * dT/dp_out)``, empty where not needed."""
+    impl = _module("transport", backend)
+    if not (need_W or need_p_in or need_p_out):
+        value = impl.transport_value(W, p_in, p_out)
+        return value if scale == 1.0 else value * scale, W.new_empty(0), p_in.new_empty(0), p_out.new_empty(0)
+    value, dW, g_in, g_out = impl.transport_fwd(W, p_in, p_out, needs_grad=(need_W, need_p_in, need_p_out),
+                                                scale=scale)
+    return value, _or_empty(dW, W), _or_empty(g_in, p_in), _or_empty(g_out, p_out)
+
+
+@transport.register_fake
+def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out):
+    # dW: numba writes a contiguous array, triton one in W's memory layout (empty_like)
+    dW = (torch.empty_like(W) if backend == "triton" else W.new_empty(W.shape)) if need_W else W.new_empty(0)
+    return (p_in.new_empty(()), dW, p_in.new_empty(p_in.shape) if need_p_in else p_in.new_empty(0),
+            p_out.new_empty(p_out.shape) if need_p_out else p_out.new_empty(0))
+
+
+def _transport_setup(ctx, inputs, output):
+    ctx.save_for_backward(*output[1:])
+    ctx.mark_non_differentiable(*output[1:])
+
+
+def _transport_backward(ctx, grad, _dW, _g_in, _g_out):
+    dW, g_in, g_out = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    return (_upstream(dW, grad) if need[0] else None, _upstream(g_in, grad) if need[1] else None,
+            _upstream(g_out, grad) if need[2] else None, None, None, None, None, None)
+
+
+transport.register_autograd(_transport_backward, setup_context=_transport_setup)
+
+
+# ---------------------------------------------------------------------------------------------
+# density
+
+@torch.library.custom_op("spatial_kernels::density", mutates_args=(), device_types=("cpu", "cuda"))
+def density(p: Tensor, scale: float, backend: str, need_p: bool) -> tuple[Tensor, Tensor]:
+    """``(scale * V, scale * dV/dp)``, the gradient empty when not needed."""
+    impl = _module("density", backend)
+    if not need_p:
+        value = impl.density_value(p)
+        return value if scale == 1.0 else value * scale, p.new_empty(0)
+    return impl.density_fwd(p, needs_grad=(True,), scale=scale)
+
+
+@density.register_fake
+def _(p, scale, backend, need_p):
+    return p.new_empty(()), p.new_empty(p.shape) if need_p else p.new_empty(0)
+
+
+def _density_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+    ctx.mark_non_differentiable(output[1])
+
+
+def _density_backward(ctx, grad, _g):
+    (g,) = ctx.saved_tensors
+    return _upstream(g, grad) if ctx.needs_input_grad[0] else None, None, None, None
+
+
+density.register_autograd(_density_backward, setup_context=_density_setup)
+
+
+def needs_grad(t: Tensor) -> bool:
+    return torch.is_grad_enabled() and t.requires_grad
+
+
+# ---------------------------------------------------------------------------------------------
+# bad arguments
+
+def raise_bad_argument(bad) -> Tensor:
+    """Raises a failed check's ValueError/TypeError (``_validate.BadArgument``).
+
+    Under ``torch.compile`` an exception raised while tracing reaches the user as dynamo's own
+    error (with ``fullgraph=True``) or costs a graph break, and the message's shapes may be
+    symbolic. So there the failed check is recorded as a call to ``argument_error``, which raises
+    the same exception, with the same message from the concrete shapes, when the compiled code
+    runs: the user sees what eager mode shows.
+    """
+    if not torch.compiler.is_compiling():
+        raise bad.exception()
+    names = list(bad.tensors)
+    return argument_error([bad.tensors[k] for k in names], ",".join(names), bad.exc_type.__name__, bad.template)
+
+
+_EXCEPTIONS = {"ValueError": ValueError, "TypeError": TypeError}
+
+
+@torch.library.custom_op("spatial_kernels::argument_error", mutates_args=())
+def argument_error(tensors: list[Tensor], names: str, exc_type: str, template: str) -> Tensor:
+    """Raises ``exc_type`` with ``template`` filled in from the shapes of ``tensors``, named by the
+    comma-separated ``names``."""
+    from ._validate import BadArgument
+    raise BadArgument(_EXCEPTIONS[exc_type], template, **dict(zip(names.split(","), tensors))).exception()
+
+
+@argument_error.register_fake
+def _(tensors, names, exc_type, template):
+    return tensors[0].new_empty(()) if tensors else torch.empty(())
+
+
+argument_error.register_autograd(lambda ctx, grad: (None, None, None, None))
