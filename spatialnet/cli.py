@@ -76,6 +76,10 @@ def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1) -> Non
     p.add_argument("--threads", type=int, default=d.threads, help="torch/numba threads per process")
     p.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="also evaluate and split every K epochs (default 0: at the end only)")
+    p.add_argument("--weight-dtype", choices=("float32", "bfloat16"), default=d.weight_dtype,
+                   help="dtype of the weights and biases (positions stay float32); bfloat16 needs the "
+                        "triton backend, i.e. a CUDA device")
+    p.add_argument("--compile", action="store_true", help="torch.compile each step's loss (forward and backward)")
     _add_data_args(p, default="full")
 
 
@@ -90,7 +94,8 @@ def _add_data_args(p, default):
 def _config(args, **over) -> TrainConfig:
     keys = ("epochs", "hidden", "spatial_layers", "tasks", "alpha", "beta", "lr", "batch_size", "optimizer",
             "schedule", "transport_norm", "density_norm", "cost_warmup", "pos_lr_scale", "head_offset",
-            "init", "init_gain", "activation", "dim", "max_train", "threads", "eval_every", "data")
+            "init", "init_gain", "activation", "dim", "max_train", "threads", "eval_every", "weight_dtype",
+            "compile", "data")
     kw = {k: getattr(args, k) for k in keys}
     for k in ("mode", "net", "seed"):
         if hasattr(args, k):
@@ -170,7 +175,7 @@ def cmd_reproduce(args) -> int:
         data_mod.check_mode(m)
     t0 = time.time()
     reproduce(base, args.out, args.runs_dir, seeds=args.seeds, modes=args.modes, data_dir=args.data_dir,
-              workers=args.workers)
+              workers=args.workers, device=args.device)
     print(f"wrote {args.out}/table1.md, table1.json and figure1-/figure2-<mode>.png in {time.time() - t0:.0f} s")
     print((Path(args.out) / "table1.md").read_text())
     return 0
@@ -270,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs/reproduce", help="checkpoints of every run (resumable)")
     p.add_argument("--seeds", type=_int_list("--seeds"), default=[0, 1, 2])
     p.add_argument("--modes", type=lambda s: s.split(","), default=list(data_mod.MODES))
-    p.add_argument("--workers", type=int, default=2, help="runs trained in parallel (one thread each)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="runs trained in parallel (one thread each; on a GPU they share it)")
+    p.add_argument("--device", default="auto", help="auto (cuda when CUDA is there, else cpu), cpu, cuda, ...")
     _add_config_args(p)
     p.set_defaults(func=cmd_reproduce)
 

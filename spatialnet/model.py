@@ -164,18 +164,27 @@ class SpatialMLP(nn.Module):
         return self.layers[l - 1]
 
     def forward(self, x: torch.Tensor, masks: Mapping[int, torch.Tensor] | None = None) -> torch.Tensor:
-        """Logits; ``masks[l]`` (N_l,) multiplies layer l's outputs after the activation, so a 0
-        silences a neuron completely, bias included."""
+        """Float32 logits; ``masks[l]`` (N_l,) multiplies layer l's outputs after the activation,
+        so a 0 silences a neuron completely, bias included. Weights in bfloat16 (see
+        :meth:`weights_to`) compute in bfloat16."""
         if x.dim() != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"x must have shape (batch, {self.sizes[0]}), got {tuple(x.shape)}")
-        h = x
+        h = x.to(self.layers[0].weight.dtype)
         for l, lin in enumerate(self.layers, start=1):
             h = lin(h)
             if l < self.num_layers:
                 h = self.act(h)
             if masks is not None and l in masks:
-                h = h * masks[l]
-        return h
+                h = h * masks[l].to(h.dtype)
+        return h.float()
+
+    def weights_to(self, dtype: torch.dtype) -> "SpatialMLP":
+        """Weights and biases in ``dtype`` (e.g. bfloat16, which the triton kernels read
+        natively), positions kept in float32."""
+        for lin in self.layers:
+            lin.weight.data = lin.weight.data.to(dtype)
+            lin.bias.data = lin.bias.data.to(dtype)
+        return self
 
     def transport_cost(self, l: int, scale: float = 1.0) -> torch.Tensor:
         """``scale * T(l)``, T normalised as ``transport_norm`` says; the weight goes into the

@@ -46,11 +46,12 @@ def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
 
 
 def _worker(args):
-    cfg_dict, run_dir, data_dir = args
+    cfg_dict, run_dir, data_dir, device = args
     cfg = TrainConfig.from_dict(cfg_dict)
     res = _finished(Path(run_dir), cfg)
     if res is None:
-        res = train(cfg, run_dir, resume=True, data_dir=data_dir, progress=False, log=lambda *a: None)
+        res = train(cfg, run_dir, resume=True, data_dir=data_dir, progress=False, device=device,
+                    log=lambda *a: None)
     return cfg_dict, res
 
 
@@ -112,20 +113,21 @@ def table_markdown(summary: dict, settings: dict) -> str:
 
 
 def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MODES, data_dir=None,
-              workers: int = 2, figures: bool = True, log=print) -> dict:
+              workers: int = 2, figures: bool = True, device: str = "auto", log=print) -> dict:
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     jobs = []
     for mode in modes:
         for net in NETS:
             for seed in seeds:
                 cfg = TrainConfig.from_dict({**base.to_dict(), "mode": mode, "net": net, "seed": seed})
-                jobs.append((cfg.to_dict(), str(runs_dir / run_name(cfg)), data_dir))
+                jobs.append((cfg.to_dict(), str(runs_dir / run_name(cfg)), data_dir, device))
     # sequential epochs see both training sets: twice the steps, so start them first
     jobs.sort(key=lambda j: j[0]["mode"] != "sequential")
     settings = {"config": {k: v for k, v in base.to_dict().items() if k not in ("mode", "net", "seed")},
                 "seeds": list(seeds), "modes": list(modes), "data": base.data, "workers": workers,
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {workers} runs at a time, "
-                           f"{base.threads} thread(s) each",
+                           f"{base.threads} thread(s) each, device {device}"
+                           + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""),
                 "torch": torch.__version__,
                 "rerun": f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --workers {workers} " + " ".join(
                     f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"

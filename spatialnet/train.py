@@ -42,7 +42,8 @@ NETS = ("regular", "spatial")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 # how a run is executed, not what it computes: a checkpoint resumes whatever these are
-RUNTIME_KEYS = ("threads", "eval_every")
+RUNTIME_KEYS = ("threads", "eval_every", "compile")
+WEIGHT_DTYPES = ("float32", "bfloat16")
 SYNC_EVERY = 100  # steps between host reads of the loss sums and the finite flag
 
 
@@ -81,7 +82,9 @@ class TrainConfig:
     threads: int = 1            # torch and numba threads per process (not part of the identity)
     data: str = "full"          # full | subset | auto
     max_train: int = 0          # >0: use only this many training images per dataset (probes)
+    weight_dtype: str = "float32"  # bfloat16: weights and biases (not positions) in bf16; GPU (triton)
     eval_every: int = 0         # >0: also evaluate and split after every K-th epoch (not identity)
+    compile: bool = False       # torch.compile the step's loss, forward and backward (not identity)
 
     def validate(self) -> "TrainConfig":
         data_mod.check_mode(self.mode)
@@ -113,6 +116,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.weight_dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"weight_dtype must be one of {WEIGHT_DTYPES}, got {self.weight_dtype!r}")
+        if not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be a bool, got {self.compile!r}")
         if self.data not in ("full", "subset", "auto"):
             raise ValueError(f"data must be 'full', 'subset' or 'auto', got {self.data!r}")
         return self
@@ -154,9 +161,10 @@ def build_model(cfg: TrainConfig) -> SpatialMLP:
     """The spatial net, or the regular one: the same MLP without costs (and without positions)."""
     torch.manual_seed(cfg.seed)
     spatial = list(cfg.spatial_layers) if cfg.net == "spatial" else []
-    return SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
-                      density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
-                      head_offset=cfg.head_offset if cfg.net == "spatial" else 0.0, num_heads=cfg.num_tasks)
+    model = SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
+                       density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
+                       head_offset=cfg.head_offset if cfg.net == "spatial" else 0.0, num_heads=cfg.num_tasks)
+    return model.weights_to(getattr(torch, cfg.weight_dtype))
 
 
 def set_threads(n: int) -> None:
@@ -308,6 +316,20 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def _step_loss_fn(net, model: SpatialMLP, cfg: TrainConfig):
+    """``(task loss, spatial loss)`` of a shard, the task loss scaled by ``world / global batch``
+    (see the module docstring); compiled with torch.compile when ``cfg.compile``."""
+    use_costs = cfg.net == "spatial"
+
+    def step_loss(x, y, task, task_scale: float):
+        loss = data_mod.task_loss_sum(net(x), y, task) * task_scale
+        sp = model.spatial_loss(cfg.alpha, cfg.beta) if use_costs else loss.new_zeros(())
+        return loss, sp
+
+    # dynamic=False: a batch has one of two sizes (full, last), each compiled once
+    return torch.compile(step_loss, dynamic=False) if cfg.compile else step_loss
+
+
 def _nonfinite_error(epoch, step, value, world, cfg, ckpt_path) -> NonFiniteLossError:
     what = f"{value:g}" if world == 1 else "non-finite on some process"
     return NonFiniteLossError(
@@ -351,7 +373,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    use_costs = cfg.net == "spatial"
+    step_loss = _step_loss_fn(net, model, cfg)
     t0 = time.time()
     bar = None
     if progress and rank == 0:
@@ -368,12 +390,9 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
             B = len(x)
             x, y = x[rank::world], y[rank::world]
             task = task[rank::world] if task is not None else None
-            loss = data_mod.task_loss_sum(net(x), y, task) * (world / B)
-            sp = loss.new_zeros(())
-            if use_costs:
-                sp = model.spatial_loss(cfg.alpha, cfg.beta)
-                if cfg.cost_warmup > 0:
-                    sp = sp * min(1.0, (epoch + step / steps) / cfg.cost_warmup)
+            loss, sp = step_loss(x, y, task, world / B)
+            if cfg.cost_warmup > 0:
+                sp = sp * min(1.0, (epoch + step / steps) / cfg.cost_warmup)
             total = loss + sp
             with torch.no_grad():
                 sums += torch.stack([loss, sp])
