@@ -53,7 +53,7 @@ def build_step(width: int, backend: str | None, device: str, weight_dtype: str =
     ``regular_step`` is the same model's step without the costs."""
     import torch
 
-    from spatialnet.model import SpatialLinear, SpatialMLP
+    from spatialnet.model import SpatialMLP
 
     torch.manual_seed(0)
     spatial = () if backend is None else (3, 4)
@@ -61,11 +61,7 @@ def build_step(width: int, backend: str | None, device: str, weight_dtype: str =
         model = SpatialMLP([784, 1024, width, width, 20], spatial_layers=spatial,
                            backend=backend or "auto")
     dtype = getattr(torch, weight_dtype)
-    if dtype != torch.float32:
-        model = model.to(dtype)
-        for m in model.modules():  # positions stay float32; only W (and biases) go low-precision
-            if isinstance(m, SpatialLinear):
-                m.positions.data = m.positions.data.float()
+    model.weights_to(dtype)  # positions stay float32; only W (and biases) go low-precision
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(BATCH, 784, device=device, dtype=dtype)
     y = torch.randint(0, 10, (BATCH, 2), device=device)

@@ -88,27 +88,42 @@ class DoubleMNIST:
     source: str  # "full" or "subset"
 
 
-def load_full(data_dir=None, download: bool = True) -> DoubleMNIST:
-    """Full MNIST and Fashion-MNIST through torchvision; a FileNotFoundError names what is missing."""
-    import torchvision
+def read_idx(path: Path) -> np.ndarray:
+    """An uncompressed IDX file (the MNIST format): uint8 data, big-endian int32 dimensions."""
+    raw = path.read_bytes()
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an uncompressed uint8 IDX file (MNIST format)")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path} is truncated: {data.size} bytes of data for dimensions {tuple(dims)}")
+    return data.reshape(tuple(int(d) for d in dims))
 
+
+def load_full(data_dir=None, download: bool = True) -> DoubleMNIST:
+    """Full MNIST and Fashion-MNIST from their IDX files (torchvision's layout, downloaded through
+    torchvision when missing); a FileNotFoundError names what is missing."""
     root = default_data_dir(data_dir)
     missing = missing_files(root)
     if missing:
         if not download:
             raise FileNotFoundError(_missing_message(root, missing, "downloading was not asked for"))
         try:
+            import torchvision
+
             for cls in (torchvision.datasets.MNIST, torchvision.datasets.FashionMNIST):
                 for train in (True, False):
                     cls(root=str(root), train=train, download=True)
         except Exception as exc:  # offline, mirror down, disk full: say what to put where
             raise FileNotFoundError(_missing_message(root, missing_files(root), f"download failed: {exc}")) from exc
     splits = {}
-    for train in (True, False):
+    for prefix, train in (("train", True), ("t10k", False)):
         parts = []
-        for cls in (torchvision.datasets.MNIST, torchvision.datasets.FashionMNIST):
-            ds = cls(root=str(root), train=train, download=False)
-            parts += [ds.data.reshape(len(ds.data), PIXELS).contiguous(), ds.targets.long()]
+        for name in DATASETS:
+            x = read_idx(root / name / "raw" / f"{prefix}-images-idx3-ubyte")
+            y = read_idx(root / name / "raw" / f"{prefix}-labels-idx1-ubyte")
+            parts += [torch.from_numpy(x.reshape(len(x), PIXELS).copy()), torch.from_numpy(y.astype(np.int64))]
         splits[train] = Split(*parts)
     return DoubleMNIST(splits[True], splits[False], "full")
 

@@ -158,7 +158,11 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MO
         for job in jobs:
             record(*_worker(job))
     if figures:  # Figures 1 and 2 of each mode's spatial net, first seed
-        from .plots import plot_figures
+        try:
+            from .plots import plot_figures
+        except ImportError as exc:  # a bare GPU image may lack matplotlib: the table is written
+            log(f"figures not drawn: {exc}")
+            return results
         from .train import model_from_checkpoint
         for mode in modes:
             model, cfg, _ = model_from_checkpoint(runs_dir / f"{mode}-spatial-seed{seeds[0]}" / "checkpoint.pt")

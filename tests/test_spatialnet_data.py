@@ -115,3 +115,33 @@ def test_data_dir_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert D.default_data_dir() == tmp_path / "cache" / "spatialnet"
     assert D.load("auto", tmp_path).source == "subset"
+
+
+def _write_idx(path, arr):
+    import numpy as np
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, 8, arr.ndim]) + np.array(arr.shape, dtype=">i4").tobytes()
+    path.write_bytes(header + arr.astype(np.uint8).tobytes())
+
+
+def test_full_data_read_from_idx_files(tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    files = {}
+    for name in D.DATASETS:
+        for prefix, n in (("train", 7), ("t10k", 3)):
+            files[name, prefix] = (rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n))
+            _write_idx(tmp_path / name / "raw" / f"{prefix}-images-idx3-ubyte", files[name, prefix][0])
+            _write_idx(tmp_path / name / "raw" / f"{prefix}-labels-idx1-ubyte", files[name, prefix][1])
+    d = D.load_full(tmp_path, download=False)
+    assert d.source == "full"
+    assert torch.equal(d.train.fashion_x, torch.from_numpy(files["FashionMNIST", "train"][0].reshape(7, 784)).byte())
+    assert d.test.mnist_y.tolist() == files["MNIST", "t10k"][1].tolist() and d.test.mnist_y.dtype == torch.int64
+    # a truncated file is an error that names it, not a silently short dataset
+    p = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    p.write_bytes(p.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte is truncated"):
+        D.load_full(tmp_path, download=False)
+    p.write_bytes(b"\x1f\x8b" + bytes(20))  # gzip, not idx
+    with pytest.raises(ValueError, match="not an uncompressed uint8 IDX"):
+        D.load_full(tmp_path, download=False)
