@@ -65,25 +65,25 @@ def resolve_backend(backend: str, device: torch.device, position_dtype: torch.dt
                     weight_dtype: torch.dtype | None = None) -> str | BadArgument:
     """The backend that runs a call on ``device``, or a :class:`BadArgument` saying why none can."""
     if not isinstance(backend, str):
-        return BadArgument(TypeError, f"backend must be a str, got {type(backend).__name__}")
+        return BadArgument("TypeError", f"backend must be a str, got {type(backend).__name__}")
     if backend == "auto":
         env = os.environ.get(ENV_VAR, "").strip()
         if env:
             if env not in BACKENDS:
-                return BadArgument(ValueError, f"{ENV_VAR}={env!r} is not a backend; choose one of {BACKENDS}")
+                return BadArgument("ValueError", f"{ENV_VAR}={env!r} is not a backend; choose one of {BACKENDS}")
             backend = env
         else:
             preferred = "triton" if device.type == "cuda" else "numba"
             backend = preferred if _why_not(preferred, device) is None else "reference"
     if backend not in BACKENDS:
-        return BadArgument(ValueError, f"backend={backend!r} is not a backend; choose one of {BACKENDS} or 'auto'")
+        return BadArgument("ValueError", f"backend={backend!r} is not a backend; choose one of {BACKENDS} or 'auto'")
     why = _why_not(backend, device)
     if why is not None:
-        return BadArgument(ValueError, f"backend {backend!r} cannot run here: {why}")
+        return BadArgument("ValueError", f"backend {backend!r} cannot run here: {why}")
     if position_dtype == torch.float64 and backend == "triton":
-        return BadArgument(TypeError, "float64 is supported on the numba and reference backends, not on 'triton' "
+        return BadArgument("TypeError", "float64 is supported on the numba and reference backends, not on 'triton' "
                                       "(float32 positions; W in float32, bfloat16 or float16)")
     if weight_dtype in LOW_PRECISION_WEIGHT_DTYPES and backend == "numba":
-        return BadArgument(TypeError, f"W of dtype {weight_dtype} is supported on the triton and reference "
+        return BadArgument("TypeError", f"W of dtype {weight_dtype} is supported on the triton and reference "
                                       f"backends, not on {backend!r}; pass W.float() or use backend='triton'")
     return backend

@@ -144,22 +144,19 @@ def raise_bad_argument(bad) -> Tensor:
     if not torch.compiler.is_compiling():
         raise bad.exception()
     names = list(bad.tensors)
-    return argument_error([bad.tensors[k] for k in names], ",".join(names), bad.exc_type.__name__, bad.template)
-
-
-_EXCEPTIONS = {"ValueError": ValueError, "TypeError": TypeError}
+    return argument_error([bad.tensors[k] for k in names], ",".join(names), bad.kind, bad.template)
 
 
 @torch.library.custom_op("spatial_kernels::argument_error", mutates_args=())
-def argument_error(tensors: list[Tensor], names: str, exc_type: str, template: str) -> Tensor:
-    """Raises ``exc_type`` with ``template`` filled in from the shapes of ``tensors``, named by the
-    comma-separated ``names``."""
+def argument_error(tensors: list[Tensor], names: str, kind: str, template: str) -> Tensor:
+    """Raises ``kind`` (ValueError or TypeError) with ``template`` filled in from the shapes of
+    ``tensors``, named by the comma-separated ``names``."""
     from ._validate import BadArgument
-    raise BadArgument(_EXCEPTIONS[exc_type], template, **dict(zip(names.split(","), tensors))).exception()
+    raise BadArgument(kind, template, **dict(zip(names.split(","), tensors))).exception()
 
 
 @argument_error.register_fake
-def _(tensors, names, exc_type, template):
+def _(tensors, names, kind, template):
     return tensors[0].new_empty(()) if tensors else torch.empty(())
 
 

@@ -31,23 +31,27 @@ class _Shape(tuple):
     __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731
 
 
-class BadArgument:
-    """A failed check: ``exc_type(template.format(name=shape of tensors[name], ...))``; a field
-    ``{name}`` prints the shape as ``(a, b)``, ``{name[0]}`` its first size."""
+EXCEPTIONS = {"ValueError": ValueError, "TypeError": TypeError}
 
-    def __init__(self, exc_type: type, template: str, **tensors: torch.Tensor):
-        self.exc_type, self.template, self.tensors = exc_type, template, tensors
+
+class BadArgument:
+    """A failed check: ``EXCEPTIONS[kind](template.format(name=shape of tensors[name], ...))``; a
+    field ``{name}`` prints the shape as ``(a, b)``, ``{name[0]}`` its first size. The kind is
+    a name, not the class, so that torch.compile can pass it to an operator as a constant."""
+
+    def __init__(self, kind: str, template: str, **tensors: torch.Tensor):
+        self.kind, self.template, self.tensors = kind, template, tensors
 
     def message(self) -> str:
         return self.template.format(**{k: _Shape(int(s) for s in t.shape) for k, t in self.tensors.items()})
 
     def exception(self) -> Exception:
-        return self.exc_type(self.message())
+        return EXCEPTIONS[self.kind](self.message())
 
 
 def _require_tensor(name: str, t) -> BadArgument | None:
     if not isinstance(t, torch.Tensor):
-        return BadArgument(TypeError, f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        return BadArgument("TypeError", f"{name} must be a torch.Tensor, got {type(t).__name__}")
     return None
 
 
@@ -56,13 +60,13 @@ def _check_positions(name: str, p) -> BadArgument | None:
     if bad is not None:
         return bad
     if p.dim() != 2:
-        return BadArgument(ValueError, f"{name} must be 2-D (num_neurons, D) with D in 1..{MAX_DIM}, got shape "
+        return BadArgument("ValueError", f"{name} must be 2-D (num_neurons, D) with D in 1..{MAX_DIM}, got shape "
                                        "{p}", p=p)
     if not 1 <= p.shape[1] <= MAX_DIM:
-        return BadArgument(ValueError, f"{name} must have D = 1, 2 or 3 coordinates per neuron (shape "
+        return BadArgument("ValueError", f"{name} must have D = 1, 2 or 3 coordinates per neuron (shape "
                                        "(num_neurons, D)), got shape {p}", p=p)
     if p.dtype not in POSITION_DTYPES:
-        return BadArgument(TypeError, f"{name} must be float32 or float64, got {p.dtype} with shape " "{p}", p=p)
+        return BadArgument("TypeError", f"{name} must be float32 or float64, got {p.dtype} with shape " "{p}", p=p)
     return None
 
 
@@ -72,25 +76,25 @@ def check_transport_args(W, p_in, p_out) -> BadArgument | None:
     if bad is not None:
         return bad
     if W.dim() != 2:
-        return BadArgument(ValueError, "W must be 2-D (n_out, n_in) like nn.Linear.weight, got shape {W}", W=W)
+        return BadArgument("ValueError", "W must be 2-D (n_out, n_in) like nn.Linear.weight, got shape {W}", W=W)
     if p_in.shape[1] != p_out.shape[1]:
-        return BadArgument(ValueError, "p_in and p_out must have the same number of coordinates D, got p_in "
+        return BadArgument("ValueError", "p_in and p_out must have the same number of coordinates D, got p_in "
                                        "{p_in} and p_out {p_out}", p_in=p_in, p_out=p_out)
     if W.shape[0] != p_out.shape[0] or W.shape[1] != p_in.shape[0]:
-        return BadArgument(ValueError, "W must have shape (n_out, n_in) = (len(p_out), len(p_in)) = "
+        return BadArgument("ValueError", "W must have shape (n_out, n_in) = (len(p_out), len(p_in)) = "
                                        "({p_out[0]}, {p_in[0]}), got W {W}, p_in {p_in}, p_out {p_out}",
                            W=W, p_in=p_in, p_out=p_out)
     if W.device != p_in.device or W.device != p_out.device:
-        return BadArgument(ValueError, f"W, p_in and p_out must be on one device, got W on {W.device}, p_in on "
+        return BadArgument("ValueError", f"W, p_in and p_out must be on one device, got W on {W.device}, p_in on "
                                        f"{p_in.device}, p_out on {p_out.device}")
     if p_in.dtype != p_out.dtype:
-        return BadArgument(TypeError, f"p_in and p_out must share a dtype, got p_in {p_in.dtype} and p_out "
+        return BadArgument("TypeError", f"p_in and p_out must share a dtype, got p_in {p_in.dtype} and p_out "
                                       f"{p_out.dtype}")
     if W.dtype == p_in.dtype:
         return None
     if W.dtype in LOW_PRECISION_WEIGHT_DTYPES and p_in.dtype == torch.float32:
         return None  # allowed on triton only; the dispatcher checks the backend
-    return BadArgument(TypeError, f"W must have the positions' dtype ({p_in.dtype}), or be bfloat16/float16 with "
+    return BadArgument("TypeError", f"W must have the positions' dtype ({p_in.dtype}), or be bfloat16/float16 with "
                                   f"float32 positions, got W {W.dtype} with shape " "{W}", W=W)
 
 
@@ -101,9 +105,9 @@ def check_density_args(p) -> BadArgument | None:
 def check_scale(scale) -> BadArgument | None:
     """``scale`` must be a finite real number (a constant weight, not a tensor)."""
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        return BadArgument(TypeError, f"scale must be a real number (a constant weight on the cost), got "
+        return BadArgument("TypeError", f"scale must be a real number (a constant weight on the cost), got "
                                       f"{type(scale).__name__}" + ("; multiply the returned cost by a tensor weight "
                                                                   "instead" if isinstance(scale, torch.Tensor) else ""))
     if not -math.inf < scale < math.inf:  # not math.isfinite: under torch.compile scale may be a SymFloat
-        return BadArgument(ValueError, f"scale must be finite, got {float(scale)}")
+        return BadArgument("ValueError", f"scale must be finite, got {float(scale)}")
     return None
