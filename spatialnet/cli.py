@@ -62,6 +62,10 @@ def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1) -> Non
                    help="V(l) scaled by 1/N_l^2 (paper) or 1/N_l (neuron)")
     p.add_argument("--pos-lr-scale", type=float, default=d.pos_lr_scale,
                    help="learning rate of the neuron positions relative to --lr")
+    p.add_argument("--width-rule", choices=("auto", "none"), default=d.width_rule,
+                   help="auto (default): for hidden layers w times the paper's mean width (w > 1), use "
+                        "alpha * w^1.5 and lr / w for the weights, positions at lr * pos-lr-scale "
+                        "(results/wide.md); none: the flags as given")
     p.add_argument("--cost-warmup", type=float, default=d.cost_warmup,
                    help="epochs over which the spatial loss ramps up from 0 (0: off, the paper)")
     p.add_argument("--head-offset", type=float, default=d.head_offset,
@@ -93,7 +97,7 @@ def _add_data_args(p, default):
 
 def _config(args, **over) -> TrainConfig:
     keys = ("epochs", "hidden", "spatial_layers", "tasks", "alpha", "beta", "lr", "batch_size", "optimizer",
-            "schedule", "transport_norm", "density_norm", "cost_warmup", "pos_lr_scale", "head_offset",
+            "schedule", "transport_norm", "density_norm", "cost_warmup", "pos_lr_scale", "width_rule", "head_offset",
             "init", "init_gain", "activation", "dim", "max_train", "threads", "eval_every", "weight_dtype",
             "compile", "data")
     kw = {k: getattr(args, k) for k in keys}
@@ -224,6 +228,28 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_grid(args) -> int:
+    from .grid import run_grid
+    from .tasks import check_tasks
+    if (args.hidden_list is None) == (args.tasks_list is None):
+        raise ValueError("grid: give exactly one of --hidden-list and --tasks-list")
+    hidden_list = tasks_list = None
+    if args.hidden_list is not None:
+        hidden_list = [_int_list("--hidden-list")(v) for v in args.hidden_list.split(";") if v.strip()]
+    else:
+        tasks_list = [list(check_tasks(v)) for v in args.tasks_list.split(";") if v.strip()]
+    for m in args.modes:
+        data_mod.check_mode(m)
+    base = _config(args, mode=args.modes[0], net="spatial", seed=0)
+    if base.data == "subset":
+        print(data_mod.SUBSET_BANNER)
+    run_grid(base, args.name, args.out, args.runs_dir or f"runs/{args.name}", hidden_list=hidden_list,
+             tasks_list=tasks_list, modes=args.modes, nets=args.nets, seeds=args.seeds, data_dir=args.data_dir,
+             workers=args.workers, device=args.device)
+    print((Path(args.out) / f"{args.name}.md").read_text())
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from .sweep import parse_space, run_sweep, write_report
     params = parse_space(args.param or DEFAULT_SPACE)
@@ -280,6 +306,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda when CUDA is there, else cpu), cpu, cuda, ...")
     _add_config_args(p)
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("grid", help="a grid of runs: hidden widths or task lists x modes x nets x seeds, "
+                                    "one JSON record per run (the width and M-task studies)")
+    p.add_argument("--name", default="grid", help="OUT/NAME.{json,md}, figures under OUT/NAME/")
+    p.add_argument("--hidden-list", default=None, help="hidden widths per variant, e.g. '128,128,128,256;256,256,256,512'")
+    p.add_argument("--tasks-list", default=None, help="task lists per variant, e.g. 'mnist,fashion,pmnist1;mnist,fashion,pmnist1,pmnist2'")
+    p.add_argument("--modes", type=lambda s: s.split(","), default=["concat", "sequential"])
+    p.add_argument("--nets", type=lambda s: s.split(","), default=["spatial", "regular"])
+    p.add_argument("--seeds", type=_int_list("--seeds"), default=[0, 1])
+    p.add_argument("--out", default="results")
+    p.add_argument("--runs-dir", default=None, help="checkpoints of every run (default runs/NAME; resumable)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("sweep", help="search hyper-parameters with Optuna for full accuracy and a small split drop",
                        description="Each trial trains a config on --seeds and reports the mean full accuracy "

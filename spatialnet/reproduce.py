@@ -55,6 +55,30 @@ def _worker(args):
     return cfg_dict, res
 
 
+def run_jobs(jobs, workers: int, record) -> None:
+    """Trains ``jobs`` (``(config dict, run dir, data dir, device)``, runs already finished are read
+    back) on ``workers`` processes, calling ``record(config dict, result)`` as each one ends."""
+    if workers > 1:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, maxtasksperchild=1) as pool:
+            for cfg_dict, res in pool.imap_unordered(_worker, jobs):
+                record(cfg_dict, res)
+    else:
+        for job in jobs:
+            record(*_worker(job))
+
+
+def machine(workers: int, threads: int, device: str) -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, {workers} runs at a time, {threads} thread(s) each, "
+            f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""))
+
+
+def cli_flags(cfg: TrainConfig, skip=("mode", "net", "seed", "data")) -> str:
+    """The command-line flags that give ``cfg`` (its identity), for the rerun lines."""
+    return " ".join(f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
+                    for k, v in cfg.identity().items() if k not in skip)
+
+
 def _mean_std(xs):
     return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
@@ -125,13 +149,9 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MO
     jobs.sort(key=lambda j: j[0]["mode"] != "sequential")
     settings = {"config": {k: v for k, v in base.to_dict().items() if k not in ("mode", "net", "seed")},
                 "seeds": list(seeds), "modes": list(modes), "data": base.data, "workers": workers,
-                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {workers} runs at a time, "
-                           f"{base.threads} thread(s) each, device {device}"
-                           + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""),
-                "torch": torch.__version__,
-                "rerun": f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --workers {workers} " + " ".join(
-                    f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
-                    for k, v in base.identity().items() if k not in ("mode", "net", "seed", "data"))}
+                "machine": machine(workers, base.threads, device), "torch": torch.__version__,
+                "rerun": f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --workers {workers} "
+                         + cli_flags(base)}
     results: dict = {}
     t0 = time.time()
 
@@ -149,14 +169,7 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MO
         log(f"[{time.time() - t0:6.0f}s] {cfg_dict['mode']:10s} {cfg_dict['net']:7s} seed {cfg_dict['seed']}: "
             f"full {res['full']:.4f} split {res['split']:.4f} (train {res.get('train_seconds', 0):.0f}s)")
 
-    if workers > 1:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, maxtasksperchild=1) as pool:
-            for cfg_dict, res in pool.imap_unordered(_worker, jobs):
-                record(cfg_dict, res)
-    else:
-        for job in jobs:
-            record(*_worker(job))
+    run_jobs(jobs, workers, record)
     if figures:  # Figures 1 and 2 of each mode's spatial net, first seed
         try:
             from .plots import plot_figures

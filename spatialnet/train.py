@@ -44,6 +44,8 @@ SCHEDULES = ("constant", "cosine")
 # how a run is executed, not what it computes: a checkpoint resumes whatever these are
 RUNTIME_KEYS = ("threads", "eval_every", "compile")
 WEIGHT_DTYPES = ("float32", "bfloat16")
+WIDTH_RULES = ("auto", "none")
+PAPER_MEAN_HIDDEN = 160  # (128 + 128 + 128 + 256) / 4
 SYNC_EVERY = 100  # steps between host reads of the loss sums and the finite flag
 
 
@@ -78,6 +80,7 @@ class TrainConfig:
     init_gain: float = 1.0
     head_offset: float = 0.0
     pos_lr_scale: float = 1.0  # learning rate of the positions = lr * pos_lr_scale
+    width_rule: str = "auto"   # auto: alpha and the weights' lr follow the width (see effective())
     cost_warmup: float = 0.0    # epochs over which the spatial loss ramps linearly from 0 to full
     threads: int = 1            # torch and numba threads per process (not part of the identity)
     data: str = "full"          # full | subset | auto
@@ -116,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.width_rule not in WIDTH_RULES:
+            raise ValueError(f"width_rule must be one of {WIDTH_RULES}, got {self.width_rule!r}")
         if self.weight_dtype not in WEIGHT_DTYPES:
             raise ValueError(f"weight_dtype must be one of {WEIGHT_DTYPES}, got {self.weight_dtype!r}")
         if not isinstance(self.compile, bool):
@@ -141,6 +146,21 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["hidden"], d["spatial_layers"], d["tasks"] = list(self.hidden), list(self.spatial_layers), list(self.tasks)
         return d
+
+    @property
+    def width_factor(self) -> float:
+        """w = the mean hidden width over the paper's (160), at least 1; 1 without the width rule."""
+        if self.width_rule == "none":
+            return 1.0
+        return max(1.0, sum(self.hidden) / len(self.hidden) / PAPER_MEAN_HIDDEN)
+
+    def effective(self) -> dict:
+        """The values training uses. The width rule (results/wide.md), for a net w times the
+        paper's width: the transport weight grows as w^1.5 and the weights' Adam lr falls as
+        1/w, while the positions keep their lr (lr * pos_lr_scale). At w = 1 it changes nothing."""
+        w = self.width_factor
+        return {"width_factor": w, "alpha": self.alpha * w ** 1.5, "lr": self.lr / w,
+                "pos_lr": self.lr * self.pos_lr_scale, "beta": self.beta}
 
     def identity(self) -> dict:
         """What the run computes: the config without the runtime keys (threads, eval_every)."""
@@ -271,8 +291,9 @@ def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
     kw = {"momentum": 0.9} if cfg.optimizer == "sgd" else {}
     pos = [p for n, p in model.named_parameters() if n.endswith("positions")]
     rest = [p for n, p in model.named_parameters() if not n.endswith("positions")]
-    groups = [{"params": rest}] + ([{"params": pos, "lr": cfg.lr * cfg.pos_lr_scale}] if pos else [])
-    opt = opt_cls(groups, lr=cfg.lr, **kw)
+    eff = cfg.effective()
+    groups = [{"params": rest}] + ([{"params": pos, "lr": eff["pos_lr"]}] if pos else [])
+    opt = opt_cls(groups, lr=eff["lr"], **kw)
     if cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
@@ -320,10 +341,11 @@ def _step_loss_fn(net, model: SpatialMLP, cfg: TrainConfig):
     """``(task loss, spatial loss)`` of a shard, the task loss scaled by ``world / global batch``
     (see the module docstring); compiled with torch.compile when ``cfg.compile``."""
     use_costs = cfg.net == "spatial"
+    eff = cfg.effective()
 
     def step_loss(x, y, task, task_scale: float):
         loss = data_mod.task_loss_sum(net(x), y, task) * task_scale
-        sp = model.spatial_loss(cfg.alpha, cfg.beta) if use_costs else loss.new_zeros(())
+        sp = model.spatial_loss(eff["alpha"], eff["beta"]) if use_costs else loss.new_zeros(())
         return loss, sp
 
     # dynamic=False: a batch has one of two sizes (full, last), each compiled once
@@ -435,6 +457,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
     result = {}
     if rank == 0:
         result = ev if ev is not None else evaluate(model, cfg, td)
-        result.update(config=cfg.to_dict(), data=td.source, train_seconds=round(time.time() - t0, 2))
+        result.update(config=cfg.to_dict(), effective=cfg.effective(), data=td.source,
+                      train_seconds=round(time.time() - t0, 2))
         write_json(out_dir / "result.json", result)
     return result

@@ -94,3 +94,29 @@ def test_reproduce_tiny(tmp_path, capsys):
     assert main(["reproduce", "--epochs", "1", "--seeds", "0,1", "--workers", "1", *TINY[:-1],
                  "--out", str(out), "--runs-dir", str(tmp_path / "runs")]) == 0
     assert (tmp_path / "runs" / "mix-spatial-seed1" / "checkpoint.pt").stat().st_mtime_ns == mtime
+
+
+def test_grid_of_widths_and_of_tasks(tmp_path, capsys):
+    base = ["--epochs", "1", "--seeds", "0,1", "--workers", "1", "--modes", "concat", *TINY[:-3],
+            "--out", str(tmp_path)]
+    assert main(["grid", "--name", "wide", "--hidden-list", "8,8,8,12;16,16,16,24", *base,
+                 "--runs-dir", str(tmp_path / "runs-w")]) == 0
+    wide = json.loads((tmp_path / "wide.json").read_text())
+    assert len(wide["records"]) == 2 * 2 * 2  # variants x nets x seeds
+    for r in wide["records"]:
+        for k in ("hidden", "mode", "net", "seed", "full", "split", "drop", "cross_task_share", "segregation",
+                  "dead", "settings", "effective"):
+            assert k in r, k
+        assert r["drop"] == pytest.approx(r["full"] - r["split"])
+        assert (r["segregation"] is None) == (r["net"] == "regular")
+    assert {tuple(r["hidden"]) for r in wide["records"]} == {(8, 8, 8, 12), (16, 16, 16, 24)}
+    assert (tmp_path / "wide" / "figure1-8-8-8-12-concat.png").is_file()
+    assert main(["grid", "--name", "tasks", "--tasks-list", "mnist,fashion,pmnist1", *base,
+                 "--runs-dir", str(tmp_path / "runs-t")]) == 0
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    assert {r["num_tasks"] for r in tasks["records"]} == {3} and len(tasks["records"]) == 4
+    assert all(len(r["full_per_task"]) == 3 for r in tasks["records"])
+    md = (tmp_path / "tasks.md").read_text()
+    assert "permuted MNIST 1" in md and "| M=3 (mnist,fashion,pmnist1) | concat | spatial | 2 |" in md
+    assert main(["grid", "--name", "x", *base]) == 2
+    assert "exactly one of --hidden-list and --tasks-list" in capsys.readouterr().err

@@ -218,3 +218,20 @@ def test_bfloat16_weights(tmp_path, subset, monkeypatch):
     assert 0 <= res["full"] <= 1 and res["config"]["weight_dtype"] == "bfloat16"
     with pytest.raises(ValueError, match="weight_dtype"):
         _cfg(weight_dtype="float16")
+
+
+def test_width_rule():
+    from spatialnet.train import _make_optimizer, build_model
+    paper = TrainConfig().effective()
+    assert paper == {"width_factor": 1.0, "alpha": 1.0, "lr": 0.005, "pos_lr": 0.005, "beta": 3.0}
+    wide = TrainConfig(hidden=[512, 512, 512, 1024])
+    eff = wide.effective()
+    assert eff["width_factor"] == 4.0 and eff["alpha"] == pytest.approx(8.0)
+    assert eff["lr"] == pytest.approx(0.00125) and eff["pos_lr"] == pytest.approx(0.005)
+    assert TrainConfig(hidden=[512, 512, 512, 1024], width_rule="none").effective()["alpha"] == 1.0
+    assert TrainConfig(hidden=[16, 16, 16, 24]).effective()["lr"] == 0.005  # narrower: unchanged
+    cfg = TrainConfig(hidden=[32, 32, 320, 1536], pos_lr_scale=2.0).validate()  # mean 480: w = 3
+    opt, _ = _make_optimizer(build_model(cfg), cfg, 10)
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.005 / 3), pytest.approx(0.01)]
+    with pytest.raises(ValueError, match="width_rule"):
+        TrainConfig(width_rule="sqrt").validate()

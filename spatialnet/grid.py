@@ -1,0 +1,132 @@
+"""``spatialnet grid``: a grid of runs, variants x modes x nets x seeds, one JSON record per run.
+
+A variant is a hidden-width list (``--hidden-list``, the width study) or a task list
+(``--tasks-list``, more than two tasks). Every run is a ``spatialnet train`` run under
+``runs_dir/<variant>-<mode>-<net>-seed<k>``, resumable and skipped when already finished, as in
+``reproduce``. Writes ``OUT/NAME.json`` (``{"records": [...], "settings": {...}}``, one record per
+run: the variant, mode, net, seed, accuracies, drop, the modularity measures and the settings it
+ran with, the width rule's effective values included) and ``OUT/NAME.md`` (means ± std over
+seeds), rewritten atomically after every run, and Figure 1 and 2 of each variant's spatial net
+(first seed) per mode under ``OUT/NAME/``.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from ._io import write_json, write_text
+from .reproduce import cli_flags, machine, run_jobs
+from .tasks import display_name
+from .train import NETS, TrainConfig
+
+RECORD_KEYS = ("full", "split", "drop", "cross_task_share", "segregation", "dead", "full_per_task",
+               "split_per_task", "split_sizes", "dead_per_layer", "train_seconds")
+
+
+def variant_label(cfg: TrainConfig, axis: str) -> str:
+    if axis == "hidden":
+        w = sum(cfg.hidden) / len(cfg.hidden) / 160
+        return f"{w:g}x ({','.join(map(str, cfg.hidden))})"
+    return f"M={cfg.num_tasks} ({','.join(cfg.tasks)})"
+
+
+def _slug(cfg: TrainConfig, axis: str) -> str:
+    return "-".join(map(str, cfg.hidden)) if axis == "hidden" else "-".join(cfg.tasks)
+
+
+def _ms(xs, spec=".3f") -> str:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.fmean(xs):{spec}} ± {sd:{spec}}"
+
+
+def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
+    axis = settings["axis"]
+    lines = [f"# {name}: {'width study' if axis == 'hidden' else 'more than two tasks'}", "",
+             f"Data: {settings['data']}. Seeds per row: see n. Mean ± std over seeds. Modularity as in "
+             f"results/table1.md (`spatialnet/modularity.py`).", "",
+             "| variant | mode | net | n | full | split | drop | cross-task share | segregation | dead |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict = {}
+    for r in records:
+        groups.setdefault((r["variant"], r["mode"], r["net"]), []).append(r)
+    order = {v: i for i, v in enumerate(settings["variants"])}
+    keys = sorted(groups, key=lambda k: (order.get(k[0], 99), k[1], k[2]))
+    for key in keys:
+        rs = groups[key]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {_ms([r['full'] for r in rs])} | "
+                     f"{_ms([r['split'] for r in rs])} | {_ms([r['drop'] for r in rs])} | "
+                     f"{_ms([r['cross_task_share'] for r in rs])} | {_ms([r['segregation'] for r in rs])} | "
+                     f"{_ms([r['dead'] for r in rs], '.0f')} |")
+    if axis == "tasks":
+        lines += ["", "Per task, full → split (mean over seeds):", "",
+                  "| variant | mode | net | " + " | ".join(f"task {t}" for t in range(max(r["num_tasks"] for r in records)))
+                  + " |", "|---|---|---|" + "---|" * max(r["num_tasks"] for r in records)]
+        for key in keys:
+            rs = groups[key]
+            cells = [f"{display_name(rs[0]['tasks'][t])} {statistics.fmean(r['full_per_task'][t] for r in rs):.3f} → "
+                     f"{statistics.fmean(r['split_per_task'][t] for r in rs):.3f}" for t in range(rs[0]["num_tasks"])]
+            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
+    lines += ["", f"Wall time: {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.", "",
+              f"Rerun: `{settings['rerun']}`", ""]
+    return "\n".join(lines)
+
+
+def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=None, tasks_list=None,
+             modes=("concat", "sequential"), nets=NETS, seeds=(0, 1), data_dir=None, workers: int = 2,
+             device: str = "auto", figures: bool = True, log=print) -> list[dict]:
+    if (hidden_list is None) == (tasks_list is None):
+        raise ValueError("give exactly one of --hidden-list and --tasks-list")
+    axis, values = ("hidden", hidden_list) if hidden_list is not None else ("tasks", tasks_list)
+    out_dir, runs_dir = Path(out_dir), Path(runs_dir)
+    variants, jobs = [], []
+    for v in values:
+        vcfg = TrainConfig.from_dict({**base.to_dict(), axis: list(v)})
+        variants.append(variant_label(vcfg, axis))
+        for mode in modes:
+            for net in nets:
+                for seed in seeds:
+                    cfg = TrainConfig.from_dict({**vcfg.to_dict(), "mode": mode, "net": net, "seed": seed})
+                    run = runs_dir / f"{_slug(cfg, axis)}-{mode}-{net}-seed{seed}"
+                    jobs.append((cfg.to_dict(), str(run), data_dir, device))
+    # the longest runs first (wide and sequential), so that the pool's tail is short
+    jobs.sort(key=lambda j: -sum(j[0]["hidden"]) * len(j[0]["tasks"]) * (2 if j[0]["mode"] == "sequential" else 1))
+    flag = "--hidden-list" if axis == "hidden" else "--tasks-list"
+    settings = {"axis": axis, "variants": variants, "modes": list(modes), "nets": list(nets), "seeds": list(seeds),
+                "data": base.data, "machine": machine(workers, base.threads, device),
+                "rerun": f"spatialnet grid --name {name} {flag} '{';'.join(','.join(map(str, v)) for v in values)}' "
+                         f"--modes {','.join(modes)} --nets {','.join(nets)} --seeds {','.join(map(str, seeds))} "
+                         f"--workers {workers} " + cli_flags(base, skip=("mode", "net", "seed", "data", axis))}
+    records: list[dict] = []
+    t0 = time.time()
+
+    def record(cfg_dict, res):
+        cfg = TrainConfig.from_dict(cfg_dict)
+        records.append({"variant": variant_label(cfg, axis), "hidden": list(cfg.hidden), "tasks": list(cfg.tasks),
+                        "num_tasks": cfg.num_tasks, "mode": cfg.mode, "net": cfg.net, "seed": cfg.seed,
+                        **{k: res.get(k) for k in RECORD_KEYS}, "effective": cfg.effective(),
+                        "settings": cfg.identity()})
+        settings["wall_seconds"] = time.time() - t0
+        write_json(out_dir / f"{name}.json", {"records": records, "settings": settings})
+        write_text(out_dir / f"{name}.md", grid_markdown(name, records, settings))
+        log(f"[{time.time() - t0:6.0f}s] {records[-1]['variant']} {cfg.mode} {cfg.net} seed {cfg.seed}: "
+            f"full {res['full']:.4f} drop {res['drop']:.4f} cross-task {res['cross_task_share'] or 0:.3f} "
+            f"(train {res.get('train_seconds', 0):.0f}s)")
+
+    run_jobs(jobs, workers, record)
+    if figures and "spatial" in nets:
+        from .plots import plot_figures
+        from .train import model_from_checkpoint
+        for v in values:
+            for mode in modes:
+                vcfg = TrainConfig.from_dict({**base.to_dict(), axis: list(v), "mode": mode, "net": "spatial",
+                                              "seed": seeds[0]})
+                slug = _slug(vcfg, axis)
+                model, cfg, _ = model_from_checkpoint(runs_dir / f"{slug}-{mode}-spatial-seed{seeds[0]}" / "checkpoint.pt")
+                plot_figures(model, cfg.split_layers, out_dir / name, tasks=cfg.tasks,
+                             title=f"{variant_label(cfg, axis)}, {mode}, spatial, seed {seeds[0]}",
+                             names=(f"figure1-{slug}-{mode}.png", f"figure2-{slug}-{mode}.png"))
+    return records
