@@ -246,7 +246,7 @@ def cmd_grid(args) -> int:
     run_grid(base, args.name, args.out, args.runs_dir or f"runs/{args.name}", hidden_list=hidden_list,
              tasks_list=tasks_list, modes=args.modes, nets=args.nets, seeds=args.seeds, data_dir=args.data_dir,
              workers=args.workers, device=args.device)
-    print((Path(args.out) / f"{args.name}.md").read_text())
+    print((Path(args.out) / args.name / "table.md").read_text())
     return 0
 
 
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grid", help="a grid of runs: hidden widths or task lists x modes x nets x seeds, "
                                     "one JSON record per run (the width and M-task studies)")
-    p.add_argument("--name", default="grid", help="OUT/NAME.{json,md}, figures under OUT/NAME/")
+    p.add_argument("--name", default="grid", help="OUT/NAME.json; the table and the figures under OUT/NAME/")
     p.add_argument("--hidden-list", default=None, help="hidden widths per variant, e.g. '128,128,128,256;256,256,256,512'")
     p.add_argument("--tasks-list", default=None, help="task lists per variant, e.g. 'mnist,fashion,pmnist1;mnist,fashion,pmnist1,pmnist2'")
     p.add_argument("--modes", type=lambda s: s.split(","), default=["concat", "sequential"])

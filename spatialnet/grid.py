@@ -5,9 +5,9 @@ A variant is a hidden-width list (``--hidden-list``, the width study) or a task 
 ``runs_dir/<variant>-<mode>-<net>-seed<k>``, resumable and skipped when already finished, as in
 ``reproduce``. Writes ``OUT/NAME.json`` (``{"records": [...], "settings": {...}}``, one record per
 run: the variant, mode, net, seed, accuracies, drop, the modularity measures and the settings it
-ran with, the width rule's effective values included) and ``OUT/NAME.md`` (means ± std over
-seeds), rewritten atomically after every run, and Figure 1 and 2 of each variant's spatial net
-(first seed) per mode under ``OUT/NAME/``.
+ran with, the width rule's effective values included) and ``OUT/NAME/table.md`` (means ± std
+over seeds), rewritten atomically after every run, and Figure 1 and 2 of each variant's spatial
+net (first seed) per mode under ``OUT/NAME/``. ``OUT/NAME.md`` is left to the write-up.
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
                         "settings": cfg.identity()})
         settings["wall_seconds"] = time.time() - t0
         write_json(out_dir / f"{name}.json", {"records": records, "settings": settings})
-        write_text(out_dir / f"{name}.md", grid_markdown(name, records, settings))
+        write_text(out_dir / name / "table.md", grid_markdown(name, records, settings))
         log(f"[{time.time() - t0:6.0f}s] {records[-1]['variant']} {cfg.mode} {cfg.net} seed {cfg.seed}: "
             f"full {res['full']:.4f} drop {res['drop']:.4f} cross-task {res['cross_task_share'] or 0:.3f} "
             f"(train {res.get('train_seconds', 0):.0f}s)")

@@ -116,7 +116,7 @@ def test_grid_of_widths_and_of_tasks(tmp_path, capsys):
     tasks = json.loads((tmp_path / "tasks.json").read_text())
     assert {r["num_tasks"] for r in tasks["records"]} == {3} and len(tasks["records"]) == 4
     assert all(len(r["full_per_task"]) == 3 for r in tasks["records"])
-    md = (tmp_path / "tasks.md").read_text()
+    md = (tmp_path / "tasks" / "table.md").read_text()
     assert "permuted MNIST 1" in md and "| M=3 (mnist,fashion,pmnist1) | concat | spatial | 2 |" in md
     assert main(["grid", "--name", "x", *base]) == 2
     assert "exactly one of --hidden-list and --tasks-list" in capsys.readouterr().err
