@@ -11,14 +11,13 @@ Glorot-uniform init with gain 1, a constant lr, 30 epochs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from . import data as data_mod
 from .sweep import DEFAULT_SPACE
-from .train import OPTIMIZERS, SCHEDULES, TrainConfig
+from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 def _int_list(name):
@@ -146,7 +145,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_split(args) -> int:
-    from .train import evaluate, load_data, model_from_checkpoint
+    from .checkpoint import model_from_checkpoint
+    from .evaluate import evaluate
+    from .train import load_data
     model, cfg, _ = model_from_checkpoint(args.checkpoint)
     data = args.data or cfg.data
     if data == "subset":
@@ -162,7 +163,7 @@ def cmd_split(args) -> int:
 
 def cmd_plot(args) -> int:
     from .plots import plot_figures
-    from .train import model_from_checkpoint
+    from .checkpoint import model_from_checkpoint
     model, cfg, _ = model_from_checkpoint(args.checkpoint)
     out = args.out or str(Path(args.checkpoint).parent)
     for p in plot_figures(model, cfg.split_layers, out, tasks=cfg.tasks, title=f"{cfg.mode}/{cfg.net} seed {cfg.seed}"):
@@ -191,7 +192,8 @@ DEMO_KEYS = ("full", "split", "drop", "cross_task_share", "segregation", "dead",
 def cmd_demo(args) -> int:
     from ._io import write_json
     from .plots import plot_figures
-    from .train import model_from_checkpoint, train
+    from .checkpoint import model_from_checkpoint
+    from .train import train
     t0 = time.time()
     if args.data == "auto" and not data_mod.full_data_present(args.data_dir):
         print(f"full data not found under {data_mod.default_data_dir(args.data_dir)}; using the embedded subset")

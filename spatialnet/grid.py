@@ -18,7 +18,7 @@ from pathlib import Path
 from ._io import write_json, write_text
 from .reproduce import cli_flags, machine, run_jobs
 from .tasks import display_name
-from .train import NETS, TrainConfig
+from .config import NETS, TrainConfig
 
 RECORD_KEYS = ("full", "split", "drop", "cross_task_share", "segregation", "dead", "full_per_task",
                "split_per_task", "split_sizes", "dead_per_layer", "train_seconds")
@@ -119,7 +119,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
     run_jobs(jobs, workers, record)
     if figures and "spatial" in nets:
         from .plots import plot_figures
-        from .train import model_from_checkpoint
+        from .checkpoint import model_from_checkpoint
         for v in values:
             for mode in modes:
                 vcfg = TrainConfig.from_dict({**base.to_dict(), axis: list(v), "mode": mode, "net": "spatial",

@@ -20,7 +20,8 @@ import torch
 
 from ._io import write_json, write_text
 from .data import MODES
-from .train import NETS, TrainConfig, train
+from .config import NETS, TrainConfig
+from .train import train
 
 PAPER = {  # Table 1: (mean, std) of full, split, drop
     "concat": {"regular": ((.92, .04), (.80, .13), (.11, .15)), "spatial": ((.92, .04), (.92, .04), (.00, .00))},
@@ -176,7 +177,7 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MO
         except ImportError as exc:  # a bare GPU image may lack matplotlib: the table is written
             log(f"figures not drawn: {exc}")
             return results
-        from .train import model_from_checkpoint
+        from .checkpoint import model_from_checkpoint
         for mode in modes:
             model, cfg, _ = model_from_checkpoint(runs_dir / f"{mode}-spatial-seed{seeds[0]}" / "checkpoint.pt")
             plot_figures(model, cfg.split_layers, out_dir, tasks=cfg.tasks, title=f"spatial net, {mode}, seed {seeds[0]}",

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._io import _atomic, write_json, write_text
-from .train import RUNTIME_KEYS, TrainConfig, train
+from .config import RUNTIME_KEYS, TrainConfig
+from .train import train
 
 # The knobs the recipe issue names, over ranges that hold every value tried by hand.
 DEFAULT_SPACE = ("alpha=0.3:30:log", "beta=0.3:30:log", "lr=0.001:0.01:log", "epochs=20:60",

@@ -1,4 +1,4 @@
-"""Training, evaluation before/after the split, checkpoints and resuming, one or many processes.
+"""Training, one or many processes, with checkpoints and resuming.
 
 One process: ``train(cfg, out_dir)``. Many: ``torchrun --nproc-per-node=N -m spatialnet train ...``
 wraps the model in DistributedDataParallel (gloo on CPU, nccl on GPU). Every process draws the
@@ -19,172 +19,28 @@ and, with ``eval_every = K``, after every K-th epoch.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from . import data as data_mod
-from ._io import save_torch, write_json
-from .model import SpatialMLP, check_spatial_layers
-from .modularity import measures
-from .split import model_split, task_masks
-from .tasks import DEFAULT_TASKS, check_tasks
+from ._io import write_json
+# the config, checkpoints and evaluation live in their own modules; their names are kept here too
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: F401
+from .config import (NETS, OPTIMIZERS, RUNTIME_KEYS, SCHEDULES, WIDTH_RULES, TrainConfig,  # noqa: F401
+                     build_model)
+from .evaluate import evaluate, task_accuracy  # noqa: F401
+from .model import SpatialMLP
 
-CHECKPOINT_FORMAT = "spatialnet-checkpoint"
-CHECKPOINT_VERSION = 1
-NETS = ("regular", "spatial")
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine")
-# how a run is executed, not what it computes: a checkpoint resumes whatever these are
-RUNTIME_KEYS = ("threads", "eval_every", "compile")
-WEIGHT_DTYPES = ("float32", "bfloat16")
-WIDTH_RULES = ("auto", "none")
-PAPER_MEAN_HIDDEN = 160  # (128 + 128 + 128 + 256) / 4
 SYNC_EVERY = 100  # steps between host reads of the loss sums and the finite flag
 
 
 class NonFiniteLossError(ValueError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. Defaults: the paper's setup (net, alpha = 1, beta = 3, Adam
-    at lr 0.005, batch 256) with the recipe that reproduces its Table 1 where it is silent or
-    where its printed formula differs from its authors' code (results/README.md): transport as
-    the mean over connections, Glorot-uniform init with gain 1, a constant lr, 30 epochs."""
-    mode: str = "concat"
-    net: str = "spatial"
-    seed: int = 0
-    epochs: int = 30
-    hidden: list = field(default_factory=lambda: [128, 128, 128, 256])
-    spatial_layers: list = field(default_factory=lambda: [3, 4, 5])
-    tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS))
-    alpha: float = 1.0
-    beta: float = 3.0
-    lr: float = 0.005
-    batch_size: int = 256
-    optimizer: str = "adam"
-    schedule: str = "constant"
-    transport_norm: str = "mean"
-    density_norm: str = "paper"
-    activation: str = "sigmoid"
-    dim: int = 2
-    init: str = "glorot"
-    init_gain: float = 1.0
-    head_offset: float = 0.0
-    pos_lr_scale: float = 1.0  # learning rate of the positions = lr * pos_lr_scale
-    width_rule: str = "auto"   # auto: alpha and the weights' lr follow the width (see effective())
-    cost_warmup: float = 0.0    # epochs over which the spatial loss ramps linearly from 0 to full
-    threads: int = 1            # torch and numba threads per process (not part of the identity)
-    data: str = "full"          # full | subset | auto
-    max_train: int = 0          # >0: use only this many training images per dataset (probes)
-    weight_dtype: str = "float32"  # bfloat16: weights and biases (not positions) in bf16; GPU (triton)
-    eval_every: int = 0         # >0: also evaluate and split after every K-th epoch (not identity)
-    compile: bool = False       # torch.compile the step's loss, forward and backward (not identity)
-
-    def validate(self) -> "TrainConfig":
-        data_mod.check_mode(self.mode)
-        if self.net not in NETS:
-            raise ValueError(f"net must be one of {NETS}, got {self.net!r}")
-        for name in ("epochs", "batch_size", "seed", "max_train", "dim", "eval_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, got {v!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.max_train < 0 or self.eval_every < 0:
-            raise ValueError(f"epochs and batch_size must be >= 1, max_train and eval_every >= 0, got "
-                             f"epochs={self.epochs}, batch_size={self.batch_size}, max_train={self.max_train}, "
-                             f"eval_every={self.eval_every}")
-        self.tasks = list(check_tasks(self.tasks))
-        if not isinstance(self.hidden, (list, tuple)) or not self.hidden:
-            raise ValueError(f"hidden must be a non-empty list of widths, got {self.hidden!r}")
-        for h in self.hidden:
-            if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-                raise ValueError(f"hidden widths must be positive ints, got {self.hidden!r}")
-        check_spatial_layers(list(self.spatial_layers), len(self.hidden) + 1)
-        if not self.spatial_layers:
-            raise ValueError("spatial_layers must name at least one layer (the split starts at the lowest)")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("alpha", "beta"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.width_rule not in WIDTH_RULES:
-            raise ValueError(f"width_rule must be one of {WIDTH_RULES}, got {self.width_rule!r}")
-        if self.weight_dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"weight_dtype must be one of {WEIGHT_DTYPES}, got {self.weight_dtype!r}")
-        if not isinstance(self.compile, bool):
-            raise TypeError(f"compile must be a bool, got {self.compile!r}")
-        if self.data not in ("full", "subset", "auto"):
-            raise ValueError(f"data must be 'full', 'subset' or 'auto', got {self.data!r}")
-        return self
-
-    @property
-    def num_tasks(self) -> int:
-        return len(self.tasks)
-
-    @property
-    def sizes(self) -> list[int]:
-        return [data_mod.input_dim(self.mode, self.num_tasks), *self.hidden, self.num_tasks * data_mod.NUM_CLASSES]
-
-    @property
-    def split_layers(self) -> list[int]:
-        """The layers split for evaluation: lowest spatial layer .. output, for both nets."""
-        return list(range(min(self.spatial_layers), len(self.hidden) + 2))
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hidden"], d["spatial_layers"], d["tasks"] = list(self.hidden), list(self.spatial_layers), list(self.tasks)
-        return d
-
-    @property
-    def width_factor(self) -> float:
-        """w = the mean hidden width over the paper's (160), at least 1; 1 without the width rule."""
-        if self.width_rule == "none":
-            return 1.0
-        return max(1.0, sum(self.hidden) / len(self.hidden) / PAPER_MEAN_HIDDEN)
-
-    def effective(self) -> dict:
-        """The values training uses. The width rule (results/wide.md), for a net w times the
-        paper's width: the transport weight grows as w^1.5 and the weights' Adam lr falls as
-        1/w, while the positions keep their lr (lr * pos_lr_scale). At w = 1 it changes nothing."""
-        w = self.width_factor
-        return {"width_factor": w, "alpha": self.alpha * w ** 1.5, "lr": self.lr / w,
-                "pos_lr": self.lr * self.pos_lr_scale, "beta": self.beta}
-
-    def identity(self) -> dict:
-        """What the run computes: the config without the runtime keys (threads, eval_every)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        if not isinstance(d, dict):
-            raise TypeError(f"config must be a dict, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"config has unknown keys {sorted(unknown)}")
-        return cls(**d).validate()
-
-
-def build_model(cfg: TrainConfig) -> SpatialMLP:
-    """The spatial net, or the regular one: the same MLP without costs (and without positions)."""
-    torch.manual_seed(cfg.seed)
-    spatial = list(cfg.spatial_layers) if cfg.net == "spatial" else []
-    model = SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
-                       density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
-                       head_offset=cfg.head_offset if cfg.net == "spatial" else 0.0, num_heads=cfg.num_tasks)
-    return model.weights_to(getattr(torch, cfg.weight_dtype))
 
 
 def set_threads(n: int) -> None:
@@ -207,84 +63,6 @@ def load_data(cfg: TrainConfig, data_dir=None, dataset: data_mod.DoubleMNIST | N
                                   ds.test, ds.source)
     return data_mod.TaskData(ds, cfg.mode, cfg.seed, cfg.tasks)
 
-
-# ---------------------------------------------------------------------------------------------
-# evaluation
-
-@torch.no_grad()
-def task_accuracy(model, x, y, task: int, masks=None, batch: int = 4096) -> float:
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    lo = task * data_mod.NUM_CLASSES
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    for s in range(0, len(x), batch):
-        logits = model(x[s:s + batch].to(device), masks)[:, lo:lo + data_mod.NUM_CLASSES]
-        correct += (logits.argmax(1) == y[s:s + batch].to(device)).sum()
-    model.train(was_training)
-    return correct.item() / max(len(x), 1)
-
-
-def evaluate(model: SpatialMLP, cfg: TrainConfig, td: data_mod.TaskData) -> dict:
-    """Per-task accuracy of the full network and of each task's subnetwork (other tasks' and
-    dead neurons disabled in the split layers), ``full``/``split`` the means over the tasks,
-    and the modularity measures of the split (``modularity.py``)."""
-    assignment = model_split(model, cfg.split_layers, cfg.num_tasks)
-    full, split = [], []
-    for t, (x, y) in enumerate(td.test_sets):
-        full.append(task_accuracy(model, x, y, t))
-        split.append(task_accuracy(model, x, y, t, task_masks(assignment, t)))
-    sizes = {str(l): [int((g == t).sum()) for t in range(cfg.num_tasks)] for l, g in assignment.items()}
-    mean_full, mean_split = sum(full) / len(full), sum(split) / len(split)
-    return {"tasks": list(cfg.tasks), "full": mean_full, "split": mean_split,
-            "full_per_task": full, "split_per_task": split, "drop": mean_full - mean_split,
-            "split_sizes": sizes, **measures(model, assignment)}
-
-
-# ---------------------------------------------------------------------------------------------
-# checkpoints
-
-def save_checkpoint(path, model, optimizer, scheduler, cfg: TrainConfig, epoch: int, history: list) -> None:
-    save_torch(path, {
-        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": cfg.to_dict(),
-        "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "history": history,
-    })
-
-
-def load_checkpoint(path) -> dict:
-    """A checked checkpoint dict; ValueError for corrupt or foreign files."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} is not a spatialnet checkpoint (no format={CHECKPOINT_FORMAT!r})")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path} has version {ckpt.get('version')!r}, expected {CHECKPOINT_VERSION}")
-    for key in ("config", "epoch", "model", "optimizer", "scheduler", "history"):
-        if key not in ckpt:
-            raise ValueError(f"checkpoint {path} lacks {key!r}")
-    ckpt["config"] = TrainConfig.from_dict(ckpt["config"])
-    return ckpt
-
-
-def model_from_checkpoint(path) -> tuple[SpatialMLP, TrainConfig, dict]:
-    ckpt = load_checkpoint(path)
-    cfg = ckpt["config"]
-    model = build_model(cfg)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path}: weights do not fit its config: {exc}") from exc
-    return model, cfg, ckpt
-
-
-# ---------------------------------------------------------------------------------------------
-# training
 
 def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
     opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD

@@ -106,7 +106,8 @@ def test_killed_worker_loses_at_most_its_running_epoch(tmp_path):
     assert metrics is not None, "the worker saved no epoch in time"
     w.send_signal(signal.SIGKILL)
     w.wait()
-    killed_at = len(json.loads(metrics.read_text())["history"])
+    before = json.loads(metrics.read_text())["history"]
+    killed_at = len(before)
     assert killed_at < 60
     time.sleep(3.5)  # past the grace period: the killed trial's heartbeat is stale
     r = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
@@ -117,6 +118,7 @@ def test_killed_worker_loses_at_most_its_running_epoch(tmp_path):
     assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
     assert study.trials[1].params == study.trials[0].params  # retried with the same parameters
     hist = json.loads(metrics.read_text())["history"]
-    # resumed, not restarted: the epochs saved before the kill were kept, the rest were added
+    # resumed, not restarted: the epochs saved before the kill were kept as they were (a rerun
+    # would have rewritten them, with its own timings), the rest were added
     assert [h["epoch"] for h in hist] == list(range(1, 61))
-    assert hist[killed_at]["seconds"] < hist[killed_at - 1]["seconds"]  # a new process's clock
+    assert hist[:killed_at] == before
