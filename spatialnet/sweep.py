@@ -166,6 +166,19 @@ def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir
     return objective
 
 
+def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> str:
+    """What differs between a stored study and this call ('' when nothing). A config field the
+    study does not know (added to the project since) counts only when it is not at its default."""
+    if stored["space"] != space:
+        return f"search space (stored: {' '.join(stored['space'].values())})"
+    if stored["seeds"] != seeds:
+        return f"seeds (stored: {stored['seeds']})"
+    defaults = TrainConfig().identity()
+    changed = {k: (stored["fixed"].get(k, defaults.get(k)), v) for k, v in fixed.items()
+               if stored["fixed"].get(k, defaults.get(k)) != v}
+    return f"fixed config (stored vs now: {changed})" if changed else ""
+
+
 def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: list[Param], *, trials: int,
               seeds=(0, 1), runs_dir=None, data_dir=None, resume: bool = False, heartbeat: int = HEARTBEAT,
               sampler_seed: int | None = None, log=print):
@@ -193,9 +206,10 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
         study.set_user_attr("space", space)
         study.set_user_attr("fixed", fixed)
         study.set_user_attr("seeds", list(seeds))
-    elif (study.user_attrs["space"], study.user_attrs["fixed"], study.user_attrs["seeds"]) != (space, fixed, list(seeds)):
-        raise ValueError(f"--resume: study {study_name!r} was made with another search space, fixed config or "
-                         f"seeds (stored: space {study.user_attrs['space']}, seeds {study.user_attrs['seeds']})")
+    else:
+        diff = _study_differences(study.user_attrs, space, fixed, list(seeds))
+        if diff:
+            raise ValueError(f"--resume: study {study_name!r} was made with another {diff}")
     runs_dir = Path(runs_dir or Path("runs") / "sweeps" / study_name)
     if trials:
         # a retried trial (see the module docstring) is WAITING: a worker runs it before new ones

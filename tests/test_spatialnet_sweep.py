@@ -122,3 +122,19 @@ def test_killed_worker_loses_at_most_its_running_epoch(tmp_path):
     # would have rewritten them, with its own timings), the rest were added
     assert [h["epoch"] for h in hist] == list(range(1, 61))
     assert hist[:killed_at] == before
+
+
+def test_resume_tells_what_differs():
+    from spatialnet.config import TrainConfig
+    from spatialnet.sweep import _study_differences
+    fixed = {k: v for k, v in TrainConfig().identity().items() if k not in ("alpha", "seed")}
+    stored = {"space": {"alpha": "alpha=1:2"}, "seeds": [0, 1], "fixed": dict(fixed)}
+    assert _study_differences(stored, {"alpha": "alpha=1:2"}, fixed, [0, 1]) == ""
+    # a field the study predates, at its default: the same study
+    old = dict(stored, fixed={k: v for k, v in fixed.items() if k != "weight_dtype"})
+    assert _study_differences(old, {"alpha": "alpha=1:2"}, fixed, [0, 1]) == ""
+    assert "weight_dtype" in _study_differences(old, {"alpha": "alpha=1:2"}, {**fixed, "weight_dtype": "bfloat16"},
+                                                [0, 1])
+    assert "beta" in _study_differences(stored, {"alpha": "alpha=1:2"}, {**fixed, "beta": 5.0}, [0, 1])
+    assert "seeds" in _study_differences(stored, {"alpha": "alpha=1:2"}, fixed, [0, 1, 2])
+    assert "search space" in _study_differences(stored, {"alpha": "alpha=1:3"}, fixed, [0, 1])
