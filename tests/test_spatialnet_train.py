@@ -222,16 +222,29 @@ def test_bfloat16_weights(tmp_path, subset, monkeypatch):
 
 def test_width_rule():
     from spatialnet.train import _make_optimizer, build_model
-    paper = TrainConfig().effective()
-    assert paper == {"width_factor": 1.0, "alpha": 1.0, "lr": 0.005, "pos_lr": 0.005, "beta": 3.0}
-    wide = TrainConfig(hidden=[512, 512, 512, 1024])
+    paper = TrainConfig(alpha=1.0, lr=0.005, pos_lr_scale=1.0).effective()
+    assert paper == {"width_factor": 1.0, "alpha": 1.0, "lr": 0.005, "pos_lr": 0.005, "beta": 20.0}
+    wide = TrainConfig(hidden=[512, 512, 512, 1024], alpha=1.0, lr=0.005, pos_lr_scale=1.0)
     eff = wide.effective()
     assert eff["width_factor"] == 4.0 and eff["alpha"] == pytest.approx(8.0)
     assert eff["lr"] == pytest.approx(0.00125) and eff["pos_lr"] == pytest.approx(0.005)
-    assert TrainConfig(hidden=[512, 512, 512, 1024], width_rule="none").effective()["alpha"] == 1.0
-    assert TrainConfig(hidden=[16, 16, 16, 24]).effective()["lr"] == 0.005  # narrower: unchanged
-    cfg = TrainConfig(hidden=[32, 32, 320, 1536], pos_lr_scale=2.0).validate()  # mean 480: w = 3
+    assert TrainConfig(hidden=[512, 512, 512, 1024], width_rule="none").effective()["alpha"] == 9.0
+    assert TrainConfig(hidden=[16, 16, 16, 24]).effective()["lr"] == 0.0024  # narrower: unchanged
+    cfg = TrainConfig(hidden=[32, 32, 320, 1536], lr=0.005, pos_lr_scale=2.0).validate()  # mean 480: w = 3
     opt, _ = _make_optimizer(build_model(cfg), cfg, 10)
     assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.005 / 3), pytest.approx(0.01)]
     with pytest.raises(ValueError, match="width_rule"):
         TrainConfig(width_rule="sqrt").validate()
+
+
+def test_default_heads_start_apart_only_where_the_output_is_spatial():
+    from spatialnet.train import build_model
+    torch.manual_seed(0)
+    ref = build_model(TrainConfig(head_offset=0.0).validate()).layer(5).positions.detach()
+    moved = build_model(TrainConfig().validate()).layer(5).positions.detach()
+    # head k's 10 outputs are shifted by 1.6 towards angle 2 pi k / 2
+    shift = (moved - ref)
+    torch.testing.assert_close(shift[:10], torch.tensor([[1.6, 0.0]]).expand(10, 2))
+    torch.testing.assert_close(shift[10:], torch.tensor([[-1.6, 0.0]]).expand(10, 2), atol=1e-6, rtol=0)
+    # costs on hidden layers only: there is no output position to offset, and that is no error
+    build_model(TrainConfig(spatial_layers=[3, 4]).validate())
