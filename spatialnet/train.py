@@ -208,8 +208,9 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
                 flag = bad_step.clone()
                 if world > 1:
                     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                if flag.item() >= 0:
-                    raise _nonfinite_error(epoch, int(flag.item()), float(bad_loss), world, cfg, ckpt_path)
+                first_bad = int(flag.item())
+                if first_bad >= 0:
+                    raise _nonfinite_error(epoch, first_bad, float(bad_loss), world, cfg, ckpt_path)
         task_loss, sp_loss = (sums / steps).tolist()
         record = {"epoch": epoch + 1, "task_loss": task_loss, "spatial_loss": sp_loss,
                   "seconds": round(time.time() - t0, 2)}
