@@ -62,13 +62,15 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
                      f"{_ms([r['cross_task_share'] for r in rs])} | {_ms([r['segregation'] for r in rs])} | "
                      f"{_ms([r['dead'] for r in rs], '.0f')} |")
     if axis == "tasks":
+        most = max(r["num_tasks"] for r in records)
         lines += ["", "Per task, full → split (mean over seeds):", "",
-                  "| variant | mode | net | " + " | ".join(f"task {t}" for t in range(max(r["num_tasks"] for r in records)))
-                  + " |", "|---|---|---|" + "---|" * max(r["num_tasks"] for r in records)]
+                  "| variant | mode | net | " + " | ".join(f"task {t}" for t in range(most)) + " |",
+                  "|---|---|---|" + "---|" * most]
         for key in keys:
             rs = groups[key]
             cells = [f"{display_name(rs[0]['tasks'][t])} {statistics.fmean(r['full_per_task'][t] for r in rs):.3f} → "
                      f"{statistics.fmean(r['split_per_task'][t] for r in rs):.3f}" for t in range(rs[0]["num_tasks"])]
+            cells += ["–"] * (most - len(cells))  # a variant with fewer tasks: every row has all columns
             lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
     lines += ["", f"Wall time: {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.", "",
               f"Rerun: `{settings['rerun']}`", ""]

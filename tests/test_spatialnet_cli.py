@@ -120,3 +120,20 @@ def test_grid_of_widths_and_of_tasks(tmp_path, capsys):
     assert "permuted MNIST 1" in md and "| M=3 (mnist,fashion,pmnist1) | concat | spatial | 2 |" in md
     assert main(["grid", "--name", "x", *base]) == 2
     assert "exactly one of --hidden-list and --tasks-list" in capsys.readouterr().err
+
+
+def test_grid_table_rows_of_fewer_tasks_fill_every_column():
+    from spatialnet.grid import grid_markdown
+
+    def rec(tasks, net):
+        m = len(tasks)
+        return {"variant": f"M={m}", "tasks": tasks, "num_tasks": m, "mode": "concat", "net": net, "seed": 0,
+                "full": 0.9, "split": 0.8, "drop": 0.1, "cross_task_share": 0.1, "segregation": None, "dead": 0,
+                "full_per_task": [0.9] * m, "split_per_task": [0.8] * m}
+    records = [rec(["mnist", "fashion", "pmnist1"], "regular"), rec(["mnist", "fashion", "pmnist1", "pmnist2"], "regular")]
+    md = grid_markdown("tasks", records, {"axis": "tasks", "data": "full", "variants": ["M=3", "M=4"],
+                                         "machine": "m", "rerun": "r", "wall_seconds": 1})
+    rows = md.split("Per task")[1].splitlines()
+    rows = [l for l in rows if l.startswith("|")]
+    assert len(rows) == 4 and len({l.count("|") for l in rows}) == 1, rows
+    assert rows[2].endswith("| – |") and "permuted MNIST 2 0.900 → 0.800" in rows[3]
