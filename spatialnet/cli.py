@@ -81,7 +81,7 @@ def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1) -> Non
                    help="also evaluate and split every K epochs (default 0: at the end only)")
     p.add_argument("--weight-dtype", choices=("float32", "bfloat16"), default=d.weight_dtype,
                    help="dtype of the weights and biases (positions stay float32); bfloat16 needs the "
-                        "triton backend, i.e. a CUDA device")
+                        "triton backend, i.e. a CUDA device; the optimiser steps float32 master copies")
     p.add_argument("--compile", action="store_true", help="torch.compile each step's loss (forward and backward)")
     _add_data_args(p, default="full")
 

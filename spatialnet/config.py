@@ -60,7 +60,7 @@ class TrainConfig:
     threads: int = 1            # torch and numba threads per process (not part of the identity)
     data: str = "full"          # full | subset | auto
     max_train: int = 0          # >0: use only this many training images per dataset (probes)
-    weight_dtype: str = "float32"  # bfloat16: weights and biases (not positions) in bf16; GPU (triton)
+    weight_dtype: str = "float32"  # bfloat16: weights and biases (not positions) in bf16, float32 masters; GPU (triton)
     eval_every: int = 0         # >0: also evaluate and split after every K-th epoch (not identity)
     compile: bool = False       # torch.compile the step's loss, forward and backward (not identity)
 

@@ -35,6 +35,7 @@ from .config import (NETS, OPTIMIZERS, RUNTIME_KEYS, SCHEDULES, WIDTH_RULES, Tra
                      build_model)
 from .evaluate import evaluate, task_accuracy  # noqa: F401
 from .model import SpatialMLP
+from .optim import LOW_PRECISION, MasterWeights
 
 SYNC_EVERY = 100  # steps between host reads of the loss sums and the finite flag
 
@@ -71,12 +72,16 @@ def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
     rest = [p for n, p in model.named_parameters() if not n.endswith("positions")]
     eff = cfg.effective()
     groups = [{"params": rest}] + ([{"params": pos, "lr": eff["pos_lr"]}] if pos else [])
-    opt = opt_cls(groups, lr=eff["lr"], **kw)
+    if any(p.dtype in LOW_PRECISION for p in rest):  # bf16 weights: the steps go to float32 masters
+        opt = MasterWeights(groups, opt_cls, lr=eff["lr"], **kw)
+        inner = opt.inner
+    else:
+        opt = inner = opt_cls(groups, lr=eff["lr"], **kw)
     if cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+            inner, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
     else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(inner, lambda s: 1.0)
     return opt, sched
 
 

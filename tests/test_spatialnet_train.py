@@ -216,6 +216,30 @@ def test_bfloat16_weights(tmp_path, subset, monkeypatch):
     sd = torch.load(tmp_path / "bf16" / "checkpoint.pt", weights_only=True)["model"]
     assert sd["layers.3.weight"].dtype == torch.bfloat16 and sd["layers.3.positions"].dtype == torch.float32
     assert 0 <= res["full"] <= 1 and res["config"]["weight_dtype"] == "bfloat16"
+    # the optimiser steps float32 masters (spatialnet/optim.py); they are checkpointed, so a run
+    # resumed after epoch 1 ends where an uninterrupted one does, to the bit
+    ckpt = torch.load(tmp_path / "bf16" / "checkpoint.pt", weights_only=True)
+    assert [m.dtype for m in ckpt["optimizer"]["masters"]] == [torch.float32] * 10  # 5 weights, 5 biases
+    cfg2 = _cfg(epochs=2, weight_dtype="bfloat16")
+    train(cfg2, tmp_path / "straight", progress=False, dataset=subset, log=_quiet)
+    real, calls = D.task_loss_sum, {"n": 0}
+
+    def dies_in_epoch_2(*a):  # as in test_resume_equals_uninterrupted
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise KeyboardInterrupt
+        return real(*a)
+    monkeypatch.setattr(D, "task_loss_sum", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg2, tmp_path / "resumed", progress=False, dataset=subset, log=_quiet)
+    monkeypatch.setattr(D, "task_loss_sum", real)
+    train(cfg2, tmp_path / "resumed", resume=True, progress=False, dataset=subset, log=_quiet)
+    a = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for x, y in zip(a["optimizer"]["masters"], b["optimizer"]["masters"]):
+        assert torch.equal(x, y)
     with pytest.raises(ValueError, match="weight_dtype"):
         _cfg(weight_dtype="float16")
 
