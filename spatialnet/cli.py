@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from . import data as data_mod
-from .sweep import DEFAULT_SPACE
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
+from .evaluate import READOUT
+from .sweep import DEFAULT_SPACE
 
 
 def _int_list(name):
@@ -186,7 +187,7 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
-DEMO_KEYS = ("full", "split", "drop", "cross_task_share", "segregation", "dead", "full_per_task", "split_per_task")
+DEMO_KEYS = (*READOUT, "full_per_task", "split_per_task")
 
 
 def cmd_demo(args) -> int:

@@ -142,7 +142,7 @@ class TrainConfig:
                 "pos_lr": self.lr * self.pos_lr_scale, "beta": self.beta}
 
     def identity(self) -> dict:
-        """What the run computes: the config without the runtime keys (threads, eval_every)."""
+        """What the run computes: the config without the runtime keys (``RUNTIME_KEYS``)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
 
     @classmethod

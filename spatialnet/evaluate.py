@@ -10,6 +10,9 @@ from .model import SpatialMLP
 from .modularity import measures
 from .split import model_split, task_masks
 
+# the per-run read-out that tables, sweeps and the demo report: accuracy, drop, modularity
+READOUT = ("full", "split", "drop", "cross_task_share", "segregation", "dead")
+
 
 @torch.no_grad()
 def task_accuracy(model, x, y, task: int, masks=None, batch: int = 4096) -> float:

@@ -16,17 +16,17 @@ import time
 from pathlib import Path
 
 from ._io import write_json, write_text
+from .config import NETS, PAPER_MEAN_HIDDEN, TrainConfig
+from .evaluate import READOUT
 from .reproduce import cli_flags, machine, run_jobs
 from .tasks import display_name
-from .config import NETS, TrainConfig
 
-RECORD_KEYS = ("full", "split", "drop", "cross_task_share", "segregation", "dead", "full_per_task",
-               "split_per_task", "split_sizes", "dead_per_layer", "train_seconds")
+RECORD_KEYS = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "dead_per_layer", "train_seconds")
 
 
 def variant_label(cfg: TrainConfig, axis: str) -> str:
     if axis == "hidden":
-        w = sum(cfg.hidden) / len(cfg.hidden) / 160
+        w = sum(cfg.hidden) / len(cfg.hidden) / PAPER_MEAN_HIDDEN
         return f"{w:g}x ({','.join(map(str, cfg.hidden))})"
     return f"M={cfg.num_tasks} ({','.join(cfg.tasks)})"
 
@@ -72,7 +72,10 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
                      f"{statistics.fmean(r['split_per_task'][t] for r in rs):.3f}" for t in range(rs[0]["num_tasks"])]
             cells += ["–"] * (most - len(cells))  # a variant with fewer tasks: every row has all columns
             lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
-    lines += ["", f"Wall time: {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.", "",
+    trained = sum(r.get("train_seconds") or 0 for r in records)
+    lines += ["", f"Training time summed over the runs: {trained:.0f} s. Wall time of the last invocation (runs "
+              f"finished before it are read back): {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.",
+              "",
               f"Rerun: `{settings['rerun']}`", ""]
     return "\n".join(lines)
 

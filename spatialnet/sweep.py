@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ._io import _atomic, write_json, write_text
 from .config import RUNTIME_KEYS, TrainConfig
+from .evaluate import READOUT
 from .train import train
 
 # The knobs the recipe issue names, over ranges that hold every value tried by hand.
@@ -153,7 +154,7 @@ def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir
             cfg = TrainConfig.from_dict({**base.to_dict(), **values, "seed": seed})
             res = train(cfg, run_dir(runs_dir, cfg), resume=True, data_dir=data_dir, progress=False,
                         log=lambda *a: None)
-            per_seed.append({k: res[k] for k in ("full", "split", "drop", "cross_task_share", "segregation", "dead")})
+            per_seed.append({k: res[k] for k in READOUT})
         summary = {k: [r[k] for r in per_seed] for k in per_seed[0]}
         for k, xs in summary.items():
             trial.set_user_attr(k, xs)
@@ -221,15 +222,12 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
 # ---------------------------------------------------------------------------------------------
 # report
 
-PER_SEED = ("full", "split", "drop", "cross_task_share", "segregation", "dead")
-
-
 def trial_rows(study) -> list[dict]:
     """One row per complete trial: its number, objectives, drop std, parameters and per-seed numbers."""
     from optuna.trial import TrialState
 
     return [{"number": t.number, "full": t.values[0], "drop": t.values[1], "drop_std": t.user_attrs.get("drop_std"),
-             "params": dict(t.params), "per_seed": {k: t.user_attrs.get(k) for k in PER_SEED}}
+             "params": dict(t.params), "per_seed": {k: t.user_attrs.get(k) for k in READOUT}}
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
 
 

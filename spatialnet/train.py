@@ -179,7 +179,9 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None)
     step_loss = _step_loss_fn(net, model, cfg)
-    t0 = time.time()
+    # a resumed run's clock continues from its last saved epoch: the history's seconds and
+    # train_seconds count the whole training, not only this process's part
+    t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm

@@ -74,7 +74,12 @@ def test_resume_equals_uninterrupted(tmp_path, subset):
     finally:
         T.data_mod.task_loss_sum = real
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
+    # the killed run had trained for "1000 s": the resumed one's clock continues from there
+    raw = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    raw["history"][-1]["seconds"] = 1000.0
+    torch.save(raw, tmp_path / "b" / "checkpoint.pt")
     resumed = train(_cfg(epochs=2), tmp_path / "b", resume=True, progress=False, dataset=subset, log=_quiet)
+    assert 1000.0 < resumed["train_seconds"] < 1100.0
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     for k in a["model"]:
