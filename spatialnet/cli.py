@@ -6,7 +6,7 @@ paper's net: costs on the third hidden layer, the fourth and the output (layer 5
 
 The defaults are the recipe that reproduces the paper's Table 1 (results/README.md): transport
 as the mean over connections (``--transport-norm mean``; the paper prints 1/N_l, ``paper``),
-Glorot-uniform init with gain 1, a constant lr, 30 epochs.
+Glorot-uniform init with gain 2, a constant lr, 30 epochs.
 """
 from __future__ import annotations
 
@@ -73,7 +73,14 @@ def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1) -> Non
     p.add_argument("--init", choices=("torch", "glorot"), default=d.init,
                    help="glorot (Glorot-uniform, zero biases) or torch (nn.Linear's default)")
     p.add_argument("--init-gain", type=float, default=d.init_gain,
-                   help="Glorot gain (default 1; 4 is Glorot & Bengio's advice for sigmoids)")
+                   help=f"Glorot gain (default {d.init_gain:g}; the paper-hparams runs used 1; 4 is "
+                        f"Glorot & Bengio's advice for sigmoids)")
+    p.add_argument("--transport", choices=("distance", "constant"), default=d.transport,
+                   help="distance (default, the paper) or constant: the L1-only control, every distance "
+                        "in T replaced by the layer's mean distance (is space needed at all?)")
+    p.add_argument("--freeze-positions", action="store_true",
+                   help="the frozen-positions control: the weights learn, the positions keep their "
+                        "initial values")
     p.add_argument("--activation", choices=("sigmoid", "relu", "tanh"), default=d.activation)
     p.add_argument("--dim", type=int, default=d.dim, help="coordinates per neuron, 1..3")
     p.add_argument("--max-train", type=int, default=0, help="use only this many training images per dataset")
@@ -97,7 +104,7 @@ def _add_data_args(p, default):
 
 def _config(args, **over) -> TrainConfig:
     keys = ("epochs", "hidden", "spatial_layers", "tasks", "alpha", "beta", "lr", "batch_size", "optimizer",
-            "schedule", "transport_norm", "density_norm", "cost_warmup", "pos_lr_scale", "width_rule", "head_offset",
+            "schedule", "transport_norm", "density_norm", "transport", "freeze_positions", "cost_warmup", "pos_lr_scale", "width_rule", "head_offset",
             "init", "init_gain", "activation", "dim", "max_train", "threads", "eval_every", "weight_dtype",
             "compile", "data")
     kw = {k: getattr(args, k) for k in keys}

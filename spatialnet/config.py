@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import data as data_mod
-from .model import SpatialMLP, check_spatial_layers
+from .model import TRANSPORTS, SpatialMLP, check_spatial_layers
 from .tasks import DEFAULT_TASKS, check_tasks
 
 NETS = ("regular", "spatial")
@@ -54,6 +54,8 @@ class TrainConfig:
     init: str = "glorot"
     init_gain: float = 2.0
     head_offset: float = 1.6  # heads' start apart; applies when the output layer is spatial
+    transport: str = "distance"   # constant: the L1-only control (every distance -> the layer's mean)
+    freeze_positions: bool = False  # the frozen-positions control: positions keep their initial values
     pos_lr_scale: float = 0.85  # learning rate of the positions = lr * pos_lr_scale
     width_rule: str = "auto"   # auto: alpha and the weights' lr follow the width (see effective())
     cost_warmup: float = 0.0    # epochs over which the spatial loss ramps linearly from 0 to full
@@ -98,6 +100,10 @@ class TrainConfig:
             raise ValueError(f"width_rule must be one of {WIDTH_RULES}, got {self.width_rule!r}")
         if self.weight_dtype not in WEIGHT_DTYPES:
             raise ValueError(f"weight_dtype must be one of {WEIGHT_DTYPES}, got {self.weight_dtype!r}")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
+        if not isinstance(self.freeze_positions, bool):
+            raise TypeError(f"freeze_positions must be a bool, got {self.freeze_positions!r}")
         if not isinstance(self.compile, bool):
             raise TypeError(f"compile must be a bool, got {self.compile!r}")
         if self.data not in ("full", "subset", "auto"):
@@ -162,5 +168,6 @@ def build_model(cfg: TrainConfig) -> SpatialMLP:
     spatial = list(cfg.spatial_layers) if cfg.net == "spatial" else []
     model = SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
                        density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
-                       head_offset=cfg.head_offset if cfg.num_layers in spatial else 0.0, num_heads=cfg.num_tasks)
+                       head_offset=cfg.head_offset if cfg.num_layers in spatial else 0.0, num_heads=cfg.num_tasks,
+                       transport=cfg.transport, freeze_positions=cfg.freeze_positions)
     return model.weights_to(getattr(torch, cfg.weight_dtype))

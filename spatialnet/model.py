@@ -13,6 +13,15 @@ For a spatial layer l (with N_l neurons at positions p_l and weights W_l)::
 
 T(l) needs the positions of layer l-1, so that layer has positions too; the input pixels have
 none, so layer 1 cannot be spatial. Positions are drawn from N(0, 1), as in the paper.
+
+Two controls (issue 14) ask whether space is needed at all:
+
+- ``transport="constant"`` (the L1-only control): every distance in T(l) is replaced by one
+  constant, the mean of ||p_i - p_j|| over the layer's connections, taken afresh each step and
+  detached, so T(l) = c_T * mean_dist * sum |w|: the same size of L1 penalty, and no pull of
+  the positions towards the weights (they feel only the density term).
+- ``freeze_positions=True``: the positions keep their initial values (``requires_grad`` off;
+  the optimiser gets none of them); the weights still pay the transport by distance.
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ from spatial_kernels import fused_density_cost, fused_transport_cost
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
 TRANSPORT_NORMS = ("paper", "mean")
+TRANSPORTS = ("distance", "constant")
 DENSITY_NORMS = ("paper", "neuron")
 INITS = ("torch", "glorot")
 
@@ -95,6 +105,9 @@ class SpatialMLP(nn.Module):
         init: ``"torch"`` (nn.Linear's U(+-1/sqrt(fan_in))) or ``"glorot"`` (Glorot-uniform with
             gain ``init_gain``, zero biases; Glorot & Bengio suggest gain 4 for sigmoid units).
             Positions are drawn from N(0, 1).
+        transport: ``"distance"`` (the paper) or ``"constant"`` (the L1-only control: every
+            distance replaced by the layer's mean distance, detached; see the module docstring).
+        freeze_positions: the positions stay at their initial values (the frozen-positions control).
         head_offset: 0 (paper) or r > 0: the output layer's positions are N(0, 1) shifted by r
             towards its head's own direction (head k of ``num_heads`` at angle 2 pi k / M; with
             dim 1 at +-r), so the heads start apart instead of interleaved.
@@ -104,7 +117,8 @@ class SpatialMLP(nn.Module):
     def __init__(self, sizes: Sequence[int], spatial_layers: Sequence[int] = (3, 4, 5),
                  activation: str = "sigmoid", *, dim: int = 2, transport_norm: str = "paper",
                  density_norm: str = "paper", init: str = "torch", init_gain: float = 4.0, head_offset: float = 0.0,
-                 num_heads: int = 2, backend: str = "auto"):
+                 num_heads: int = 2, transport: str = "distance", freeze_positions: bool = False,
+                 backend: str = "auto"):
         super().__init__()
         sizes = _check_sizes(sizes)
         if activation not in ACTIVATIONS:
@@ -115,6 +129,10 @@ class SpatialMLP(nn.Module):
             raise ValueError(f"density_norm must be one of {DENSITY_NORMS}, got {density_norm!r}")
         if dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {dim!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        if not isinstance(freeze_positions, bool):
+            raise TypeError(f"freeze_positions must be a bool, got {freeze_positions!r}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.sizes = sizes
@@ -124,6 +142,8 @@ class SpatialMLP(nn.Module):
         self.dim = dim
         self.transport_norm = transport_norm
         self.density_norm = density_norm
+        self.transport = transport
+        self.freeze_positions = freeze_positions
         self.backend = backend
         positioned = set(self.spatial_layers) | {l - 1 for l in self.spatial_layers}
         layers = []
@@ -140,6 +160,10 @@ class SpatialMLP(nn.Module):
             for lin in self.layers:
                 nn.init.xavier_uniform_(lin.weight, gain=init_gain)
                 nn.init.zeros_(lin.bias)
+        if freeze_positions:
+            for lin in self.layers:
+                if hasattr(lin, "positions"):
+                    lin.positions.requires_grad_(False)
         self.act = ACTIVATIONS[activation]()
 
     @torch.no_grad()
@@ -192,8 +216,14 @@ class SpatialMLP(nn.Module):
         W = self.layer(l).weight
         n_out, n_in = W.shape
         norm = n_out if self.transport_norm == "paper" else n_out * n_in
-        return fused_transport_cost(W, self.layer(l - 1).positions, self.layer(l).positions,
-                                    scale=scale / norm, backend=self.backend)
+        p_in, p_out = self.layer(l - 1).positions, self.layer(l).positions
+        if self.transport == "constant":  # L1-only control: sum |w| times the mean distance
+            with torch.no_grad():
+                ones = p_out.new_ones(n_out, n_in)
+                mean_dist = fused_transport_cost(ones, p_in.detach(), p_out.detach(),
+                                                 backend=self.backend) / (n_out * n_in)
+            return W.abs().float().sum() * (mean_dist * (scale / norm))
+        return fused_transport_cost(W, p_in, p_out, scale=scale / norm, backend=self.backend)
 
     def density_cost(self, l: int, scale: float = 1.0) -> torch.Tensor:
         """``scale * V(l)``, V(l) = c_V * sum_{i,j} exp(-||p_i - p_j||), c_V as ``density_norm`` says."""
@@ -214,4 +244,5 @@ class SpatialMLP(nn.Module):
         return {"sizes": list(self.sizes), "spatial_layers": list(self.spatial_layers),
                 "activation": self.activation, "dim": self.dim,
                 "transport_norm": self.transport_norm, "density_norm": self.density_norm, "init": self.init, "init_gain": self.init_gain,
-                "head_offset": self.head_offset}
+                "head_offset": self.head_offset, "transport": self.transport,
+                "freeze_positions": self.freeze_positions}

@@ -68,7 +68,8 @@ def load_data(cfg: TrainConfig, data_dir=None, dataset: data_mod.DoubleMNIST | N
 def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
     opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
     kw = {"momentum": 0.9} if cfg.optimizer == "sgd" else {}
-    pos = [p for n, p in model.named_parameters() if n.endswith("positions")]
+    # frozen positions (the control) are left out: they never move
+    pos = [p for n, p in model.named_parameters() if n.endswith("positions") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.endswith("positions")]
     eff = cfg.effective()
     groups = [{"params": rest}] + ([{"params": pos, "lr": eff["pos_lr"]}] if pos else [])
