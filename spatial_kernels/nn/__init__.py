@@ -1,0 +1,13 @@
+"""A module layer over the fused ops: spatial costs for any model's Linear and Conv layers.
+
+    costs = spatialize(model, ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2"])
+    loss = task_loss + costs(alpha, beta)
+
+Neurons live on sheets (``sheets.py`` says how they are inferred); ``costs.py`` holds the
+positions and the cost. This layer knows modules and sheets; the kernels below know tensors only.
+"""
+from .costs import DENSITY_NORMS, TRANSPORT_NORMS, Sheet, SpatialCosts, channel_strength, spatialize
+from .sheets import ELEMENTWISE_MODULES, SUPPORTED
+
+__all__ = ["DENSITY_NORMS", "ELEMENTWISE_MODULES", "SUPPORTED", "Sheet", "SpatialCosts", "TRANSPORT_NORMS",
+           "channel_strength", "spatialize"]

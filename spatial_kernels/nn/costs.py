@@ -1,0 +1,254 @@
+"""``spatialize(model, layers)``: positions for the neurons of any model's Linear/Conv layers, and
+the spatial cost ``(1/|L|) sum_l alpha T(l) + beta sum_s V(s)`` through the fused ops.
+
+For a selected layer l reading sheet ``a`` (``N_a`` neurons) and writing sheet ``b`` (``N_b``)::
+
+    T(l) = c_T * fused_transport_cost(W_l, p_a, p_b)     c_T = 1/N_b (paper) or 1/(N_b N_a) (mean)
+
+and for every sheet s that some selected layer writes, once however many write it::
+
+    V(s) = c_V * fused_density_cost(p_s)                  c_V = 1/N_s^2 (paper) or 1/N_s (neuron)
+
+For a chain of layers (each sheet written by one layer) this is SpatialMLP's
+``(1/|L|) sum_l [alpha T(l) + beta V(l)]``. A conv layer's weight ``(n_out, n_in, *kernel)``
+counts each (out, in) channel pair once, with ``sum_taps |w|`` as its weight. The constant
+weights go into the kernels as ``scale=`` (dW is stored already weighted).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .._backends import resolve_backend
+from .._validate import check_transport_args
+from ..density import fused_density_cost
+from ..transport import fused_transport_cost
+from .sheets import infer_ports, port_size, select_layers
+
+TRANSPORT_NORMS = ("paper", "mean")
+DENSITY_NORMS = ("paper", "neuron")
+DOUBLE_BACKWARD = ("spatial costs: the fused kernels ({backend!r}) give first derivatives only, and this "
+                   "backward was asked for a graph of them (create_graph=True, e.g. for a second derivative or "
+                   "a gradient penalty); spatialize(..., backend='reference') differentiates twice")
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A set of neurons sharing positions: ``size`` of them, written by the layers in ``writers``
+    (their outputs) and read by those in ``readers`` (their inputs); ``key`` is its entry in
+    :attr:`SpatialCosts.positions` (and ``positions.<key>`` in the state_dict)."""
+    name: str
+    size: int
+    key: str
+    writers: tuple[str, ...]
+    readers: tuple[str, ...]
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity on the cost whose backward refuses to build a graph (the fused ops would silently
+    treat their saved gradients as constants)."""
+
+    @staticmethod
+    def forward(x, backend):
+        return x.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.backend = inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            raise RuntimeError(DOUBLE_BACKWARD.format(backend=ctx.backend))
+        return grad, None
+
+
+_CONV_FUSED: bool | None = None
+
+
+def conv_weights_fused() -> bool:
+    """Whether ``fused_transport_cost`` takes a conv weight ``(n_out, n_in, *kernel)`` itself."""
+    global _CONV_FUSED
+    if _CONV_FUSED is None:
+        _CONV_FUSED = check_transport_args(torch.ones(1, 1, 1), torch.ones(1, 2), torch.ones(1, 2)) is None
+    return _CONV_FUSED
+
+
+def channel_strength(W: torch.Tensor) -> torch.Tensor:
+    """``(n_out, n_in)`` strength of each channel pair: ``|W|`` summed over the kernel taps."""
+    return W.abs() if W.dim() == 2 else W.abs().sum(dim=tuple(range(2, W.dim())))
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", name)
+
+
+class SpatialCosts(nn.Module):
+    """The positions of a spatialized model's sheets and its spatial cost. Made by :func:`spatialize`.
+
+    Holds the selected layers without registering them: its parameters and state_dict are the
+    positions alone (``positions.<sheet key>``), and the model keeps its class and forward.
+    """
+
+    def __init__(self, model: nn.Module, selected: dict[str, nn.Module], ports: list[list[tuple[str, str]]], *,
+                 dim: int, transport_norm: str, density_norm: str, backend: str,
+                 names: dict[tuple[str, str], str], generator: torch.Generator | None):
+        super().__init__()
+        self.dim, self.transport_norm, self.density_norm, self.backend = dim, transport_norm, density_norm, backend
+        first = next(iter(selected.values())).weight
+        dtype = torch.float64 if first.dtype == torch.float64 else torch.float32
+        self._layers = tuple(selected.items())  # a tuple: not registered as submodules
+        self.positions = nn.ParameterDict()
+        self.sheets: dict[str, Sheet] = {}
+        self._sheet_of: dict[tuple[str, str], str] = {}
+        for group in ports:
+            writers = tuple(n for n, p in group if p == "out")
+            readers = tuple(n for n, p in group if p == "in")
+            given = sorted({names[p] for p in group if p in names})
+            name = given[0] if given else (writers[0] if writers else readers[0] + ".in")
+            key = _key(name)
+            if key in self.positions:
+                raise ValueError(f"sheet {name!r} would be stored as positions.{key}, which another sheet has; "
+                                 f"rename one with sheets=")
+            size = port_size(selected[group[0][0]], group[0][1])
+            p = torch.randn(size, dim, generator=generator, dtype=dtype)  # N(0, 1), as in the paper
+            self.positions[key] = nn.Parameter(p.to(first.device))
+            self.sheets[name] = Sheet(name, size, key, writers, readers)
+            for port in group:
+                self._sheet_of[port] = name
+        self._terms = []  # (layer name, module, in key, out key, 1 / c_T)
+        for n, m in self._layers:
+            a, b = self.sheets[self._sheet_of[n, "in"]], self.sheets[self._sheet_of[n, "out"]]
+            self._terms.append((n, m, a.key, b.key, b.size if transport_norm == "paper" else b.size * a.size))
+        self._densities = [(s.key, s.size ** 2 if density_norm == "paper" else s.size)
+                           for s in self.sheets.values() if s.writers]
+        self._conv_fused = conv_weights_fused()
+
+    @property
+    def layers(self) -> list[str]:
+        return [n for n, _ in self._layers]
+
+    def sheet(self, layer: str, port: str) -> Sheet:
+        """The sheet that ``layer`` reads (``port="in"``) or writes (``"out"``)."""
+        if (layer, port) not in self._sheet_of:
+            raise KeyError(f"no sheet for ({layer!r}, {port!r}): layers are {self.layers}, ports 'in' and 'out'")
+        return self.sheets[self._sheet_of[layer, port]]
+
+    def positions_of(self, layer: str, port: str) -> nn.Parameter:
+        return self.positions[self.sheet(layer, port).key]
+
+    def strength(self, layer: str) -> torch.Tensor:
+        """``(n_out, n_in)`` |w| of ``layer``'s channel pairs (summed over taps), detached: what the
+        split and the modularity measures read."""
+        return channel_strength(dict(self._layers)[layer].weight.detach())
+
+    def _transport(self, m: nn.Module, key_in: str, key_out: str, scale) -> torch.Tensor:
+        W = m.weight
+        if W.dim() > 2 and not self._conv_fused:
+            W = channel_strength(W)  # NOTE: a (n_out, n_in) temporary until the fused op takes conv weights
+        return fused_transport_cost(W, self.positions[key_in], self.positions[key_out], scale=scale,
+                                    backend=self.backend)
+
+    def transport_cost(self, layer: str, scale: float = 1.0) -> torch.Tensor:
+        """``scale * T(layer)``, normalised as ``transport_norm`` says."""
+        for n, m, ki, ko, norm in self._terms:
+            if n == layer:
+                return self._transport(m, ki, ko, scale / norm)
+        raise KeyError(f"{layer!r} is not a spatialized layer: {self.layers}")
+
+    def density_cost(self, sheet: str, scale: float = 1.0) -> torch.Tensor:
+        """``scale * V(sheet)``, normalised as ``density_norm`` says."""
+        s = self.sheets[sheet]
+        return fused_density_cost(self.positions[s.key], scale=scale / (s.size ** 2 if self.density_norm == "paper"
+                                                                        else s.size), backend=self.backend)
+
+    def cost(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
+        """``(1/|L|) [alpha sum_l T(l) + beta sum_s V(s)]``, a 0-dim tensor with gradients for the
+        weights and the positions."""
+        k = len(self._terms)
+        total = None
+        for _, m, ki, ko, norm in self._terms:
+            t = self._transport(m, ki, ko, alpha / (k * norm))
+            total = t if total is None else total + t
+        for key, norm in self._densities:
+            total = total + fused_density_cost(self.positions[key], scale=beta / (k * norm), backend=self.backend)
+        if not torch.compiler.is_compiling() and torch.is_grad_enabled() and total.requires_grad:
+            p = next(iter(self.positions.values()))
+            backend = resolve_backend(self.backend, p.device, p.dtype)
+            if backend != "reference":  # (a BadArgument has already been raised by the ops)
+                total = _FirstOrderOnly.apply(total, backend)
+        return total
+
+    def forward(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
+        return self.cost(alpha, beta)
+
+    def param_groups(self, model: nn.Module | None = None, *, lr: float | None = None,
+                     position_lr: float | None = None, weight_decay: float | None = None) -> list[dict]:
+        """Optimiser groups: ``model``'s trainable parameters (positions excluded, with ``lr`` and
+        ``weight_decay`` when given), then the positions, with ``position_lr`` and no weight decay."""
+        own = {id(p) for p in self.positions.values()}
+        groups = []
+        if model is not None:
+            g = {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in own]}
+            if lr is not None:
+                g["lr"] = lr
+            if weight_decay is not None:
+                g["weight_decay"] = weight_decay
+            groups.append(g)
+        g = {"params": list(self.positions.values()), "weight_decay": 0.0}
+        if position_lr is not None:
+            g["lr"] = position_lr
+        groups.append(g)
+        return groups
+
+    def extra_repr(self) -> str:
+        sheets = ", ".join(f"{s.name}: {s.size}" for s in self.sheets.values())
+        return (f"layers={len(self._terms)}, dim={self.dim}, transport_norm={self.transport_norm!r}, "
+                f"density_norm={self.density_norm!r}, sheets=[{sheets}]")
+
+
+def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = None, infer: bool = True,
+               transport_norm: str = "mean", density_norm: str = "neuron", backend: str = "auto",
+               elementwise: tuple = (), attach: str | None = None,
+               generator: torch.Generator | None = None) -> SpatialCosts:
+    """Positions for the neurons of ``model``'s selected layers, and their spatial cost.
+
+    Args:
+        model: any ``nn.Module``; its class and forward are left as they are.
+        layers: module names or glob patterns (``"blocks.*.mlp.fc1"``); a pattern selects the
+            ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` (groups=1) among its matches.
+        dim: coordinates per neuron, 1..3. Positions start N(0, 1) (``generator`` if given).
+        sheets: ``{layer: (in_sheet, out_sheet)}`` names; ports named alike are one sheet, ``None``
+            leaves a port to inference. ``infer=False`` turns inference off (every port not named
+            gets a sheet of its own).
+        transport_norm: ``"mean"`` (1/(N_out N_in), the default of spatialnet's recipe) or
+            ``"paper"`` (1/N_out). density_norm: ``"neuron"`` (1/N) or ``"paper"`` (1/N^2).
+        backend: passed to the fused ops (``"auto"``, ``"reference"``, ``"numba"``, ``"triton"``).
+        elementwise: further module classes whose output neuron j is input neuron j.
+        attach: a name under which the returned module is added to ``model`` (so that
+            ``model.state_dict()``, ``.to()`` and DDP carry the positions); None keeps them apart.
+
+    Returns a :class:`SpatialCosts`; ``costs(alpha, beta)`` is the cost to add to the loss.
+    """
+    if isinstance(dim, bool) or dim not in (1, 2, 3):
+        raise ValueError(f"dim must be 1, 2 or 3 (coordinates per neuron), got {dim!r}")
+    if transport_norm not in TRANSPORT_NORMS:
+        raise ValueError(f"transport_norm must be one of {TRANSPORT_NORMS}, got {transport_norm!r}")
+    if density_norm not in DENSITY_NORMS:
+        raise ValueError(f"density_norm must be one of {DENSITY_NORMS}, got {density_norm!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    selected = select_layers(model, layers)
+    ports = infer_ports(model, selected, sheets, infer, tuple(elementwise))
+    names = {(n, p): str(s) for n, pair in (sheets or {}).items() for p, s in zip(("in", "out"), pair)
+             if s is not None}
+    costs = SpatialCosts(model, selected, ports, dim=dim, transport_norm=transport_norm, density_norm=density_norm,
+                         backend=backend, names=names, generator=generator)
+    if attach is not None:
+        if hasattr(model, attach):
+            raise ValueError(f"attach={attach!r}: {type(model).__name__} already has an attribute of that name")
+        model.add_module(attach, costs)
+    return costs
