@@ -82,9 +82,14 @@ def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out):
 def _transport_setup(ctx, inputs, output):
     ctx.save_for_backward(*output[1:])
     ctx.mark_non_differentiable(*output[1:])
+    # The gradient outputs never receive a gradient: without this, autograd would fill a
+    # W-sized zero tensor for dW on every backward (measured: 2 fresh 268 MB fills at 8192^2).
+    ctx.set_materialize_grads(False)
 
 
 def _transport_backward(ctx, grad, _dW, _g_in, _g_out):
+    if grad is None:  # grads are not materialised (see _transport_setup)
+        return None, None, None, None, None, None, None, None
     dW, g_in, g_out = ctx.saved_tensors
     need = ctx.needs_input_grad
     return (_upstream(dW, grad) if need[0] else None, _upstream(g_in, grad) if need[1] else None,
@@ -115,9 +120,12 @@ def _(p, scale, backend, need_p):
 def _density_setup(ctx, inputs, output):
     ctx.save_for_backward(output[1])
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)
 
 
 def _density_backward(ctx, grad, _g):
+    if grad is None:
+        return None, None, None, None
     (g,) = ctx.saved_tensors
     return _upstream(g, grad) if ctx.needs_input_grad[0] else None, None, None, None
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .. import _buffers
 from .._numba_common import FASTMATH, num_chunks, soa3, to_numpy
 
 # One W row per inner loop: the j loop is unit stride in W, dW and the SoA positions, and its
@@ -98,7 +99,8 @@ def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True), scale=1.0):
     chunks = (n_out + rows - 1) // rows
     np_dtype = W_np.dtype
     row_val = np.empty(n_out, dtype=np_dtype)
-    dW = torch.empty((n_out, n_in), dtype=dtype) if needs_grad[0] else torch.empty((1, 1), dtype=dtype)
+    # dW in reused memory (_buffers.py): a fresh 268 MB buffer costs more in page faults than the kernel
+    dW = _buffers.empty((n_out, n_in), dtype) if needs_grad[0] else torch.empty((1, 1), dtype=dtype)
     g_out = np.empty((3, n_out), dtype=np_dtype)
     g_in_part = np.zeros((chunks, 3, n_in), dtype=np_dtype)
     _transport_fwd_bwd_kernel(W_np, soa3(p_in), soa3(p_out), rows, row_val, dW.numpy(), g_out,
