@@ -18,9 +18,9 @@ A **sheet** is a set of neurons that share positions ``(N, D)``. A selected laye
 - **Explicit names** (``sheets={"fc2": ("hidden", None)}``): ports given one name are one sheet,
   on top of what was inferred.
 
-A layer that no trace covers gets sheets of its own only when no other selected layer's port has
-its size (nothing it could be confused with); otherwise it is an error naming the layer, as is a
-layer called more than once in a forward, or a sheet whose ports disagree on the size.
+A port that no trace covers gets a sheet of its own only when no other selected layer's port has
+its size (nothing it could be confused with) or it is named; otherwise it is an error naming the
+layer, as is a layer called more than once in a forward, or a sheet whose ports disagree on size.
 """
 from __future__ import annotations
 
@@ -232,7 +232,7 @@ def infer_ports(model: nn.Module, selected: dict[str, nn.Module], explicit: dict
             if sheet is not None:
                 inf.uf.union(("name", str(sheet)), (name, port))
     ports = [(n, p) for n in selected for p in ("in", "out")]
-    named = {port for n, pair in explicit.items() for port, s in zip(("in", "out"), pair) if s is not None}
+    named = {(n, port) for n, pair in explicit.items() for port, s in zip(("in", "out"), pair) if s is not None}
     sizes = {(n, p): port_size(selected[n], p) for n, p in ports}
     for n in selected:
         if n in inf.covered:
@@ -240,14 +240,16 @@ def infer_ports(model: nn.Module, selected: dict[str, nn.Module], explicit: dict
         for p in ("in", "out"):
             if (n, p) in named:
                 continue
-            other = "out" if p == "in" else "in"
-            rivals = [m for m in selected if m != n and sizes[m, other] == sizes[n, p]]
+            # an untraced port might be any other port of its size: a chain, a shared input, a residual
+            # (a named port's sheet is declared, so it is no rival)
+            rivals = [f"{m!r} {q}put" for m in selected for q in ("in", "out") if m != n and (m, q) not in named
+                      and sizes[m, q] == sizes[n, p] and inf.uf.find((m, q)) != inf.uf.find((n, p))]
             if infer and rivals:
                 raise ValueError(
                     f"cannot infer the sheets of layer {n!r}: no trace of the model covers it (its forward, or "
-                    f"its parents', cannot be traced by torch.fx) and {rivals[:3]} have {sizes[n, p]} "
-                    f"{other}put neurons, which its {p}puts could be; pass sheets={{{n!r}: (in_name, out_name)}}, "
-                    f"naming shared sheets alike")
+                    f"its parents', cannot be traced by torch.fx), and its {p}put ({sizes[n, p]} neurons) could "
+                    f"be the same neurons as the {', '.join(rivals[:3])}; pass sheets={{{n!r}: (in_name, "
+                    f"out_name)}}, naming shared sheets alike, or infer=False for sheets of its own")
     groups: dict[object, list] = {}
     for port in ports:
         groups.setdefault(inf.uf.find(port), []).append(port)

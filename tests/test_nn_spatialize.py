@@ -1,0 +1,256 @@
+"""spatial_kernels.nn.spatialize: the cost and its gradients against a hand-written float64 sum per
+layer (torch.cdist, no spatial_kernels), sheet inference, state_dict, param groups and errors."""
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spatial_kernels.nn import spatialize
+
+BACKENDS = ["reference", "numba"]
+
+
+def _cdist(a, b):
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")  # exact, not via a matmul
+
+
+def _hand_cost(layers, alpha, beta, tnorm, dnorm):
+    """(1/|L|) [alpha sum_l T(l) + beta sum_s V(s)], from (W, p_in, p_out) per layer; V once per
+    distinct written sheet (by object identity)."""
+    total, written = 0.0, {}
+    for W, p_in, p_out in layers:
+        a = W.abs() if W.dim() == 2 else W.abs().sum(dim=tuple(range(2, W.dim())))
+        n_out, n_in = a.shape
+        total = total + alpha * (a * _cdist(p_out, p_in)).sum() / (n_out if tnorm == "paper" else n_out * n_in)
+        written[id(p_out)] = p_out
+    for p in written.values():
+        n = len(p)
+        total = total + beta * torch.exp(-_cdist(p, p)).sum() / (n * n if dnorm == "paper" else n)
+    return total / len(layers)
+
+
+def _check_against_hand(model, costs, triples, alpha=9.0, beta=20.0, tnorm="mean", dnorm="neuron"):
+    params = [p for p in model.parameters() if p.dim() > 1] + list(costs.positions.values())
+    got = costs(alpha, beta)
+    g_got = torch.autograd.grad(got, params)
+    want = _hand_cost(triples, alpha, beta, tnorm, dnorm)
+    g_want = torch.autograd.grad(want, params, allow_unused=True)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=0)
+    for p, a, b in zip(params, g_got, g_want):
+        b = torch.zeros_like(p) if b is None else b
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+        assert b.abs().max() > 0  # every weight and position feels the cost
+
+
+class Residual(nn.Module):
+    """x -> fc0 -> h; h + 0.5 * fc2(gelu(fc1(h))) -> relu -> fc3: fc1 reads and fc2 writes h's sheet."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc0, self.fc1, self.fc2, self.fc3 = nn.Linear(5, 7), nn.Linear(7, 13), nn.Linear(13, 7), nn.Linear(7, 3)
+
+    def forward(self, x):
+        h = self.fc0(x)
+        y = h + 0.5 * self.fc2(F.dropout(F.gelu(self.fc1(h)), 0.1, self.training))
+        return self.fc3(torch.relu(y))
+
+
+class Untraceable(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self, a=16, b=16):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(a, b), nn.Linear(b, 4)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        if h.sum() > 0:
+            h = h.relu()
+        return self.fc2(h)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tnorm,dnorm", [("mean", "neuron"), ("paper", "paper")])
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_linear_chain_matches_hand_sum(backend, tnorm, dnorm, dim):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(9, 17), nn.Sigmoid(), nn.Linear(17, 129), nn.Dropout(0.2), nn.ReLU(),
+                          nn.Linear(129, 1)).double()
+    costs = spatialize(model, ["0", "2", "5"], dim=dim, transport_norm=tnorm, density_norm=dnorm, backend=backend)
+    P = costs.positions_of
+    assert P("2", "in") is P("0", "out") and P("5", "in") is P("2", "out")
+    assert [s.size for s in costs.sheets.values()] == [9, 17, 129, 1]
+    assert all(p.dtype == torch.float64 and p.shape[1] == dim for p in costs.positions.values())
+    triples = [(model[i].weight, P(str(i), "in"), P(str(i), "out")) for i in (0, 2, 5)]
+    _check_against_hand(model, costs, triples, tnorm=tnorm, dnorm=dnorm)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("conv", ["1d", "2d"])
+def test_conv_chain_matches_hand_sum(backend, conv):
+    torch.manual_seed(1)
+    C, BN = (nn.Conv1d, nn.BatchNorm1d) if conv == "1d" else (nn.Conv2d, nn.BatchNorm2d)
+    model = nn.Sequential(C(3, 8, 3), BN(8), nn.ReLU(), C(8, 6, 5, padding=2), nn.GELU(), C(6, 5, 1)).double()
+    with torch.no_grad():
+        model[3].weight[2, 4] = 0.0  # a channel pair with no weight at all
+    costs = spatialize(model, ["0", "3", "5"], backend=backend)
+    P = costs.positions_of
+    assert P("3", "in") is P("0", "out") and P("5", "in") is P("3", "out")  # through BatchNorm and ReLU
+    triples = [(model[i].weight, P(str(i), "in"), P(str(i), "out")) for i in (0, 3, 5)]
+    _check_against_hand(model, costs, triples)
+    x = torch.randn(2, 3, 12, dtype=torch.float64) if conv == "1d" else torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    assert model(x).shape[1] == 5  # the model still runs as before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_traced_residual_block(backend):
+    torch.manual_seed(2)
+    model = Residual().double()
+    costs = spatialize(model, ["fc*"], backend=backend)
+    P = costs.positions_of
+    # the residual joins h = fc0's outputs, fc1's inputs, fc2's outputs and fc3's inputs
+    h = P("fc0", "out")
+    assert P("fc1", "in") is h and P("fc2", "out") is h and P("fc3", "in") is h
+    assert P("fc2", "in") is P("fc1", "out")
+    assert len(costs.sheets) == 4 and costs.sheet("fc0", "out").writers == ("fc0", "fc2")
+    triples = [(getattr(model, f"fc{i}").weight, P(f"fc{i}", "in"), P(f"fc{i}", "out")) for i in range(4)]
+    _check_against_hand(model, costs, triples)
+
+
+def test_torchvision_mlp_and_timm_mlp_sheets():
+    from timm.layers import Mlp
+    from torchvision.ops import MLP
+
+    m = MLP(10, [32, 32, 4], dropout=0.1)
+    c = spatialize(m, ["3", "6"])
+    assert c.positions_of("6", "in") is c.positions_of("3", "out") and c.sheet("3", "in").size == 32
+    t = Mlp(8, 24, 8)
+    c = spatialize(t, ["fc1", "fc2"])
+    assert c.positions_of("fc2", "in") is c.positions_of("fc1", "out")
+    assert c.positions_of("fc1", "in") is not c.positions_of("fc2", "out")  # no residual inside Mlp
+
+
+def test_shared_sheet_moves_both_costs():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    costs = spatialize(model, ["0", "2"], backend="numba")
+    before = costs.transport_cost("2").item(), costs.transport_cost("0").item()
+    with torch.no_grad():
+        costs.positions_of("0", "out")[1] += 5.0  # move one of fc1's output neurons far away
+    after = costs.transport_cost("2").item(), costs.transport_cost("0").item()
+    assert after[0] > before[0] + 0.1 and after[1] > before[1] + 0.1
+    g = torch.autograd.grad(costs.transport_cost("2"), costs.positions_of("0", "out"))[0]
+    assert g[1].abs().sum() > 0
+
+
+def test_untraceable_model_uses_names_or_fresh_sheets():
+    model = Untraceable()
+    with pytest.raises(ValueError, match=r"cannot infer the sheets of layer 'fc1'.*sheets="):
+        spatialize(model, ["fc1", "fc2"])
+    c = spatialize(model, ["fc1", "fc2"], sheets={"fc1": (None, "h"), "fc2": ("h", None)})
+    assert c.positions_of("fc2", "in") is c.positions_of("fc1", "out") and "h" in c.sheets
+    c = spatialize(Untraceable(16, 8), ["fc2"])  # one layer, 8 -> 4: nothing to confuse it with
+    assert [s.size for s in c.sheets.values()] == [8, 4]
+    c = spatialize(Untraceable(), ["fc1", "fc2"], infer=False)
+    assert len(c.sheets) == 4
+    c = spatialize(Residual(), ["fc*"], infer=False)
+    assert len(c.sheets) == 8
+
+
+def test_state_dict_round_trip_and_attach():
+    torch.manual_seed(4)
+    model = Residual()
+    costs = spatialize(model, ["fc*"])
+    buf = io.BytesIO()
+    torch.save(costs.state_dict(), buf)
+    other = spatialize(model, ["fc*"], generator=torch.Generator().manual_seed(99))
+    assert not torch.equal(other.positions_of("fc1", "out"), costs.positions_of("fc1", "out"))
+    buf.seek(0)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    for k, v in costs.state_dict().items():
+        assert torch.equal(other.state_dict()[k], v)
+    assert other(1.0, 3.0).item() == costs(1.0, 3.0).item()
+    attached = spatialize(model, ["fc*"], attach="spatial")
+    keys = [k for k in model.state_dict() if k.startswith("spatial.positions.")]
+    assert len(keys) == 4 and model.spatial is attached
+    assert not any("positions" in k for k in costs.state_dict() if not k.startswith("positions."))
+
+
+def test_param_groups():
+    model = Residual()
+    costs = spatialize(model, ["fc1", "fc2"], attach="spatial")
+    groups = costs.param_groups(model, lr=1e-3, position_lr=5e-3, weight_decay=0.05)
+    pos = {id(p) for p in costs.positions.values()}
+    assert {id(p) for p in groups[1]["params"]} == pos and groups[1]["weight_decay"] == 0.0 and groups[1]["lr"] == 5e-3
+    assert not pos & {id(p) for p in groups[0]["params"]} and groups[0]["weight_decay"] == 0.05
+    assert len(groups[0]["params"]) == 8  # 4 weights + 4 biases, positions excluded
+    opt = torch.optim.AdamW(groups)
+    before = [p.detach().clone() for p in costs.positions.values()]
+    for p in costs.positions.values():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # zero gradient and no decay: the positions stay put
+    assert all(torch.equal(a, b) for a, b in zip(before, costs.positions.values()))
+
+
+def test_double_backward():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    costs = spatialize(model, ["0", "2"], backend="numba")
+    p = costs.positions_of("0", "in")  # read by layer 0 only: transport, no density term
+    (g,) = torch.autograd.grad(costs(), p)  # first order: fine
+    with pytest.raises(RuntimeError, match="backend='reference'"):
+        torch.autograd.grad(costs(), p, create_graph=True)
+    # the reference differentiates twice: a Hessian-vector product against the hand-written sum
+    # (of a sheet without a density term: the second derivative of ||p_i - p_i|| at 0 is NaN there)
+    ref = spatialize(model, ["0", "2"], backend="reference")
+    ref.load_state_dict(costs.state_dict())
+    v = torch.randn_like(p)
+    (g1,) = torch.autograd.grad(ref(), ref.positions_of("0", "in"), create_graph=True)
+    hv = torch.autograd.grad((g1 * v).sum(), ref.positions_of("0", "in"))[0]
+    q = p.detach().clone().requires_grad_(True)
+    P = ref.positions_of
+    hand = _hand_cost([(model[0].weight, q, P("0", "out")), (model[2].weight, P("2", "in"), P("2", "out"))],
+                      1.0, 3.0, "mean", "neuron")
+    (h1,) = torch.autograd.grad(hand, q, create_graph=True)
+    h2 = torch.autograd.grad((h1 * v).sum(), q)[0]
+    torch.testing.assert_close(g, h1.detach(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g1, h1, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(hv, h2, rtol=1e-9, atol=1e-12)
+    assert h2.abs().max() > 0
+
+
+def test_errors_name_the_module():
+    model = Residual()
+    with pytest.raises(ValueError, match=r"'blocks\.\*' matches no module"):
+        spatialize(model, ["blocks.*"])
+    with pytest.raises(TypeError, match=r"pattern 'act'.*GELU.*nn.Linear"):
+        spatialize(nn.ModuleDict({"act": nn.GELU(), "fc": nn.Linear(2, 2)}), ["act"])
+    with pytest.raises(TypeError, match="Conv3d"):
+        spatialize(nn.Sequential(nn.Conv3d(2, 2, 1)), ["0"])
+    with pytest.raises(ValueError, match=r"'0'.*groups=2"):
+        spatialize(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), ["0"])
+    with pytest.raises(ValueError, match=r"'fc1' output \(13 neurons\).*'fc3' input \(7 neurons\)"):
+        spatialize(model, ["fc1", "fc3"], sheets={"fc1": (None, "s"), "fc3": ("s", None)})
+    with pytest.raises(ValueError, match=r"'fc9', which is not a selected layer"):
+        spatialize(model, ["fc1"], sheets={"fc9": (None, "s")})
+    with pytest.raises(ValueError, match="dim"):
+        spatialize(model, ["fc1"], dim=4)
+    with pytest.raises(ValueError, match="transport_norm"):
+        spatialize(model, ["fc1"], transport_norm="sum")
+    with pytest.raises(TypeError, match="layers must be a list"):
+        spatialize(model, "fc1")
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.fc(self.fc(x))
+
+    with pytest.raises(ValueError, match=r"'fc' is called more than once"):
+        spatialize(Twice(), ["fc"])
+    with pytest.raises(ValueError, match=r"cannot infer the sheets of layer 'fc1'.*input \(16 neurons\).*'fc2' input"):
+        spatialize(Untraceable(), ["fc2", "fc1"])
