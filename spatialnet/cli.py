@@ -34,7 +34,7 @@ def _str_list(s: str) -> list[str]:
     return [v.strip() for v in s.split(",") if v.strip()]
 
 
-def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1) -> None:
+def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1, eval_split: str = "val") -> None:
     d = TrainConfig()
     p.add_argument("--hidden", type=_int_list("--hidden"), default=d.hidden,
                    help="hidden widths, comma-separated (default 128,128,128,256)")
@@ -84,6 +84,12 @@ def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1) -> Non
     p.add_argument("--activation", choices=("sigmoid", "relu", "tanh"), default=d.activation)
     p.add_argument("--dim", type=int, default=d.dim, help="coordinates per neuron, 1..3")
     p.add_argument("--max-train", type=int, default=0, help="use only this many training images per dataset")
+    p.add_argument("--val-size", type=int, default=d.val_size,
+                   help="validation images held out of each training set (-1: 5000 on the full data, 400 on "
+                        "the subset; 0: none, train on all), a fixed draw (spatialnet/data.py)")
+    p.add_argument("--eval-split", choices=("val", "test"), default=eval_split,
+                   help=f"what the read-out reads (default {eval_split}): the validation split, for every choice "
+                        f"of setting, or the test sets, for final tables only")
     p.add_argument("--threads", type=int, default=d.threads, help="torch/numba threads per process")
     p.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="also evaluate and split every K epochs (default 0: at the end only)")
@@ -105,7 +111,7 @@ def _add_data_args(p, default):
 def _config(args, **over) -> TrainConfig:
     keys = ("epochs", "hidden", "spatial_layers", "tasks", "alpha", "beta", "lr", "batch_size", "optimizer",
             "schedule", "transport_norm", "density_norm", "transport", "freeze_positions", "cost_warmup", "pos_lr_scale", "width_rule", "head_offset",
-            "init", "init_gain", "activation", "dim", "max_train", "threads", "eval_every", "weight_dtype",
+            "init", "init_gain", "activation", "dim", "max_train", "val_size", "eval_split", "threads", "eval_every", "weight_dtype",
             "compile", "data")
     kw = {k: getattr(args, k) for k in keys}
     for k in ("mode", "net", "seed"):
@@ -131,9 +137,14 @@ def _print_eval(ev: dict, header: str) -> None:
           ", ".join(f"layer {l}: {'/'.join(map(str, n))}" + (f" (+{ev['dead_per_layer'][l]} dead)"
                                                               if ev["dead_per_layer"].get(l) else "")
                     for l, n in ev["split_sizes"].items()))
-    print(f"modularity: cross-task share of sum |w| {_fmt(ev['cross_task_share'])} "
-          f"(0 = disjoint subnetworks), segregation {_fmt(ev['segregation'])} "
-          f"(0 = tasks interleaved, 1 = separate clusters), dead neurons {ev['dead']}")
+    print(f"positions (live neurons, mean over the hidden split layers; null = labels permuted): "
+          f"silhouette {_fmt(ev['silhouette'])} (null {_fmt(ev['silhouette_null'])}), "
+          f"ARI of k-means {_fmt(ev['ari'])} (null {_fmt(ev['ari_null'])})")
+    print(f"weights: cross-task share of sum |w| {_fmt(ev['cross_task_share'])} (chance {_fmt(ev['share_chance'])}, "
+          f"normalised {_fmt(ev['share_norm'])}: 1 = chance, 0 = disjoint), Newman Q {_fmt(ev['newman_q'])}")
+    print(f"dead neurons: {ev['dead']} ({_fmt(ev['dead_fraction'], '.0%')} of the hidden split layers); full "
+          f"accuracy with only them silenced {ev['full_dead_silenced']:.4f} (delta {ev['dead_delta']:+.4f})")
+    print(f"read on the {'validation split' if ev.get('eval_split') == 'val' else 'test sets'}")
 
 
 def cmd_train(args) -> int:
@@ -170,8 +181,12 @@ def cmd_split(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .plots import plot_figures
+    from .plots import animate_positions, plot_figures
     from .checkpoint import model_from_checkpoint
+    if args.animate:
+        gif = animate_positions(args.checkpoint, Path(args.out) / "positions.gif" if args.out else None)
+        print(f"wrote {gif}")
+        return 0
     model, cfg, _ = model_from_checkpoint(args.checkpoint)
     out = args.out or str(Path(args.checkpoint).parent)
     for p in plot_figures(model, cfg.split_layers, out, tasks=cfg.tasks, title=f"{cfg.mode}/{cfg.net} seed {cfg.seed}"):
@@ -188,13 +203,13 @@ def cmd_reproduce(args) -> int:
         data_mod.check_mode(m)
     t0 = time.time()
     reproduce(base, args.out, args.runs_dir, seeds=args.seeds, modes=args.modes, data_dir=args.data_dir,
-              workers=args.workers, device=args.device)
+              workers=args.workers, device=args.device, variants=args.variants)
     print(f"wrote {args.out}/table1.md, table1.json and figure1-/figure2-<mode>.png in {time.time() - t0:.0f} s")
     print((Path(args.out) / "table1.md").read_text())
     return 0
 
 
-DEMO_KEYS = (*READOUT, "full_per_task", "split_per_task")
+DEMO_KEYS = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "per_layer", "eval_split")
 
 
 def cmd_demo(args) -> int:
@@ -210,22 +225,26 @@ def cmd_demo(args) -> int:
         args.epochs = 30 if ds.source == "full" else 200
     out = Path(args.out)
     results = {}
+    from .config import REGULAR_HPARAMS
     for net in ("spatial", "regular"):
-        cfg = _config(args, mode="concat", net=net, seed=args.seed, data=ds.source)
+        # the regular net at its own settings (the paper's lr, gain 1): a fair baseline
+        cfg = _config(args, mode="concat", net=net, seed=args.seed, data=ds.source,
+                      **(REGULAR_HPARAMS if net == "regular" else {}))
         results[net] = train(cfg, out / net, data_dir=args.data_dir, dataset=ds, progress=not args.no_progress,
                              log=print if net == "spatial" else (lambda *a: None))
     sp, rg = results["spatial"], results["regular"]
     print(f"\nconcat mode, {ds.source} data"
           f"{f' ({cfg.max_train} training images per dataset)' if cfg.max_train else ''}, {cfg.epochs} epochs, "
           f"seed {cfg.seed}: before (full) and after (split) splitting each net into its tasks' subnetworks")
-    print(f"{'net':9s} {'full':>7s} {'split':>7s} {'drop':>7s} {'cross-task share':>17s} {'segregation':>12s} {'dead':>5s}")
+    print(f"{'net':9s} {'full':>7s} {'split':>7s} {'drop':>7s} {'silhouette (null)':>18s} {'ARI (null)':>14s} "
+          f"{'share/chance':>12s} {'Newman Q':>9s} {'dead':>5s}")
     for net, r in results.items():
-        print(f"{net:9s} {r['full']:7.4f} {r['split']:7.4f} {r['drop']:7.4f} {_fmt(r['cross_task_share']):>17s} "
-              f"{_fmt(r['segregation']):>12s} {r['dead']:5d}")
-    ratio = (rg["cross_task_share"] / sp["cross_task_share"]
-             if rg["cross_task_share"] is not None and sp["cross_task_share"] else None)
-    print(f"the regular net's cross-task share is {_fmt(ratio, '.1f')}x the spatial net's "
-          f"(the share of sum |w| joining neurons of different tasks; 0 = disjoint subnetworks)")
+        print(f"{net:9s} {r['full']:7.4f} {r['split']:7.4f} {r['drop']:7.4f} "
+              f"{_fmt(r['silhouette']) + ' (' + _fmt(r['silhouette_null']) + ')':>18s} "
+              f"{_fmt(r['ari']) + ' (' + _fmt(r['ari_null']) + ')':>14s} {_fmt(r['share_norm']):>12s} "
+              f"{_fmt(r['newman_q']):>9s} {r['dead']:5d}")
+    print(f"read on the {'validation split' if cfg.eval_split == 'val' else 'test sets'}; share/chance: the "
+          f"cross-task share of sum |w| over its value under random relabelling (1 = chance, 0 = disjoint)")
     write_json(out / "demo.json", {net: {k: r[k] for k in DEMO_KEYS} | {"tasks": r["tasks"]}
                                    for net, r in results.items()}
                | {"settings": {"data": ds.source, "epochs": cfg.epochs, "seed": cfg.seed,
@@ -234,6 +253,8 @@ def cmd_demo(args) -> int:
     for p in plot_figures(model, cfg.split_layers, out, tasks=cfg.tasks,
                           title=f"demo: concat/spatial ({ds.source} data)"):
         print(f"wrote {p}")
+    from .plots import animate_positions
+    print(f"wrote {animate_positions(out / 'spatial', out / 'positions.gif')}")
     print(f"wrote {out / 'demo.json'}; demo took {time.time() - t0:.0f} s")
     return 0
 
@@ -301,20 +322,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     p.set_defaults(func=cmd_split)
 
-    p = sub.add_parser("plot", help="Figures 1 and 2 from a spatial checkpoint")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("plot", help="Figures 1 and 2 from a spatial checkpoint; --animate RUN: a GIF of its positions")
+    p.add_argument("checkpoint", help="a checkpoint.pt, or with --animate its run folder")
+    p.add_argument("--animate", action="store_true",
+                   help="write OUT/positions.gif (default: in the run folder): the positions epoch by "
+                        "epoch, coloured by the final split")
     p.add_argument("--out", default=None, help="folder for figure1.png and figure2.png (default: beside the checkpoint)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("reproduce", help="Table 1: 3 modes x {regular, spatial} x seeds on the full data")
     p.add_argument("--out", default="results")
     p.add_argument("--runs-dir", default="runs/reproduce", help="checkpoints of every run (resumable)")
-    p.add_argument("--seeds", type=_int_list("--seeds"), default=[0, 1, 2])
+    p.add_argument("--seeds", type=_int_list("--seeds"), default=[0, 1, 2, 3, 4],
+                   help="report seeds (default 0-4; selection uses seeds >= 100, in sweeps)")
     p.add_argument("--modes", type=lambda s: s.split(","), default=list(data_mod.MODES))
+    p.add_argument("--variants", type=_str_list, default=["regular", "spatial"],
+                   help="rows per mode: spatial, regular (the paper's lr 0.005, gain 1), regular-same (the "
+                        "spatial net's lr and init), l1-only, frozen, offset-0, offset-1.6 (default regular,spatial)")
     p.add_argument("--workers", type=int, default=2,
                    help="runs trained in parallel (one thread each; on a GPU they share it)")
     p.add_argument("--device", default="auto", help="auto (cuda when CUDA is there, else cpu), cpu, cuda, ...")
-    _add_config_args(p)
+    _add_config_args(p, eval_split="test")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("grid", help="a grid of runs: hidden widths or task lists x modes x nets x seeds, "
@@ -329,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=None, help="checkpoints of every run (default runs/NAME; resumable)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
-    _add_config_args(p)
+    _add_config_args(p, eval_split="test")
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("sweep", help="search hyper-parameters with Optuna for full accuracy and a small split drop",
@@ -345,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=None, metavar="NAME=LOW:HIGH[:log]|NAME=A|B",
                    help="a searched parameter, repeatable; default: " + " ".join(DEFAULT_SPACE))
     p.add_argument("--trials", type=int, default=20, help="trials this process runs (0: only write the report)")
-    p.add_argument("--seeds", type=_int_list("--seeds"), default=[0, 1], help="seeds each trial averages over (>= 2)")
+    p.add_argument("--seeds", type=_int_list("--seeds"), default=[100, 101],
+                   help="selection seeds each trial averages over (>= 2 of them, each >= 100; default 100,101)")
     p.add_argument("--runs-dir", default=None, help="checkpoints of every trial's runs (default runs/sweeps/STUDY)")
     p.add_argument("--resume", action="store_true", help="continue (or join) an existing study")
     p.add_argument("--report", default="results/sweeps/{study}.md",

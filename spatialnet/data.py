@@ -13,6 +13,15 @@ same pairs). For testing (concat and mix), task 0's test image i is paired with 
 image ``perm_t[i]``, the permutations drawn from a generator seeded with ``seed`` alone: the
 test pairs are fixed per seed and the same for every net (regular or spatial) trained with it.
 
+Validation (the protocol of issue 14). A fixed validation split is carved from each training
+set before anything else: ``VAL_SIZE`` images per dataset (5 000 of the 60 000 for the full data,
+400 of the 2 000 of the embedded subset), the first ones of a permutation drawn from a generator
+seeded with ``VAL_SEED``, the same for every run, seed and mode; training uses the rest (55 000).
+Permuted-MNIST tasks take MNIST's split. Runs are read on the validation split by default
+(``TrainConfig.eval_split = "val"``): sweeps, probes and every choice of setting read it; the test
+sets appear only in final tables (``eval_split = "test"``). ``val_size = 0`` trains on every
+training image, the protocol before issue 14.
+
 Where the files come from: ``data_dir`` argument (``--data-dir``), else ``$SPATIALNET_DATA``, else
 ``$XDG_CACHE_HOME/spatialnet`` (``~/.cache/spatialnet``), in torchvision's layout
 (``MNIST/raw/...``, ``FashionMNIST/raw/...``), downloading when files are missing. The embedded
@@ -36,6 +45,9 @@ RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 SUBSET_PATH = Path(__file__).resolve().parent / "assets" / "subset.npz"
 NUM_CLASSES = 10
+VAL_SIZE = {"full": 5000, "subset": 400}  # validation images per dataset, by data source
+VAL_SEED = 20_261_114
+EVAL_SPLITS = ("val", "test")
 SUBSET_BANNER = ("*** EMBEDDED SUBSET: 2 000 train + 1 000 test images per dataset, not the full "
                  "MNIST/Fashion-MNIST; accuracies are not comparable with the paper's ***")
 
@@ -155,6 +167,35 @@ def load(data: str = "full", data_dir=None) -> DoubleMNIST:
     if data == "auto":
         return load_full(data_dir, download=False) if full_data_present(data_dir) else load_subset()
     raise ValueError(f"data must be 'full', 'subset' or 'auto', got {data!r}")
+
+
+def val_size(source: str, requested: int = -1) -> int:
+    """Validation images per dataset: ``requested`` when >= 0, else ``VAL_SIZE[source]``."""
+    return VAL_SIZE[source] if requested < 0 else requested
+
+
+def validation_indices(n_train: int, n_val: int, seed: int = VAL_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(validation, rest)`` indices into a training set of ``n_train`` images, both sorted."""
+    if not 0 <= n_val < n_train:
+        raise ValueError(f"val_size must be in 0..{n_train - 1} for a training set of {n_train}, got {n_val}")
+    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
+    return perm[:n_val].sort().values, perm[n_val:].sort().values
+
+
+def with_validation(ds: DoubleMNIST, n_val: int, eval_split: str = "val") -> DoubleMNIST:
+    """``ds`` with ``n_val`` images per dataset carved out of training (see the module
+    docstring); its ``test`` is the validation split (``eval_split="val"``) or the test sets."""
+    if eval_split not in EVAL_SPLITS:
+        raise ValueError(f"eval_split must be one of {EVAL_SPLITS}, got {eval_split!r}")
+    if n_val == 0:
+        if eval_split == "val":
+            raise ValueError("eval_split 'val' needs a validation split (val_size > 0)")
+        return ds
+    t = ds.train
+    (vm, rm), (vf, rf) = validation_indices(len(t.mnist_x), n_val), validation_indices(len(t.fashion_x), n_val)
+    rest = Split(t.mnist_x[rm], t.mnist_y[rm], t.fashion_x[rf], t.fashion_y[rf])
+    val = Split(t.mnist_x[vm], t.mnist_y[vm], t.fashion_x[vf], t.fashion_y[vf])
+    return DoubleMNIST(rest, val if eval_split == "val" else ds.test, ds.source)
 
 
 def _float(x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,11 @@
 """Evaluation: each task's accuracy with the full network and with its subnetwork after the split,
-and the split's modularity."""
+the split's modularity (``modularity.py``), and a check of the dead rule.
+
+``full_dead_silenced`` is the full net's accuracy with only the dead neurons silenced;
+``dead_delta`` = full - that. The dead rule (``split.DEAD_TOL``) is trustworthy only while
+|dead_delta| stays within ``DEAD_DELTA_MAX`` (0.002): a neuron that moves the accuracy is not dead.
+Which images: ``td.test_sets``, the validation split unless the run asked for the test sets
+(``TrainConfig.eval_split``, ``data.py``)."""
 from __future__ import annotations
 
 import torch
@@ -11,7 +17,9 @@ from .modularity import measures
 from .split import model_split, task_masks
 
 # the per-run read-out that tables, sweeps and the demo report: accuracy, drop, modularity
-READOUT = ("full", "split", "drop", "cross_task_share", "segregation", "dead")
+READOUT = ("full", "split", "drop", "silhouette", "silhouette_null", "ari", "ari_null", "cross_task_share",
+           "share_chance", "share_norm", "newman_q", "dead", "dead_fraction", "dead_delta")
+DEAD_DELTA_MAX = 0.002
 
 
 @torch.no_grad()
@@ -28,17 +36,22 @@ def task_accuracy(model, x, y, task: int, masks=None, batch: int = 4096) -> floa
     return correct.item() / max(len(x), 1)
 
 
-def evaluate(model: SpatialMLP, cfg: TrainConfig, td: data_mod.TaskData) -> dict:
+def evaluate(model: SpatialMLP, cfg: TrainConfig, td: data_mod.TaskData, dead_tol: float | None = None) -> dict:
     """Per-task accuracy of the full network and of each task's subnetwork (other tasks' and
     dead neurons disabled in the split layers), ``full``/``split`` the means over the tasks,
     and the modularity measures of the split (``modularity.py``)."""
-    assignment = model_split(model, cfg.split_layers, cfg.num_tasks)
-    full, split = [], []
+    assignment = model_split(model, cfg.split_layers, cfg.num_tasks,
+                             **({} if dead_tol is None else {"dead_tol": dead_tol}))
+    alive = {l: (g >= 0).float() for l, g in assignment.items()}
+    full, split, undead = [], [], []
     for t, (x, y) in enumerate(td.test_sets):
         full.append(task_accuracy(model, x, y, t))
         split.append(task_accuracy(model, x, y, t, task_masks(assignment, t)))
+        undead.append(task_accuracy(model, x, y, t, alive))
     sizes = {str(l): [int((g == t).sum()) for t in range(cfg.num_tasks)] for l, g in assignment.items()}
-    mean_full, mean_split = sum(full) / len(full), sum(split) / len(split)
+    mean_full, mean_split, mean_undead = (sum(v) / len(v) for v in (full, split, undead))
     return {"tasks": list(cfg.tasks), "full": mean_full, "split": mean_split,
             "full_per_task": full, "split_per_task": split, "drop": mean_full - mean_split,
-            "split_sizes": sizes, **measures(model, assignment)}
+            "full_dead_silenced": mean_undead, "dead_delta": mean_full - mean_undead,
+            "split_sizes": sizes, "eval_split": getattr(td, "eval_split", "test"),
+            **measures(model, assignment, cfg.num_tasks)}

@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 from ._io import write_json, write_text
-from .config import NETS, PAPER_MEAN_HIDDEN, TrainConfig
+from .config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig
 from .evaluate import READOUT
 from .reproduce import cli_flags, machine, run_jobs
 from .tasks import display_name
 
-RECORD_KEYS = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "dead_per_layer", "train_seconds")
+RECORD_KEYS = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "dead_per_layer", "per_layer",
+               "eval_split", "train_seconds")
 
 
 def variant_label(cfg: TrainConfig, axis: str) -> str:
@@ -46,10 +47,13 @@ def _ms(xs, spec=".3f") -> str:
 def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
     axis = settings["axis"]
     lines = [f"# {name}: {'width study' if axis == 'hidden' else 'more than two tasks'}", "",
-             f"Data: {settings['data']}. Seeds per row: see n. Mean ± std over seeds. Modularity as in "
-             f"results/table1.md (`spatialnet/modularity.py`).", "",
-             "| variant | mode | net | n | full | split | drop | cross-task share | segregation | dead |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"Data: {settings['data']}, read on the {'test sets' if settings.get('eval_split') == 'test' else 'validation split'}. "
+             f"Seeds per row: see n. Mean ± std over seeds. Modularity as in results/table1.md "
+             f"(`spatialnet/modularity.py`): silhouette and ARI with their permutation nulls, the cross-task "
+             f"share over its chance value, Newman's Q, the dead fraction of the hidden split layers.", "",
+             "| variant | mode | net | n | full | split | drop | silhouette (null) | ARI (null) | share / chance "
+             "| Newman Q | dead |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in records:
         groups.setdefault((r["variant"], r["mode"], r["net"]), []).append(r)
@@ -59,8 +63,10 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
         rs = groups[key]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {_ms([r['full'] for r in rs])} | "
                      f"{_ms([r['split'] for r in rs])} | {_ms([r['drop'] for r in rs])} | "
-                     f"{_ms([r['cross_task_share'] for r in rs])} | {_ms([r['segregation'] for r in rs])} | "
-                     f"{_ms([r['dead'] for r in rs], '.0f')} |")
+                     f"{_ms([r['silhouette'] for r in rs])} ({_ms([r['silhouette_null'] for r in rs])}) | "
+                     f"{_ms([r['ari'] for r in rs])} ({_ms([r['ari_null'] for r in rs])}) | "
+                     f"{_ms([r['share_norm'] for r in rs])} | {_ms([r['newman_q'] for r in rs])} | "
+                     f"{_ms([r['dead_fraction'] for r in rs], '.2f')} |")
     if axis == "tasks":
         most = max(r["num_tasks"] for r in records)
         lines += ["", "Per task, full → split (mean over seeds):", "",
@@ -94,17 +100,19 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
         for mode in modes:
             for net in nets:
                 for seed in seeds:
-                    cfg = TrainConfig.from_dict({**vcfg.to_dict(), "mode": mode, "net": net, "seed": seed})
+                    # the regular net at its own settings (REGULAR_HPARAMS), a fair baseline
+                    cfg = TrainConfig.from_dict({**vcfg.to_dict(), "mode": mode, "net": net, "seed": seed,
+                                                 **(REGULAR_HPARAMS if net == "regular" else {})})
                     run = runs_dir / f"{_slug(cfg, axis)}-{mode}-{net}-seed{seed}"
                     jobs.append((cfg.to_dict(), str(run), data_dir, device))
     # the longest runs first (wide and sequential), so that the pool's tail is short
     jobs.sort(key=lambda j: -sum(j[0]["hidden"]) * len(j[0]["tasks"]) * (2 if j[0]["mode"] == "sequential" else 1))
     flag = "--hidden-list" if axis == "hidden" else "--tasks-list"
     settings = {"axis": axis, "variants": variants, "modes": list(modes), "nets": list(nets), "seeds": list(seeds),
-                "data": base.data, "machine": machine(workers, base.threads, device),
+                "data": base.data, "eval_split": base.eval_split, "regular_hparams": REGULAR_HPARAMS, "machine": machine(workers, base.threads, device),
                 "rerun": f"spatialnet grid --name {name} {flag} '{';'.join(','.join(map(str, v)) for v in values)}' "
                          f"--modes {','.join(modes)} --nets {','.join(nets)} --seeds {','.join(map(str, seeds))} "
-                         f"--workers {workers} " + cli_flags(base, skip=("mode", "net", "seed", "data", axis))}
+                         f"--workers {workers} --eval-split {base.eval_split} " + cli_flags(base, skip=("mode", "net", "seed", "data", axis))}
     records: list[dict] = []
     t0 = time.time()
 
@@ -118,7 +126,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
         write_json(out_dir / f"{name}.json", {"records": records, "settings": settings})
         write_text(out_dir / name / "table.md", grid_markdown(name, records, settings))
         log(f"[{time.time() - t0:6.0f}s] {records[-1]['variant']} {cfg.mode} {cfg.net} seed {cfg.seed}: "
-            f"full {res['full']:.4f} drop {res['drop']:.4f} cross-task {res['cross_task_share'] or 0:.3f} "
+            f"full {res['full']:.4f} drop {res['drop']:.4f} share/chance {res['share_norm'] or 0:.3f} "
             f"(train {res.get('train_seconds', 0):.0f}s)")
 
     run_jobs(jobs, workers, record)

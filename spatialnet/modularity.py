@@ -1,48 +1,156 @@
-"""How modular a split net is, read from its weights and positions.
+"""How modular a split net is, read from its weights and positions, each measure beside its null.
 
-Given the greedy split's assignment ``{layer: (N_l,) task, -1 = dead}`` (``split.py``):
+The measures are functions of plain tensors along a chain of layers, so any package can feed
+them: ``labels[k]`` the task of each neuron of layer k (``(N_k,)`` long, -1 = dead),
+``positions[k]`` its ``(N_k, D)`` positions (or None), and ``weights[k]`` the ``(N_k, N_{k-1})``
+matrix into layer k (``weights[0]`` unused, may be None). The last layer is the output, whose
+labels are its heads. :func:`measures` is the thin wrapper for a ``SpatialMLP`` and the greedy
+split's assignment (``split.py``).
 
-- ``dead``: neurons the split found dead (negligible outgoing weights), over the split layers.
-  They are left out of both measures below.
-- ``cross_task_share``: the sum of |w| over the connections between consecutive split layers
-  that join live neurons of different tasks, divided by the sum of |w| over all connections
-  between live neurons there. 0: the tasks' subnetworks are disjoint; about 1 - 1/M: no
-  structure (M tasks of equal size).
-- ``segregation`` (nets with positions): for each live neuron, the share of its ``k`` nearest
-  live neighbours in its own layer that belong to its own task, chance-corrected against
-  shuffled task labels, ``(observed - chance) / (1 - chance)`` per layer, where chance is the
-  exact expectation under a random relabelling, ``mean_i (n_task(i) - 1) / (n - 1)``; averaged
-  over the split layers that have positions and live neurons of at least two tasks. 0: tasks
-  interleaved at random; 1: every neuron's neighbours are its own task's. ``None`` where no
-  layer qualifies (a regular net has no positions).
+Cluster quality of the positions (per layer, over its live neurons; the means are over the
+hidden layers of the chain, the output's fixed heads left out). Standard implementations,
+so the numbers compare with other papers':
+
+- ``silhouette``: ``sklearn.metrics.silhouette_score`` of the positions with the tasks as
+  clusters. 1: compact, separate clusters; about 0: no cluster structure by task; < 0: mixed.
+- ``ari``: ``sklearn.metrics.adjusted_rand_score`` of ``KMeans(k = M, random_state=0)`` on the
+  positions against the tasks: 1 = an unsupervised clustering finds exactly the tasks, 0 = chance.
+- ``*_null``: the same measure with the task labels randomly permuted over the layer's live
+  neurons (group sizes kept), the mean over ``PERMUTATIONS`` permutations drawn with
+  ``NULL_SEED``. A measure means something only where it stands clear of its null.
+
+Weights (between consecutive layers, live neurons only):
+
+- ``cross_task_share``: Σ|w| over connections joining neurons of different tasks / Σ|w| over all.
+- ``share_chance``: its exact expectation when the labels of each layer are permuted at random
+  with the same group sizes: Σ_pairs S_p (1 - Σ_t f_t^out f_t^in) / Σ_pairs S_p, with S_p a pair's
+  Σ|w| and f_t a layer's fraction of live neurons in task t. It depends on the group sizes: a
+  layer given whole to one task (``[128, 0]``) makes the chance share small, so a raw share
+  must be read against it.
+- ``share_norm`` = share / chance: 1 = no more modular than chance, 0 = disjoint subnetworks.
+- ``newman_q``: ``networkx.algorithms.community.modularity`` of the undirected graph whose
+  nodes are the live neurons, edges the |w| between consecutive layers, under the tasks'
+  partition. Q depends on the graph only through each community's internal weight and summed
+  degree, so it is computed exactly on the quotient graph (one node per task, self-loops for
+  the internal weight), which keeps 8x-wide nets cheap; a test pins it to networkx on the full
+  graph.
+
+Dead neurons (label -1): counted, as a fraction of the hidden layers' neurons; the
+accuracy with only them silenced is in ``evaluate.py`` (``dead_delta``).
+
+5-NN segregation (:func:`layer_segregation`) is no longer reported. It is the share of a
+neuron's nearest neighbours in its own task, and it rates a uniform sheet cut in halves and a
+sheet of small same-task patches (no cluster per task at all) about as high as two separate blobs
+(tests/test_spatialnet_modularity.py), so it cannot tell what the paper's claim needs; the
+silhouette and the ARI can. It is kept only for reading the earlier records.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
 
+PERMUTATIONS = 20
+NULL_SEED = 0
+KMEANS_SEED = 0
 SEGREGATION_K = 5
 
-
-def dead_count(assignment: dict[int, torch.Tensor]) -> dict[int, int]:
-    return {l: int((g < 0).sum()) for l, g in assignment.items()}
+CLUSTER_KEYS = ("silhouette", "silhouette_null", "ari", "ari_null")
 
 
-@torch.no_grad()
-def cross_task_share(model, assignment: dict[int, torch.Tensor]) -> float | None:
-    layers = sorted(assignment)
-    cross = total = 0.0
-    for l in layers[1:]:
-        a = model.layer(l).weight.detach().abs().double()  # [N_l, N_{l-1}]
-        g_out, g_in = assignment[l].to(a.device), assignment[l - 1].to(a.device)
-        live = (g_out >= 0)[:, None] & (g_in >= 0)[None, :]
-        total += float(a[live].sum())
-        cross += float(a[live & (g_out[:, None] != g_in[None, :])].sum())
-    return cross / total if total > 0 else None
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
 
 
-@torch.no_grad()
+def _labels(g) -> np.ndarray:
+    return (g.detach().cpu().numpy() if isinstance(g, torch.Tensor) else np.asarray(g)).astype(np.int64)
+
+
+def cluster_quality(positions, labels, num_tasks: int, permutations: int = PERMUTATIONS,
+                    seed: int = NULL_SEED) -> dict:
+    """``{silhouette, silhouette_null, ari, ari_null, live}`` of one layer's live neurons
+    (labels >= 0); the scores are None when fewer than two tasks have live neurons there."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, pairwise_distances, silhouette_score
+
+    g = _labels(labels)
+    live = g >= 0
+    p, g = _np(positions)[live], g[live]
+    out = {k: None for k in CLUSTER_KEYS} | {"live": int(live.sum())}
+    present = np.unique(g)
+    if len(present) < 2 or len(g) <= max(len(present), num_tasks):
+        return out
+    d = pairwise_distances(p)
+    km = KMeans(n_clusters=num_tasks, n_init=10, random_state=KMEANS_SEED).fit_predict(p)
+    rng = np.random.default_rng(seed)
+    perms = [rng.permutation(g) for _ in range(permutations)]
+    out.update(silhouette=float(silhouette_score(d, g, metric="precomputed")),
+               silhouette_null=float(np.mean([silhouette_score(d, q, metric="precomputed") for q in perms])),
+               ari=float(adjusted_rand_score(g, km)),
+               ari_null=float(np.mean([adjusted_rand_score(q, km) for q in perms])))
+    return out
+
+
+def cross_task_share(weights: Sequence, labels: Sequence, num_tasks: int) -> dict:
+    """``{cross_task_share, share_chance, share_norm, per_pair}`` over the chain (see the module
+    docstring); ``per_pair[k]`` is the pair (k-1, k)'s ``{share, chance}``. None where no live
+    connection carries weight."""
+    cross = total = expected = 0.0
+    per_pair = {}
+    for k in range(1, len(labels)):
+        a = _np(weights[k]).__abs__()  # [N_k, N_{k-1}]
+        g_out, g_in = _labels(labels[k]), _labels(labels[k - 1])
+        lo, li = g_out >= 0, g_in >= 0
+        a = a[np.ix_(lo, li)]
+        g_out, g_in = g_out[lo], g_in[li]
+        s = float(a.sum())
+        if s <= 0:
+            per_pair[k] = {"share": None, "chance": None}
+            continue
+        c = float(a[g_out[:, None] != g_in[None, :]].sum())
+        f_out = np.bincount(g_out, minlength=num_tasks) / len(g_out)
+        f_in = np.bincount(g_in, minlength=num_tasks) / len(g_in)
+        ch = 1.0 - float(f_out @ f_in)
+        per_pair[k] = {"share": c / s, "chance": ch}
+        cross, total, expected = cross + c, total + s, expected + s * ch
+    share = cross / total if total > 0 else None
+    chance = expected / total if total > 0 else None
+    return {"cross_task_share": share, "share_chance": chance,
+            "share_norm": share / chance if share is not None and chance else None, "per_pair": per_pair}
+
+
+def newman_q(weights: Sequence, labels: Sequence, num_tasks: int) -> float | None:
+    """Newman's modularity Q (networkx) of the chain's |w| graph over live neurons under the
+    tasks' partition, computed on the quotient graph (exact; see the module docstring)."""
+    import networkx as nx
+    from networkx.algorithms.community import modularity
+
+    block = np.zeros((num_tasks, num_tasks))  # block[s, t]: Σ|w| between task s and task t neurons
+    for k in range(1, len(labels)):
+        a = np.abs(_np(weights[k]))
+        g_out, g_in = _labels(labels[k]), _labels(labels[k - 1])
+        lo, li = g_out >= 0, g_in >= 0
+        a = a[np.ix_(lo, li)]
+        one_out = np.eye(num_tasks)[g_out[lo]]  # [n_out, M]
+        one_in = np.eye(num_tasks)[g_in[li]]    # [n_in, M]
+        block += one_out.T @ a @ one_in
+    if block.sum() <= 0:
+        return None
+    G = nx.Graph()
+    G.add_nodes_from(range(num_tasks))
+    for s in range(num_tasks):
+        for t in range(s, num_tasks):
+            w = block[s, t] + (block[t, s] if t != s else 0.0)
+            if w > 0:
+                G.add_edge(s, t, weight=w)
+    return float(modularity(G, [{t} for t in range(num_tasks)], weight="weight"))
+
+
 def layer_segregation(p: torch.Tensor, g: torch.Tensor, k: int = SEGREGATION_K) -> float | None:
-    """Chance-corrected k-nearest-neighbour task agreement of live neurons (g >= 0) at ``p``."""
+    """Chance-corrected k-nearest-neighbour task agreement of live neurons (g >= 0) at ``p``:
+    ``(observed - chance) / (1 - chance)``, chance = ``mean_i (n_task(i) - 1) / (n - 1)``. Not
+    reported any more (see the module docstring)."""
     live = g >= 0
     p, g = p.detach()[live].double(), g[live]
     n = len(g)
@@ -58,16 +166,56 @@ def layer_segregation(p: torch.Tensor, g: torch.Tensor, k: int = SEGREGATION_K) 
     return float((observed - chance) / (1 - chance))
 
 
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return float(np.mean(xs)) if xs else None
+
+
+def chain_measures(labels: Sequence, num_tasks: int, weights: Sequence | None = None,
+                   positions: Sequence | None = None, names: Sequence | None = None,
+                   permutations: int = PERMUTATIONS, seed: int = NULL_SEED) -> dict:
+    """Every measure of a chain of layers (the last one the output), flat means plus
+    ``per_layer`` keyed by ``names`` (default 0, 1, ...): group sizes, dead, cluster scores, and
+    the share into the layer from the one before."""
+    names = [str(n) for n in (names if names is not None else range(len(labels)))]
+    hidden = range(len(labels) - 1)
+    per_layer = {}
+    for k, name in enumerate(names):
+        g = _labels(labels[k])
+        row = {"sizes": [int((g == t).sum()) for t in range(num_tasks)], "dead": int((g < 0).sum()),
+               "neurons": len(g)}
+        if positions is not None and positions[k] is not None:
+            row.update({c: v for c, v in cluster_quality(positions[k], g, num_tasks, permutations, seed).items()
+                        if c in CLUSTER_KEYS})
+        per_layer[name] = row
+    out = {c: _mean([per_layer[names[k]].get(c) for k in hidden]) for c in CLUSTER_KEYS}
+    dead = {names[k]: per_layer[names[k]]["dead"] for k in range(len(labels))}
+    n_hidden = sum(per_layer[names[k]]["neurons"] for k in hidden)
+    out.update(dead=sum(dead.values()), dead_per_layer=dead,
+               dead_fraction=sum(dead[names[k]] for k in hidden) / n_hidden if n_hidden else None)
+    if weights is not None:
+        sh = cross_task_share(weights, labels, num_tasks)
+        for k, v in sh.pop("per_pair").items():
+            per_layer[names[k]].update(share_in=v["share"], share_in_chance=v["chance"])
+        out.update(sh, newman_q=newman_q(weights, labels, num_tasks))
+    out["per_layer"] = per_layer
+    return out
+
+
+def measures(model, assignment: dict[int, torch.Tensor], num_tasks: int | None = None) -> dict:
+    """Every measure of a split ``SpatialMLP``: ``assignment`` is ``{layer: (N_l,) task, -1 =
+    dead}`` over consecutive layers ending at the output (``split.model_split``)."""
+    layers = sorted(assignment)
+    if num_tasks is None:
+        num_tasks = int(max(int(g.max()) for g in assignment.values())) + 1
+    pos = [getattr(model.layer(l), "positions", None) for l in layers]
+    return chain_measures([assignment[l] for l in layers], num_tasks,
+                          weights=[None] + [model.layer(l).weight for l in layers[1:]],
+                          positions=pos if any(p is not None for p in pos) else None, names=layers)
+
+
 def segregation(model, assignment: dict[int, torch.Tensor], k: int = SEGREGATION_K) -> float | None:
+    """The mean 5-NN segregation over the split layers with positions (earlier records only)."""
     values = [layer_segregation(model.layer(l).positions, g.to(model.layer(l).positions.device), k)
               for l, g in sorted(assignment.items()) if hasattr(model.layer(l), "positions")]
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
-def measures(model, assignment: dict[int, torch.Tensor]) -> dict:
-    """``{"cross_task_share", "segregation", "dead", "dead_per_layer"}`` of a split net."""
-    dead = dead_count(assignment)
-    return {"cross_task_share": cross_task_share(model, assignment),
-            "segregation": segregation(model, assignment),
-            "dead": sum(dead.values()), "dead_per_layer": {str(l): n for l, n in dead.items()}}
+    return _mean(values)

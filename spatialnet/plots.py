@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -105,3 +106,66 @@ def plot_figures(model, split_layers, out_dir, tasks=DEFAULT_TASKS, title: str =
     _atomic(p2, lambda f: fig.savefig(f, dpi=130, format="png"))
     plt.close(fig)
     return [p1, p2]
+
+
+def animate_positions(run_dir, out: str | Path | None = None, fps: int = 4) -> Path:
+    """A GIF of the positions epoch by epoch (``run_dir/positions.pt``, written by training),
+    every neuron of the split layers coloured by the *final* split's task (dead in grey), so one
+    sees where each task's neurons came from. Axis limits are fixed over the frames."""
+    import torch
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    from .checkpoint import model_from_checkpoint
+    from .train import POSITIONS_FILE
+
+    run_dir = Path(run_dir)
+    if run_dir.is_file():  # a checkpoint path: its folder
+        run_dir = run_dir.parent
+    track_path = run_dir / POSITIONS_FILE
+    if not track_path.is_file():
+        raise FileNotFoundError(f"{track_path} does not exist: train the run with this version of "
+                                f"spatialnet (positions are saved after every epoch), or give a run folder")
+    model, cfg, _ = model_from_checkpoint(run_dir / "checkpoint.pt")
+    layers = _layers_with_positions(model, cfg.split_layers)
+    assignment = model_split(model, cfg.split_layers, cfg.num_tasks)
+    track = torch.load(track_path, map_location="cpu", weights_only=True)
+    epochs = track["epochs"]
+    frames = {l: track["layers"][str(l)].numpy() for l in layers}  # [E, N, D]
+    task_names = [display_name(t) for t in cfg.tasks]
+    allxy = [f[..., :2] if f.shape[-1] > 1 else f for f in frames.values()]
+    lo = min(float(a.min()) for a in allxy) - 0.2
+    hi = max(float(a.max()) for a in allxy) + 0.2
+
+    fig, ax = plt.subplots(figsize=(5.5, 5.2))
+    artists = []
+    for k, l in enumerate(layers):
+        g = assignment[l].cpu().numpy()
+        for t, colour, name in _groups(cfg.num_tasks):
+            sel = g == t
+            if sel.any():
+                sc = ax.scatter([], [], c=colour, marker=MARKERS[k % len(MARKERS)],
+                                s=30 if l == model.num_layers else 14, alpha=0.75 if t >= 0 else 0.5,
+                                edgecolors="k" if t >= 0 else "0.6", linewidths=0.3,
+                                label=f"layer {l}, {name or task_names[t]}")
+                artists.append((sc, l, sel))
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=6, loc="upper right", framealpha=0.8)
+    title = ax.set_title("")
+
+    def draw(i):
+        for sc, l, sel in artists:
+            p = frames[l][i][sel]
+            sc.set_offsets(p[:, :2] if p.shape[1] > 1 else np.stack([p[:, 0], 0 * p[:, 0]], 1))
+        title.set_text(f"{cfg.mode}/{cfg.net} seed {cfg.seed}: epoch {epochs[i]} (colours: final split)")
+        return [a[0] for a in artists] + [title]
+
+    out = Path(out) if out else run_dir / "positions.gif"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    anim = FuncAnimation(fig, draw, frames=len(epochs), blit=False)
+    tmp = out.with_name(f".{out.name}.tmp.gif")
+    anim.save(tmp, writer=PillowWriter(fps=fps), dpi=90)
+    tmp.replace(out)
+    plt.close(fig)
+    return out

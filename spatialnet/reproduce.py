@@ -1,10 +1,18 @@
-"""Table 1 of the paper: 3 input modes x {regular, spatial} x seeds, full vs split accuracy.
+"""Table 1 of the paper: 3 input modes x variants x seeds, full vs split accuracy, and the controls.
 
-Runs live under ``runs_dir/<mode>-<net>-seed<k>/`` (checkpoint, metrics, result.json); a finished
+Variants (``VARIANTS``; ``--variants``): the spatial net, the regular net at its own settings
+(the paper's lr 0.005 and Glorot gain 1, ``config.REGULAR_HPARAMS``; ``regular-same`` keeps the
+spatial net's), and the controls of issue 14: ``l1-only`` (transport with every distance
+replaced by the layer's mean), ``frozen`` (positions never move), ``offset-0`` / ``offset-1.6``
+(heads started together or 1.6 apart). The report seeds are 0-4 (``REPORT_SEEDS``), read on the
+test sets (``--eval-split test``, the default here); settings are chosen on the validation split
+with seeds >= 100 (``sweep.py``), never here.
+
+Runs live under ``runs_dir/<mode>-<variant>-seed<k>/`` (checkpoint, metrics, result.json); a finished
 run with the same config is not retrained and a half-finished one resumes, so ``reproduce`` can be
 killed and restarted. ``table1.json`` and ``table1.md`` are rewritten atomically after every
 finished run. Besides full and split accuracy, every run records the modularity of its split
-(``cross_task_share``, ``segregation``, ``dead``: ``modularity.py``), as lists over seeds.
+(``evaluate.READOUT``: ``modularity.py``), as lists over seeds, with 95 % t-intervals in the table.
 """
 from __future__ import annotations
 
@@ -20,9 +28,11 @@ import torch
 
 from ._io import write_json, write_text
 from .data import MODES
-from .config import NETS, TrainConfig
+from .config import REGULAR_HPARAMS, TrainConfig
+from .evaluate import READOUT
 from .train import train
 
+REPORT_SEEDS = (0, 1, 2, 3, 4)
 PAPER = {  # Table 1: (mean, std) of full, split, drop
     "concat": {"regular": ((.92, .04), (.80, .13), (.11, .15)), "spatial": ((.92, .04), (.92, .04), (.00, .00))},
     "mix": {"regular": ((.88, .04), (.70, .17), (.19, .20)), "spatial": ((.89, .04), (.89, .03), (.00, .00))},
@@ -35,6 +45,8 @@ def run_name(cfg: TrainConfig) -> str:
 
 
 def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
+    """The run's result when it finished with this config and was read on the same split
+    (else None; a finished run read on the other split is re-read from its checkpoint)."""
     try:
         res = json.loads((run_dir / "result.json").read_text())
     except (OSError, ValueError):
@@ -43,27 +55,29 @@ def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
         old = TrainConfig.from_dict(res.get("config", {})).identity()
     except (TypeError, ValueError):
         return None
-    return res if old == cfg.identity() and "cross_task_share" in res else None
+    return res if (old == cfg.identity() and "share_norm" in res
+                   and res.get("eval_split") == cfg.eval_split) else None
 
 
 def _worker(args):
-    cfg_dict, run_dir, data_dir, device = args
+    cfg_dict, run_dir, data_dir, device, *tag = args
     cfg = TrainConfig.from_dict(cfg_dict)
     res = _finished(Path(run_dir), cfg)
     if res is None:
         res = train(cfg, run_dir, resume=True, data_dir=data_dir, progress=False, device=device,
                     log=lambda *a: None)
-    return cfg_dict, res
+    return (cfg_dict, res, *tag)
 
 
 def run_jobs(jobs, workers: int, record) -> None:
-    """Trains ``jobs`` (``(config dict, run dir, data dir, device)``, runs already finished are read
-    back) on ``workers`` processes, calling ``record(config dict, result)`` as each one ends."""
+    """Trains ``jobs`` (``(config dict, run dir, data dir, device[, tag])``, runs already finished
+    are read back) on ``workers`` processes, calling ``record(config dict, result[, tag])`` as each
+    one ends."""
     if workers > 1:
         ctx = mp.get_context("spawn")
         with ctx.Pool(workers, maxtasksperchild=1) as pool:
-            for cfg_dict, res in pool.imap_unordered(_worker, jobs):
-                record(cfg_dict, res)
+            for out in pool.imap_unordered(_worker, jobs):
+                record(*out)
     else:
         for job in jobs:
             record(*_worker(job))
@@ -76,110 +90,184 @@ def machine(workers: int, threads: int, device: str) -> str:
 
 def cli_flags(cfg: TrainConfig, skip=("mode", "net", "seed", "data")) -> str:
     """The command-line flags that give ``cfg`` (its identity), for the rerun lines."""
-    return " ".join(f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
-                    for k, v in cfg.identity().items() if k not in skip)
+    def flag(k, v):
+        name = f"--{k.replace('_', '-')}"
+        if isinstance(v, bool):  # store_true flags
+            return name if v else ""
+        return f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}"
+    return " ".join(f for f in (flag(k, v) for k, v in cfg.identity().items() if k not in skip) if f)
 
 
 def _mean_std(xs):
     return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-MEASURES = ("cross_task_share", "segregation", "dead")
-PER_RUN = ("full", "split", "full_per_task", "split_per_task", "split_sizes", *MEASURES)
+def ci95(xs) -> tuple[float, float] | None:
+    """(mean, half-width of the 95 % t-interval) over seeds; half-width 0 for one seed."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None
+    if len(xs) < 2:
+        return (xs[0], 0.0)
+    from scipy.stats import t
+    return (statistics.fmean(xs), float(t.ppf(0.975, len(xs) - 1)) * statistics.stdev(xs) / len(xs) ** 0.5)
+
+
+# the variants of the Table 1 study: the treatment, the paper's baseline and the controls of
+# issue 14, each as overrides of the base config (the regular net at its own, the paper's, lr and
+# init: REGULAR_HPARAMS)
+VARIANTS = {
+    "spatial": {},
+    "regular": {"net": "regular", **REGULAR_HPARAMS},
+    "regular-same": {"net": "regular"},              # the regular net at the spatial net's settings
+    "l1-only": {"transport": "constant"},             # every distance -> the layer's mean
+    "frozen": {"freeze_positions": True},             # positions keep their initial values
+    "offset-0": {"head_offset": 0.0},
+    "offset-1.6": {"head_offset": 1.6},
+}
+MEASURES = tuple(k for k in READOUT if k not in ("full", "split", "drop"))
+PER_RUN = ("full", "split", "full_per_task", "split_per_task", "split_sizes", "per_layer", *MEASURES)
+
+
+def variant_config(base: TrainConfig, mode: str, variant: str, seed: int) -> TrainConfig:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
+    return TrainConfig.from_dict({**base.to_dict(), "mode": mode, "net": "spatial", "seed": seed,
+                                  **VARIANTS[variant]})
 
 
 def summarise(results: dict) -> dict:
+    """Per mode and variant: ``(mean, 95 % half-width)`` of every read-out, the seeds, and the
+    mean neurons per task in each split layer."""
     out = {}
-    for mode, nets in results.items():
-        for net, r in nets.items():
+    for mode, variants in results.items():
+        for v, r in variants.items():
             drops = [f - s for f, s in zip(r["full"], r["split"])]
-            row = {"full": _mean_std(r["full"]), "split": _mean_std(r["split"]),
-                   "drop": _mean_std(drops), "seeds": len(r["full"])}
+            row = {"full": ci95(r["full"]), "split": ci95(r["split"]), "drop": ci95(drops),
+                   "n": len(r["full"]), "seeds": list(r["seeds"])}
             for k in MEASURES:
-                xs = [x for x in r[k] if x is not None]
-                row[k] = _mean_std(xs) if xs else None
-            out.setdefault(mode, {})[net] = row
+                row[k] = ci95(r[k])
+            sizes = {}
+            for run in r["split_sizes"]:
+                for l, n in run.items():
+                    sizes.setdefault(l, []).append(n)
+            row["sizes"] = {l: [round(statistics.fmean(c), 1) for c in zip(*ns)] for l, ns in sizes.items()}
+            out.setdefault(mode, {})[v] = row
     return out
 
 
-def table_markdown(summary: dict, settings: dict) -> str:
-    def cell(ms, spec=".3f"):
-        return "–" if ms is None else f"{ms[0]:{spec}} ± {ms[1]:{spec}}"
+def _cell(ms, spec=".3f"):
+    return "–" if ms is None else f"{ms[0]:{spec}} ± {ms[1]:{spec}}"
 
-    lines = ["# Table 1: accuracy before and after splitting the network", "",
-             f"Data: {settings['data']}. Seeds: {settings['seeds']}. Epochs: {settings['config']['epochs']}. "
-             f"Each number is the mean ± std over seeds of the mean accuracy of the two tasks "
-             f"(MNIST, Fashion-MNIST); 'paper' is Wołczyk et al. 2019, Table 1.", "",
-             "| mode | net | full (ours) | full (paper) | split (ours) | split (paper) | drop (ours) | drop (paper) |",
-             "|---|---|---|---|---|---|---|---|"]
-    modularity = ["", "Modularity of the split (`spatialnet/modularity.py`): cross-task share of Σ|w| between "
-                  "the split layers (0 = disjoint subnetworks, 0.5 = no structure), segregation of the "
-                  "positions (chance-corrected same-task share of each neuron's 5 nearest neighbours; "
-                  "0 = interleaved, 1 = separate clusters; spatial nets only) and dead neurons (negligible "
-                  "outgoing weights; left out of both).", "",
-                  "| mode | net | cross-task share | segregation | dead neurons |", "|---|---|---|---|---|"]
+
+def table_markdown(summary: dict, settings: dict) -> str:
+    split_name = "test sets" if settings.get("eval_split") == "test" else "validation split"
+    lines = ["# Table 1: accuracy before and after splitting the network, with the controls", "",
+             f"Data: {settings['data']}, read on the **{split_name}** (validation: {settings.get('val_size')} "
+             f"training images per dataset held out, `spatialnet/data.py`). Seeds: {settings['seeds']}. Epochs: "
+             f"{settings['config']['epochs']}. Each number is the mean ± the half-width of the 95 % "
+             f"t-interval over seeds of the mean over the tasks (MNIST, Fashion-MNIST); 'paper' is "
+             f"Wołczyk et al. 2019, Table 1 (mean ± std). Variants: {settings.get('variant_doc', '')}", "",
+             "| mode | net | n | full (ours) | full (paper) | split (ours) | split (paper) | drop (ours) | drop (paper) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    variants = settings.get("variants", ["regular", "spatial"])
     for mode in MODES:
-        for net in NETS:
-            s = summary.get(mode, {}).get(net)
-            p = PAPER[mode][net]
+        for v in variants:
+            s = summary.get(mode, {}).get(v)
+            p = PAPER[mode].get(v)
+            pc = (lambda i: f"{p[i][0]:.2f} ± {p[i][1]:.2f}") if p else (lambda i: "")
             if s is None:
-                lines.append(f"| {mode} | {net} | (not run) | {p[0][0]:.2f} ± {p[0][1]:.2f} | | "
-                             f"{p[1][0]:.2f} ± {p[1][1]:.2f} | | {p[2][0]:.2f} ± {p[2][1]:.2f} |")
+                if mode in settings.get("modes", MODES):
+                    lines.append(f"| {mode} | {v} | 0 | (not run) | {pc(0)} | | {pc(1)} | | {pc(2)} |")
                 continue
-            lines.append(f"| {mode} | {net} | {cell(s['full'])} | {p[0][0]:.2f} ± {p[0][1]:.2f} | "
-                         f"{cell(s['split'])} | {p[1][0]:.2f} ± {p[1][1]:.2f} | {cell(s['drop'])} | "
-                         f"{p[2][0]:.2f} ± {p[2][1]:.2f} |")
-            modularity.append(f"| {mode} | {net} | {cell(s['cross_task_share'])} | {cell(s['segregation'])} | "
-                              f"{cell(s['dead'], '.1f')} |")
-    lines += modularity
+            lines.append(f"| {mode} | {v} | {s['n']} | {_cell(s['full'])} | {pc(0)} | {_cell(s['split'])} | "
+                         f"{pc(1)} | {_cell(s['drop'])} | {pc(2)} |")
+    lines += ["", "Modularity of the split (`spatialnet/modularity.py`): silhouette of the live neurons' "
+              "positions by task and ARI of k-means (k = M) against the tasks, means over the hidden split "
+              "layers, each beside its label-permutation null; the cross-task share of Σ|w| over its "
+              "expectation under random relabelling with the same group sizes (1 = chance, 0 = disjoint); "
+              "Newman's Q of the |W| graph under the split; dead neurons as a fraction of the hidden split "
+              "layers, and the change of full accuracy when only they are silenced (Δ; above 0.002 they are "
+              "not dead); neurons per task in each split layer (mean over seeds).", "",
+              "| mode | net | silhouette | (null) | ARI | (null) | share / chance | share | Newman Q | dead | dead Δ | neurons per task |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for mode in MODES:
+        for v in variants:
+            s = summary.get(mode, {}).get(v)
+            if s is None:
+                continue
+            sizes = "; ".join(f"{l}: {'/'.join(f'{x:g}' for x in n)}" for l, n in s["sizes"].items())
+            lines.append(f"| {mode} | {v} | {_cell(s['silhouette'])} | {_cell(s['silhouette_null'])} | "
+                         f"{_cell(s['ari'])} | {_cell(s['ari_null'])} | {_cell(s['share_norm'])} | "
+                         f"{_cell(s['cross_task_share'])} | {_cell(s['newman_q'])} | {_cell(s['dead_fraction'], '.2f')} | "
+                         f"{_cell(s['dead_delta'], '.4f')} | {sizes} |")
     lines += ["", f"Total wall time: {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.", "",
               f"Rerun: `{settings['rerun']}`", ""]
     return "\n".join(lines)
 
 
-def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=(0, 1, 2), modes=MODES, data_dir=None,
-              workers: int = 2, figures: bool = True, device: str = "auto", log=print) -> dict:
+def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes=MODES, data_dir=None,
+              workers: int = 2, figures: bool = True, device: str = "auto", variants=("regular", "spatial"),
+              log=print) -> dict:
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
-    jobs = []
+    jobs, seen = [], {}
     for mode in modes:
-        for net in NETS:
+        for v in variants:
             for seed in seeds:
-                cfg = TrainConfig.from_dict({**base.to_dict(), "mode": mode, "net": net, "seed": seed})
-                jobs.append((cfg.to_dict(), str(runs_dir / run_name(cfg)), data_dir, device))
+                cfg = variant_config(base, mode, v, seed)
+                key = json.dumps(cfg.identity(), sort_keys=True)
+                if key in seen:  # e.g. offset-1.6 when the base already starts the heads 1.6 apart
+                    raise ValueError(f"variants {seen[key]!r} and {v!r} are the same config; drop one")
+                seen[key] = v
+                jobs.append((cfg.to_dict(), str(runs_dir / f"{mode}-{v}-seed{seed}"), data_dir, device, v))
     # sequential epochs see both training sets: twice the steps, so start them first
     jobs.sort(key=lambda j: j[0]["mode"] != "sequential")
+    doc = {"spatial": "the spatial net with the base settings", "regular": (
+        f"the regular net at its own settings {REGULAR_HPARAMS} (the paper's lr)"),
+        "regular-same": "the regular net at the spatial net's lr and init",
+        "l1-only": "transport with every distance replaced by the layer's mean distance",
+        "frozen": "positions frozen at their initial values", "offset-0": "heads not offset",
+        "offset-1.6": "heads started 1.6 apart"}
     settings = {"config": {k: v for k, v in base.to_dict().items() if k not in ("mode", "net", "seed")},
-                "seeds": list(seeds), "modes": list(modes), "data": base.data, "workers": workers,
+                "seeds": list(seeds), "modes": list(modes), "variants": list(variants), "data": base.data,
+                "eval_split": base.eval_split, "val_size": base.val_size if base.val_size >= 0 else "auto (5000 full, 400 subset)",
+                "variant_doc": "; ".join(f"{v}: {doc[v]}" for v in variants),
+                "overrides": {v: VARIANTS[v] for v in variants}, "workers": workers,
                 "machine": machine(workers, base.threads, device), "torch": torch.__version__,
-                "rerun": f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --workers {workers} "
+                "rerun": f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --modes {','.join(modes)} "
+                         f"--variants {','.join(variants)} --workers {workers} --eval-split {base.eval_split} "
                          + cli_flags(base)}
     results: dict = {}
     t0 = time.time()
 
-    def record(cfg_dict, res):
-        r = results.setdefault(cfg_dict["mode"], {}).setdefault(
-            cfg_dict["net"], {"seeds": [], **{k: [] for k in PER_RUN}})
+    def record(cfg_dict, res, v):
+        r = results.setdefault(cfg_dict["mode"], {}).setdefault(v, {"seeds": [], **{k: [] for k in PER_RUN}})
         r["seeds"].append(cfg_dict["seed"])
         for k in PER_RUN:
-            r[k].append(res[k])
+            r[k].append(res.get(k))
         settings["wall_seconds"] = time.time() - t0
         summary = summarise(results)
         write_json(out_dir / "table1.json", {"results": results, "summary": summary, "paper": PAPER,
                                              "settings": settings})
         write_text(out_dir / "table1.md", table_markdown(summary, settings))
-        log(f"[{time.time() - t0:6.0f}s] {cfg_dict['mode']:10s} {cfg_dict['net']:7s} seed {cfg_dict['seed']}: "
-            f"full {res['full']:.4f} split {res['split']:.4f} (train {res.get('train_seconds', 0):.0f}s)")
+        log(f"[{time.time() - t0:6.0f}s] {cfg_dict['mode']:10s} {v:10s} seed {cfg_dict['seed']}: "
+            f"full {res['full']:.4f} split {res['split']:.4f} sil {res['silhouette'] if res['silhouette'] is not None else float('nan'):.3f} "
+            f"share/chance {res['share_norm'] if res['share_norm'] is not None else float('nan'):.3f} "
+            f"(train {res.get('train_seconds', 0):.0f}s)")
 
     run_jobs(jobs, workers, record)
-    if figures:  # Figures 1 and 2 of each mode's spatial net, first seed
+    if figures and "spatial" in variants:  # Figures 1 and 2 of each mode's spatial net, first seed
         try:
-            from .plots import plot_figures
+            from .plots import animate_positions, plot_figures
         except ImportError as exc:  # a bare GPU image may lack matplotlib: the table is written
             log(f"figures not drawn: {exc}")
             return results
         from .checkpoint import model_from_checkpoint
         for mode in modes:
-            model, cfg, _ = model_from_checkpoint(runs_dir / f"{mode}-spatial-seed{seeds[0]}" / "checkpoint.pt")
+            run = runs_dir / f"{mode}-spatial-seed{seeds[0]}"
+            model, cfg, _ = model_from_checkpoint(run / "checkpoint.pt")
             plot_figures(model, cfg.split_layers, out_dir, tasks=cfg.tasks, title=f"spatial net, {mode}, seed {seeds[0]}",
                          names=(f"figure1-{mode}.png", f"figure2-{mode}.png"))
+            if (run / "positions.pt").is_file():
+                animate_positions(run, out_dir / f"positions-{mode}.gif")
     return results

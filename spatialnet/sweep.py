@@ -5,6 +5,10 @@ seeds of the full accuracy (maximised) and of the drop after the split (minimise
 multi-objective TPE proposes the next trial. The per-seed numbers and the modularity measures
 are kept as the trial's user attributes.
 
+Protocol (issue 14): a sweep selects, so it reads the validation split only (``eval_split =
+"val"``; the test sets are refused) and trains on selection seeds >= ``SELECTION_SEED_MIN``
+(100; default 100, 101), disjoint from the report seeds 0-4 of the tables.
+
 The study lives in a database: SQLite under ``runs/sweeps/`` by default, any SQLAlchemy URL with
 ``--storage``, so several processes (or machines) work on one study; each runs
 ``spatialnet sweep ... --resume`` and takes the next trial. A trial's runs are checkpointed
@@ -40,6 +44,8 @@ FIXED = ("mode", "net", "seed", "data", "max_train", "hidden", "spatial_layers",
 SEARCHABLE = tuple(k for k in TrainConfig().to_dict() if k not in FIXED)
 OBJECTIVES = ("full", "drop")
 HEARTBEAT = 60
+SELECTION_SEED_MIN = 100
+SELECTION_SEEDS = (100, 101)
 
 
 @dataclass(frozen=True)
@@ -181,16 +187,22 @@ def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> s
 
 
 def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: list[Param], *, trials: int,
-              seeds=(0, 1), runs_dir=None, data_dir=None, resume: bool = False, heartbeat: int = HEARTBEAT,
+              seeds=SELECTION_SEEDS, runs_dir=None, data_dir=None, resume: bool = False, heartbeat: int = HEARTBEAT,
               sampler_seed: int | None = None, log=print):
     """Creates (or with ``resume`` joins or continues) ``study_name`` and runs ``trials`` trials."""
     import optuna
 
     if len(seeds) < 2:
         raise ValueError(f"--seeds: a trial is averaged over at least 2 seeds, got {list(seeds)}")
+    if min(seeds) < SELECTION_SEED_MIN:
+        raise ValueError(f"--seeds: a sweep selects settings, so it uses selection seeds >= {SELECTION_SEED_MIN} "
+                         f"(disjoint from the report seeds 0-4), got {list(seeds)}")
     if trials < 0:
         raise ValueError(f"--trials must be >= 0, got {trials}")
     base.validate()
+    if base.eval_split != "val":
+        raise ValueError("a sweep reads the validation split only (--eval-split val); the test sets are for "
+                         "final tables")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage or default_storage(study_name)
     store = _storage(storage, heartbeat)
@@ -251,14 +263,16 @@ def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: 
 
     def line(r):
         p = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
-        ct, sg = _mean(r["per_seed"]["cross_task_share"]), _mean(r["per_seed"]["segregation"])
+        cells = [_mean(r["per_seed"].get(k)) for k in ("silhouette", "silhouette_null", "ari", "share_norm",
+                                                          "dead_fraction")]
         return (f"| {r['number']} | {r['full']:.4f} | {r['drop']:.4f} ± {r['drop_std'] or 0:.4f} | "
-                f"{'–' if ct is None else f'{ct:.3f}'} | {'–' if sg is None else f'{sg:.3f}'} | {p} |")
+                + " | ".join("–" if c is None else f"{c:.3f}" for c in cells) + f" | {p} |")
 
-    head = ["| trial | full | drop (mean ± std over seeds) | cross-task share | segregation | parameters |",
-            "|---|---|---|---|---|---|"]
+    head = ["| trial | full | drop (mean ± std over seeds) | silhouette | (null) | ARI | share / chance | dead "
+            "| parameters |", "|---|---|---|---|---|---|---|---|---|"]
     md = [f"# Sweep {study.study_name}" + (f": {title}" if title else ""), "",
-          f"{len(rows)} complete trials, each the mean over seeds {study.user_attrs.get('seeds')}. "
+          f"{len(rows)} complete trials, each the mean over seeds {study.user_attrs.get('seeds')}, read on the "
+          f"validation split. "
           f"Search space: `{' '.join(study.user_attrs.get('space', {}).values())}`.", "",
           f"## Lowest drops with full accuracy ≥ {min_full}", "", *head, *map(line, ok[:10]), "",
           "## Pareto front (full accuracy against drop)", "", *head, *map(line, front), ""]

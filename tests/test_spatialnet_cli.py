@@ -13,29 +13,39 @@ def test_demo_split_plot_end_to_end(tmp_path, capsys):
     assert main(["demo", "--epochs", "1", *TINY, "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "EMBEDDED SUBSET" in text
-    assert "cross-task share" in text and "segregation" in text
+    assert "share/chance" in text and "silhouette (null)" in text and "validation split" in text
     demo = json.loads((out / "demo.json").read_text())
     for net in ("spatial", "regular"):
         for f in ("checkpoint.pt", "metrics.json", "result.json"):
             assert (out / net / f).is_file(), f"{net}/{f}"
         res = json.loads((out / net / "result.json").read_text())
         assert res["config"]["net"] == net and res["config"]["mode"] == "concat"
-        for k in ("full", "split", "cross_task_share"):
+        for k in ("full", "split", "cross_task_share", "share_norm", "silhouette", "newman_q", "dead_delta"):
             assert demo[net][k] == res[k], (net, k)
         # the printed row carries the same numbers
         assert f"{net:9s} {res['full']:7.4f} {res['split']:7.4f}" in text
-    assert demo["regular"]["segregation"] is None and demo["spatial"]["segregation"] is not None
+    assert demo["regular"]["silhouette"] is None and demo["spatial"]["silhouette"] is not None
+    assert demo["spatial"]["eval_split"] == "val"
+    # the regular net ran at its own settings, the paper's lr and gain 1
+    reg_cfg = json.loads((out / "regular" / "result.json").read_text())["config"]
+    assert reg_cfg["lr"] == 0.005 and reg_cfg["init_gain"] == 1.0
     for f in ("figure1.png", "figure2.png"):
         assert (out / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "positions.gif").read_bytes()[:6] == b"GIF89a"
 
     ckpt = out / "spatial" / "checkpoint.pt"
     assert main(["split", str(ckpt), "--json", str(tmp_path / "split.json")]) == 0
     text = capsys.readouterr().out
     assert "MNIST" in text and "Fashion-MNIST" in text and "mean" in text and "cross-task share" in text
+    assert "Newman Q" in text and "only them silenced" in text
     ev = json.loads((tmp_path / "split.json").read_text())
     assert ev["full"] == demo["spatial"]["full"] and ev["cross_task_share"] == demo["spatial"]["cross_task_share"]
     assert main(["plot", str(ckpt), "--out", str(tmp_path / "figs")]) == 0
     assert (tmp_path / "figs" / "figure2.png").stat().st_size > 10_000
+    assert main(["plot", "--animate", str(out / "spatial"), "--out", str(tmp_path / "figs")]) == 0
+    from PIL import Image
+    with Image.open(tmp_path / "figs" / "positions.gif") as gif:
+        assert gif.n_frames == 2  # epoch 0 and epoch 1
 
 
 def test_train_then_resume_from_cli(tmp_path, capsys):
@@ -85,10 +95,11 @@ def test_reproduce_tiny(tmp_path, capsys):
     assert "| sequential | spatial |" in md and "0.84 ± 0.08" in md
     for mode in ("concat", "mix", "sequential"):
         assert (out / f"figure1-{mode}.png").is_file() and (out / f"figure2-{mode}.png").is_file()
-        for k in ("cross_task_share", "segregation", "dead"):
+        for k in ("cross_task_share", "share_norm", "silhouette", "ari_null", "newman_q", "dead_fraction"):
             assert len(table["results"][mode]["spatial"][k]) == 2
-    assert all(s is None for s in table["results"]["concat"]["regular"]["segregation"])
-    assert "| concat | spatial |" in md.split("| mode | net | cross-task share")[1]
+    assert all(s is None for s in table["results"]["concat"]["regular"]["silhouette"])
+    assert "| concat | spatial |" in md.split("| mode | net | silhouette")[1]
+    assert "read on the **test sets**" in md and table["settings"]["eval_split"] == "test"
     # a second call finds every run finished and retrains nothing
     mtime = (tmp_path / "runs" / "mix-spatial-seed1" / "checkpoint.pt").stat().st_mtime_ns
     assert main(["reproduce", "--epochs", "1", "--seeds", "0,1", "--workers", "1", *TINY[:-1],
@@ -104,11 +115,11 @@ def test_grid_of_widths_and_of_tasks(tmp_path, capsys):
     wide = json.loads((tmp_path / "wide.json").read_text())
     assert len(wide["records"]) == 2 * 2 * 2  # variants x nets x seeds
     for r in wide["records"]:
-        for k in ("hidden", "mode", "net", "seed", "full", "split", "drop", "cross_task_share", "segregation",
-                  "dead", "settings", "effective"):
+        for k in ("hidden", "mode", "net", "seed", "full", "split", "drop", "cross_task_share", "share_norm",
+                  "silhouette", "ari", "newman_q", "dead", "dead_delta", "settings", "effective"):
             assert k in r, k
         assert r["drop"] == pytest.approx(r["full"] - r["split"])
-        assert (r["segregation"] is None) == (r["net"] == "regular")
+        assert (r["silhouette"] is None) == (r["net"] == "regular")
     assert {tuple(r["hidden"]) for r in wide["records"]} == {(8, 8, 8, 12), (16, 16, 16, 24)}
     assert (tmp_path / "wide" / "figure1-8-8-8-12-concat.png").is_file()
     assert main(["grid", "--name", "tasks", "--tasks-list", "mnist,fashion,pmnist1", *base,
@@ -128,7 +139,9 @@ def test_grid_table_rows_of_fewer_tasks_fill_every_column():
     def rec(tasks, net):
         m = len(tasks)
         return {"variant": f"M={m}", "tasks": tasks, "num_tasks": m, "mode": "concat", "net": net, "seed": 0,
-                "full": 0.9, "split": 0.8, "drop": 0.1, "cross_task_share": 0.1, "segregation": None, "dead": 0,
+                "full": 0.9, "split": 0.8, "drop": 0.1, "cross_task_share": 0.1, "dead": 0,
+                **{k: None for k in ("silhouette", "silhouette_null", "ari", "ari_null", "share_norm", "newman_q")},
+                "dead_fraction": 0.0,
                 "full_per_task": [0.9] * m, "split_per_task": [0.8] * m}
     records = [rec(["mnist", "fashion", "pmnist1"], "regular"), rec(["mnist", "fashion", "pmnist1", "pmnist2"], "regular")]
     md = grid_markdown("tasks", records, {"axis": "tasks", "data": "full", "variants": ["M=3", "M=4"],

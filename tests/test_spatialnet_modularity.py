@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from spatialnet.model import SpatialMLP
-from spatialnet.modularity import cross_task_share, layer_segregation, measures, segregation
+from spatialnet.modularity import layer_segregation, measures, segregation
 from spatialnet.split import greedy_split, model_split, task_masks
 
 
@@ -59,18 +59,28 @@ def test_dead_tolerance_is_relative_to_the_layer():
     assert greedy_split([torch.zeros(10, 1), W], torch.tensor([0, 1]), 2, dead_tol=0.1)[0].tolist()[-1] == 0
 
 
+def _share(m, a):
+    return measures(m, a, 2)["cross_task_share"]
+
+
 def test_cross_task_share_by_hand():
     m = _net([W2, W3])
     a = model_split(m, [2, 3], 2)
     # live connections of W3 (rows: outputs, cols: layer-2 neurons 0..2): cross ones are
     # (out 2 <- n1) 0.5; total 1 + 2 + 1 + 0.5 + 3 + 1 = 8.5
-    assert cross_task_share(m, a) == pytest.approx(0.5 / 8.5)
+    assert _share(m, a) == pytest.approx(0.5 / 8.5)
     a3 = model_split(m, [1, 2, 3], 2)
     # layer 1 (W2's inputs): n0 -> 0 (2 vs 0; the 0.5 to the dead neuron does not count), n1 -> 0
     # (1 vs 0), n2 -> 1 (1 vs 3), n3 dead (its only pull, 4.0, is from the dead neuron). W2 live:
     # rows 0,1,2 x cols 0,1,2: 2, 1, 1, 3 with (row 0 task 0 <- col 2 task 1) = 1 cross; W3 as before
     assert a3[1].tolist() == [0, 0, 1, -1]
-    assert cross_task_share(m, a3) == pytest.approx((1.0 + 0.5) / (7.0 + 8.5))
+    assert _share(m, a3) == pytest.approx((1.0 + 0.5) / (7.0 + 8.5))
+    # chance: W3's pair has outputs 2/2 and live layer-2 neurons 2/1 -> 1 - (1/2 * 2/3 + 1/2 * 1/3) = 1/2
+    out = measures(m, a, 2)
+    assert out["share_chance"] == pytest.approx(0.5)
+    assert out["share_norm"] == pytest.approx((0.5 / 8.5) / 0.5)
+    assert out["per_layer"]["2"]["sizes"] == [2, 1] and out["per_layer"]["2"]["dead"] == 1
+    assert out["dead"] == 1 and out["dead_fraction"] == pytest.approx(1 / 4)
 
 
 def test_segregation_by_hand():
@@ -114,15 +124,18 @@ def test_measures_of_a_clustered_net():
             m.layer(l).positions.copy_(far)
     a = model_split(m, [2, 3], 2)
     out = measures(m, a)
-    assert out["cross_task_share"] == 0.0 and out["segregation"] == pytest.approx(1.0) and out["dead"] == 0
+    assert out["cross_task_share"] == 0.0 and out["share_norm"] == 0.0 and out["dead"] == 0
+    assert out["silhouette"] > 0.9 and out["ari"] == pytest.approx(1.0)
+    assert segregation(m, a) == pytest.approx(1.0)
     # mixing one weight across tasks: the share is that weight over the total
     with torch.no_grad():
         m.layer(3).weight[0, 11] = 2.0
     share = 2.0 / float(m.layer(3).weight.detach().abs().sum())
-    assert cross_task_share(m, model_split(m, [2, 3], 2)) == pytest.approx(share)
+    assert _share(m, model_split(m, [2, 3], 2)) == pytest.approx(share)
     # a regular net (no positions) has no segregation
     regular = SpatialMLP([2, 12, 12, 12], ())
     with torch.no_grad():
         regular.layer(3).weight.copy_(blocks)
-    assert measures(regular, model_split(regular, [2, 3], 2))["segregation"] is None
+    reg = measures(regular, model_split(regular, [2, 3], 2))
+    assert reg["silhouette"] is None and reg["ari"] is None and reg["cross_task_share"] is not None
     assert segregation(m, a, k=1) == pytest.approx(1.0)

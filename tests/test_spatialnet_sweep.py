@@ -91,14 +91,14 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
 
 
 def test_killed_worker_loses_at_most_its_running_epoch(tmp_path):
-    # one trial of 2 seeds x 60 tiny epochs; kill the worker once seed 0 has a few epochs saved
+    # one trial of 2 seeds x 60 tiny epochs; kill the worker once seed 100 has a few epochs saved
     cmd = _sweep_cmd(tmp_path, "--resume", "--trials", "1", "--heartbeat", "1", "--param", "alpha=0.5:2",
                      "--epochs", "60")
     w = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     metrics = None
     while time.time() < deadline:
-        found = list((tmp_path / "runs").glob("*-seed0/metrics.json"))
+        found = list((tmp_path / "runs").glob("*-seed100/metrics.json"))
         if found and len(json.loads(found[0].read_text() or "{}").get("history", [])) >= 3:
             metrics = found[0]
             break

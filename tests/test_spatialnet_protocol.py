@@ -1,0 +1,90 @@
+"""The protocol of issue 14: a fixed validation split carved from training, read-outs on it by
+default, selection seeds >= 100 for sweeps, and positions saved every epoch (resume-safe)."""
+import pytest
+import torch
+
+from spatialnet import data as data_mod
+from spatialnet.config import TrainConfig
+from spatialnet.train import POSITIONS_FILE, load_data, train
+
+
+def _rows(x):
+    return {bytes(r.numpy()) for r in x}
+
+
+def test_validation_split_is_fixed_disjoint_and_the_rest_trains():
+    ds = data_mod.load_subset()
+    a = data_mod.with_validation(ds, 400, "val")
+    b = data_mod.with_validation(data_mod.load_subset(), 400, "val")
+    assert len(a.train.mnist_x) == 1600 and len(a.test.mnist_x) == 400 and len(a.test.fashion_y) == 400
+    assert torch.equal(a.test.mnist_x, b.test.mnist_x) and torch.equal(a.train.fashion_x, b.train.fashion_x)
+    # validation and training images are disjoint and together are the original training set
+    for name in ("mnist_x", "fashion_x"):
+        val, rest, orig = (_rows(getattr(s, name)) for s in (a.test, a.train, ds.train))
+        assert not val & rest and val | rest == orig
+    # labels stay with their images
+    vi, _ = data_mod.validation_indices(2000, 400)
+    assert torch.equal(a.test.mnist_y, ds.train.mnist_y[vi])
+    # eval_split test keeps the test sets, and training still excludes the validation images
+    t = data_mod.with_validation(ds, 400, "test")
+    assert torch.equal(t.test.mnist_x, ds.test.mnist_x) and torch.equal(t.train.mnist_x, a.train.mnist_x)
+    assert data_mod.val_size("full") == 5000 and data_mod.val_size("subset") == 400
+
+
+def test_config_reads_validation_by_default_and_refuses_val_without_one():
+    cfg = TrainConfig(data="subset").validate()
+    assert cfg.eval_split == "val"
+    td = load_data(cfg)
+    assert len(td.test_sets[0][0]) == 400 and td.eval_split == "val"
+    assert len(load_data(TrainConfig(data="subset", eval_split="test").validate()).test_sets[0][0]) == 1000
+    # the read-out split is not part of what a run computes: one checkpoint serves both
+    assert "eval_split" not in cfg.identity() and "val_size" in cfg.identity()
+    with pytest.raises(ValueError, match="validation split"):
+        TrainConfig(val_size=0).validate()
+    assert TrainConfig(val_size=0, eval_split="test").validate().val_size == 0
+
+
+def test_sweep_refuses_report_seeds_and_the_test_sets(tmp_path):
+    from spatialnet.sweep import parse_space, run_sweep
+    params = parse_space(["alpha=1:2"])
+    base = TrainConfig(data="subset").validate()
+    with pytest.raises(ValueError, match=">= 100"):
+        run_sweep(base, "s", f"sqlite:///{tmp_path}/s.db", params, trials=0, seeds=(0, 1))
+    with pytest.raises(ValueError, match="validation split only"):
+        run_sweep(TrainConfig(data="subset", eval_split="test").validate(), "s", f"sqlite:///{tmp_path}/s.db",
+                  params, trials=0, seeds=(100, 101))
+
+
+def test_positions_saved_every_epoch_and_resume_keeps_them(tmp_path):
+    cfg = TrainConfig(hidden=[8, 8, 8, 8], epochs=2, data="subset", max_train=64).validate()
+    train(cfg, tmp_path, progress=False, log=lambda *a: None)
+    track = torch.load(tmp_path / POSITIONS_FILE, weights_only=True)
+    assert track["epochs"] == [0, 1, 2]
+    assert sorted(track["layers"]) == ["2", "3", "4", "5"] and track["layers"]["4"].shape == (3, 8, 2)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert torch.equal(track["layers"]["4"][-1], ckpt["model"]["layers.3.positions"])
+    assert not torch.equal(track["layers"]["4"][0], track["layers"]["4"][-1])  # they moved
+    # continue to 4 epochs: the first rows are kept as they were, two are added
+    cfg4 = TrainConfig.from_dict({**cfg.to_dict(), "epochs": 4})
+    # (a longer run is another config; resume compares identities, so start it from a copy)
+    train(cfg4, tmp_path / "b", progress=False, log=lambda *a: None)
+    t4 = torch.load(tmp_path / "b" / POSITIONS_FILE, weights_only=True)
+    assert t4["epochs"] == [0, 1, 2, 3, 4]
+    assert torch.equal(t4["layers"]["3"][:3], track["layers"]["3"])  # same seed, same first epochs
+
+
+def test_position_track_drops_rows_past_the_checkpoint(tmp_path):
+    from spatialnet.config import build_model
+    from spatialnet.train import PositionTrack
+    model = build_model(TrainConfig(hidden=[4, 4, 4, 4]).validate())
+    t = PositionTrack(tmp_path / POSITIONS_FILE, 0, model)
+    for e in (1, 2, 3):
+        t.append(e, model)
+    # a run killed after epoch 3 was saved to the track but whose checkpoint holds epoch 2
+    again = PositionTrack(tmp_path / POSITIONS_FILE, 2, model)
+    assert again.epochs == [0, 1, 2]
+    again.append(3, model)
+    assert torch.load(tmp_path / POSITIONS_FILE, weights_only=True)["epochs"] == [0, 1, 2, 3]
+    regular = build_model(TrainConfig(net="regular").validate())
+    PositionTrack(tmp_path / "r.pt", 0, regular)
+    assert not (tmp_path / "r.pt").exists()  # no positions, no file
