@@ -19,6 +19,8 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "optuna>=3.6",
+        "scikit-learn>=1.3",
+        "networkx>=3.0",
     ],
     extras_require={
         "dev": ["pytest>=7", "pytest-benchmark>=4", "pykeops>=2.2", "psutil>=5", "timm>=1.0"],
