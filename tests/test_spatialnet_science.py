@@ -1,0 +1,39 @@
+"""A scientific regression test on the embedded subset (about 20 s on 2 cores): with the default
+recipe, the spatial net's positions cluster by task beyond their permutation null, and the
+regular net (at its own settings, REGULAR_HPARAMS) is less modular than the spatial net by the
+normalised cross-task share. Read on the validation split, seed 0, 100 subset epochs (700 steps).
+
+Measured when written: spatial silhouette 0.186 against a null of -0.001, share / chance 0.61
+against the regular net's 0.74. The margins below are a third of those gaps."""
+import pytest
+
+from spatialnet import data as data_mod
+from spatialnet.config import REGULAR_HPARAMS, TrainConfig
+from spatialnet.train import train
+
+EPOCHS = 100
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    ds = data_mod.load_subset()
+    out = {}
+    for net in ("spatial", "regular"):
+        cfg = TrainConfig(data="subset", epochs=EPOCHS, net=net,
+                          **(REGULAR_HPARAMS if net == "regular" else {})).validate()
+        out[net] = train(cfg, tmp_path_factory.mktemp(net), dataset=ds, progress=False, log=lambda *a: None)
+    return out
+
+
+def test_spatial_positions_cluster_beyond_their_null(runs):
+    sp = runs["spatial"]
+    assert sp["eval_split"] == "val"
+    assert sp["silhouette"] > sp["silhouette_null"] + 0.06
+    assert abs(sp["silhouette_null"]) < 0.02
+    assert sp["ari"] > sp["ari_null"]
+
+
+def test_regular_net_is_less_modular_than_the_spatial_one(runs):
+    assert runs["regular"]["silhouette"] is None  # no positions
+    assert runs["regular"]["share_norm"] > runs["spatial"]["share_norm"] + 0.045
+    assert runs["spatial"]["newman_q"] > runs["regular"]["newman_q"]
