@@ -14,6 +14,10 @@ For a spatial layer l (with N_l neurons at positions p_l and weights W_l)::
 T(l) needs the positions of layer l-1, so that layer has positions too; the input pixels have
 none, so layer 1 cannot be spatial. Positions are drawn from N(0, 1), as in the paper.
 
+The costs are computed by ``spatial_kernels.nn`` (``spatialize`` over these layers, with the
+layers' own positions as its sheets), the one implementation for any model; the same seed gives
+the same numbers to the bit as the per-layer sum this class took before (tests/test_nn_spatialmlp.py).
+
 Two controls (issue 14) ask whether space is needed at all:
 
 - ``transport="constant"`` (the L1-only control): every distance in T(l) is replaced by one
@@ -31,7 +35,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from spatial_kernels import fused_density_cost, fused_transport_cost
+from spatial_kernels import fused_transport_cost
+from spatial_kernels.nn import spatialize
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
 TRANSPORT_NORMS = ("paper", "mean")
@@ -165,6 +170,16 @@ class SpatialMLP(nn.Module):
                 if hasattr(lin, "positions"):
                     lin.positions.requires_grad_(False)
         self.act = ACTIVATIONS[activation]()
+        # The costs come from spatial_kernels.nn, over the layers' own positions (shared, not
+        # copied): layer l reads sheet "layer{l-1}" and writes "layer{l}". Kept out of the module
+        # tree, so the state_dict stays layers.{i}.positions.
+        costs = None
+        if self.spatial_layers:
+            sheets = {f"layers.{l - 1}": (f"layer{l - 1}", f"layer{l}") for l in self.spatial_layers}
+            costs = spatialize(self, list(sheets), dim=dim, sheets=sheets, infer=False, transport_norm=transport_norm,
+                               density_norm=density_norm, backend=backend,
+                               positions={f"layer{l}": self.layer(l).positions for l in positioned})
+        object.__setattr__(self, "_costs", costs)
 
     @torch.no_grad()
     def _offset_heads(self, r: float, num_heads: int) -> None:
@@ -223,19 +238,18 @@ class SpatialMLP(nn.Module):
                 mean_dist = fused_transport_cost(ones, p_in.detach(), p_out.detach(),
                                                  backend=self.backend) / (n_out * n_in)
             return W.abs().float().sum() * (mean_dist * (scale / norm))
-        return fused_transport_cost(W, p_in, p_out, scale=scale / norm, backend=self.backend)
+        return self._costs.transport_cost(f"layers.{l - 1}", scale)
 
     def density_cost(self, l: int, scale: float = 1.0) -> torch.Tensor:
         """``scale * V(l)``, V(l) = c_V * sum_{i,j} exp(-||p_i - p_j||), c_V as ``density_norm`` says."""
-        p = self.layer(l).positions
-        n = p.shape[0]
-        return fused_density_cost(p, scale=scale / (n * n if self.density_norm == "paper" else n),
-                                  backend=self.backend)
+        return self._costs.density_cost(f"layer{l}", scale)
 
     def spatial_loss(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
         """(1/|L|) * sum_{l in L} [alpha * T(l) + beta * V(l)]; 0 for the regular network."""
         if not self.spatial_layers:
             return self.layers[0].weight.new_zeros(())
+        if self.transport == "distance":
+            return self._costs(alpha, beta)  # the same terms, summed in the same order, as below
         k = len(self.spatial_layers)
         return sum(self.transport_cost(l, alpha / k) + self.density_cost(l, beta / k)
                    for l in self.spatial_layers)

@@ -10,7 +10,8 @@ and for every sheet s that some selected layer writes, once however many write i
     V(s) = c_V * fused_density_cost(p_s)                  c_V = 1/N_s^2 (paper) or 1/N_s (neuron)
 
 For a chain of layers (each sheet written by one layer) this is SpatialMLP's
-``(1/|L|) sum_l [alpha T(l) + beta V(l)]``. A conv layer's weight ``(n_out, n_in, *kernel)``
+``(1/|L|) sum_l [alpha T(l) + beta V(l)]``, summed in that order, term by term, with the weights
+``(alpha/|L|)/c`` as SpatialMLP takes them, so that its numbers stay the same to the bit. A conv layer's weight ``(n_out, n_in, *kernel)``
 counts each (out, in) channel pair once, with ``sum_taps |w|`` as its weight. The constant
 weights go into the kernels as ``scale=`` (dW is stored already weighted).
 """
@@ -95,7 +96,8 @@ class SpatialCosts(nn.Module):
 
     def __init__(self, model: nn.Module, selected: dict[str, nn.Module], ports: list[list[tuple[str, str]]], *,
                  dim: int, transport_norm: str, density_norm: str, backend: str,
-                 names: dict[tuple[str, str], str], generator: torch.Generator | None):
+                 names: dict[tuple[str, str], str], generator: torch.Generator | None,
+                 adopt: dict[str, nn.Parameter] | None = None):
         super().__init__()
         self.dim, self.transport_norm, self.density_norm, self.backend = dim, transport_norm, density_norm, backend
         first = next(iter(selected.values())).weight
@@ -103,6 +105,7 @@ class SpatialCosts(nn.Module):
         self._layers = tuple(selected.items())  # a tuple: not registered as submodules
         self.positions = nn.ParameterDict()
         self.sheets: dict[str, Sheet] = {}
+        adopt = dict(adopt or {})
         self._sheet_of: dict[tuple[str, str], str] = {}
         for group in ports:
             writers = tuple(n for n, p in group if p == "out")
@@ -114,17 +117,28 @@ class SpatialCosts(nn.Module):
                 raise ValueError(f"sheet {name!r} would be stored as positions.{key}, which another sheet has; "
                                  f"rename one with sheets=")
             size = port_size(selected[group[0][0]], group[0][1])
-            p = torch.randn(size, dim, generator=generator, dtype=dtype)  # N(0, 1), as in the paper
-            self.positions[key] = nn.Parameter(p.to(first.device))
+            if name in adopt:
+                p = adopt[name]
+                if not isinstance(p, nn.Parameter) or tuple(p.shape) != (size, dim):
+                    raise ValueError(f"positions[{name!r}] must be an nn.Parameter of shape ({size}, {dim}) (the "
+                                     f"sheet's neurons, dim), got {type(p).__name__} {tuple(getattr(p, 'shape', ()))}")
+                self.positions[key] = p  # shared with its owner, not copied
+            else:
+                p = torch.randn(size, dim, generator=generator, dtype=dtype)  # N(0, 1), as in the paper
+                self.positions[key] = nn.Parameter(p.to(first.device))
             self.sheets[name] = Sheet(name, size, key, writers, readers)
             for port in group:
                 self._sheet_of[port] = name
-        self._terms = []  # (layer name, module, in key, out key, 1 / c_T)
+        unknown = sorted(set(adopt) - set(self.sheets))
+        if unknown:
+            raise ValueError(f"positions= names {unknown}, which are not sheets; the sheets are {list(self.sheets)}")
+        # per layer: (name, module, in key, out key, 1/c_T, and 1/c_V of its out sheet if it is the
+        # sheet's first writer, else None)
+        self._terms = []
         for n, m in self._layers:
             a, b = self.sheets[self._sheet_of[n, "in"]], self.sheets[self._sheet_of[n, "out"]]
-            self._terms.append((n, m, a.key, b.key, b.size if transport_norm == "paper" else b.size * a.size))
-        self._densities = [(s.key, s.size ** 2 if density_norm == "paper" else s.size)
-                           for s in self.sheets.values() if s.writers]
+            dnorm = (b.size ** 2 if density_norm == "paper" else b.size) if b.writers[0] == n else None
+            self._terms.append((n, m, a.key, b.key, b.size if transport_norm == "paper" else b.size * a.size, dnorm))
         self._conv_fused = conv_weights_fused()
 
     @property
@@ -154,7 +168,7 @@ class SpatialCosts(nn.Module):
 
     def transport_cost(self, layer: str, scale: float = 1.0) -> torch.Tensor:
         """``scale * T(layer)``, normalised as ``transport_norm`` says."""
-        for n, m, ki, ko, norm in self._terms:
+        for n, m, ki, ko, norm, _ in self._terms:
             if n == layer:
                 return self._transport(m, ki, ko, scale / norm)
         raise KeyError(f"{layer!r} is not a spatialized layer: {self.layers}")
@@ -170,11 +184,11 @@ class SpatialCosts(nn.Module):
         weights and the positions."""
         k = len(self._terms)
         total = None
-        for _, m, ki, ko, norm in self._terms:
-            t = self._transport(m, ki, ko, alpha / (k * norm))
-            total = t if total is None else total + t
-        for key, norm in self._densities:
-            total = total + fused_density_cost(self.positions[key], scale=beta / (k * norm), backend=self.backend)
+        for _, m, ki, ko, norm, dnorm in self._terms:
+            term = self._transport(m, ki, ko, alpha / k / norm)
+            if dnorm is not None:
+                term = term + fused_density_cost(self.positions[ko], scale=beta / k / dnorm, backend=self.backend)
+            total = term if total is None else total + term
         if not torch.compiler.is_compiling() and torch.is_grad_enabled() and total.requires_grad:
             p = next(iter(self.positions.values()))
             backend = resolve_backend(self.backend, p.device, p.dtype)
@@ -212,7 +226,7 @@ class SpatialCosts(nn.Module):
 
 def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = None, infer: bool = True,
                transport_norm: str = "mean", density_norm: str = "neuron", backend: str = "auto",
-               elementwise: tuple = (), attach: str | None = None,
+               elementwise: tuple = (), attach: str | None = None, positions: dict | None = None,
                generator: torch.Generator | None = None) -> SpatialCosts:
     """Positions for the neurons of ``model``'s selected layers, and their spatial cost.
 
@@ -230,6 +244,8 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
         elementwise: further module classes whose output neuron j is input neuron j.
         attach: a name under which the returned module is added to ``model`` (so that
             ``model.state_dict()``, ``.to()`` and DDP carry the positions); None keeps them apart.
+        positions: ``{sheet name: nn.Parameter}`` to use as those sheets' positions (shared, not
+            copied, and not drawn: the RNG is left as it is), e.g. positions a model already owns.
 
     Returns a :class:`SpatialCosts`; ``costs(alpha, beta)`` is the cost to add to the loss.
     """
@@ -246,7 +262,7 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
     names = {(n, p): str(s) for n, pair in (sheets or {}).items() for p, s in zip(("in", "out"), pair)
              if s is not None}
     costs = SpatialCosts(model, selected, ports, dim=dim, transport_norm=transport_norm, density_norm=density_norm,
-                         backend=backend, names=names, generator=generator)
+                         backend=backend, names=names, generator=generator, adopt=positions)
     if attach is not None:
         if hasattr(model, attach):
             raise ValueError(f"attach={attach!r}: {type(model).__name__} already has an attribute of that name")
