@@ -171,8 +171,9 @@ def cmd_split(args) -> int:
     data = args.data or cfg.data
     if data == "subset":
         print(data_mod.SUBSET_BANNER)
-    td = load_data(TrainConfig.from_dict({**cfg.to_dict(), "data": data}), args.data_dir)
-    ev = evaluate(model, cfg, td)
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), "data": data, "eval_split": args.eval_split or cfg.eval_split})
+    td = load_data(cfg, args.data_dir)
+    ev = evaluate(model, cfg, td, dead_tol=args.dead_tol)
     _print_eval(ev, f"{args.checkpoint}: {cfg.mode}/{cfg.net}, split layers {cfg.split_layers} ({td.source} data)")
     if args.json:
         from ._io import write_json
@@ -210,6 +211,14 @@ def cmd_reproduce(args) -> int:
 
 
 DEMO_KEYS = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "per_layer", "eval_split")
+
+
+def cmd_dead_tol(args) -> int:
+    from .sensitivity import run_sensitivity
+    tols = [float(t) for t in args.tols.split(",") if t.strip()]
+    run_sensitivity(args.runs, args.out, tols, args.eval_split, args.data_dir)
+    print(Path(args.out).with_suffix(".md").read_text())
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -289,7 +298,7 @@ def cmd_sweep(args) -> int:
         print(data_mod.SUBSET_BANNER)
     study = run_sweep(base, args.study, args.storage, params, trials=args.trials, seeds=args.seeds,
                       runs_dir=args.runs_dir, data_dir=args.data_dir, resume=args.resume,
-                      heartbeat=args.heartbeat, sampler_seed=args.sampler_seed)
+                      heartbeat=args.heartbeat, sampler_seed=args.sampler_seed, objectives=args.objectives)
     report = Path(args.report.format(study=args.study))
     rows = write_report(study, report, report.with_suffix(".png"), min_full=args.min_full,
                         title=f"{base.mode}/{base.net}")
@@ -320,7 +329,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the data the checkpoint was trained on")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    p.add_argument("--eval-split", choices=("val", "test"), default=None,
+                   help="read on the validation split or the test sets (default: what the run was read on)")
+    p.add_argument("--dead-tol", type=float, default=None,
+                   help="dead rule: outgoing sum |w| below this x the layer's 90th percentile (default 0.1)")
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("dead-tol", help="re-read trained runs with several dead thresholds (how much each "
+                                        "measure hinges on the rule)")
+    p.add_argument("runs", nargs="+", help="run folders (or checkpoints)")
+    p.add_argument("--tols", default="0.03,0.1,0.3")
+    p.add_argument("--eval-split", choices=("val", "test"), default="val")
+    p.add_argument("--out", default="results/dead-tol", help="OUT.md and OUT.json")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_dead_tol)
 
     p = sub.add_parser("plot", help="Figures 1 and 2 from a spatial checkpoint; --animate RUN: a GIF of its positions")
     p.add_argument("checkpoint", help="a checkpoint.pt, or with --animate its run folder")
@@ -384,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between a running trial's heartbeats; a trial silent for 3x this "
                         "(its worker killed) is failed and retried with the same parameters")
     p.add_argument("--sampler-seed", type=int, default=None)
+    p.add_argument("--objectives", type=_str_list, default=["full", "drop"],
+                   help="what the sweep optimises, full and drop first, then any of silhouette, ari, "
+                        "share_norm, dead_fraction, newman_q (e.g. full,drop,silhouette,dead_fraction)")
     _add_config_args(p)
     p.set_defaults(func=cmd_sweep)
 

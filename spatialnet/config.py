@@ -167,6 +167,8 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         if not isinstance(d, dict):
             raise TypeError(f"config must be a dict, got {type(d).__name__}")
+        if "val_size" not in d:  # made before the validation split existed: it trained on every image
+            d = {**d, "val_size": 0, "eval_split": d.get("eval_split", "test")}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -43,6 +43,10 @@ DEFAULT_SPACE = ("alpha=0.3:30:log", "beta=0.3:30:log", "lr=0.001:0.01:log", "ep
 FIXED = ("mode", "net", "seed", "data", "max_train", "hidden", "spatial_layers", "tasks", *RUNTIME_KEYS)
 SEARCHABLE = tuple(k for k in TrainConfig().to_dict() if k not in FIXED)
 OBJECTIVES = ("full", "drop")
+# what --objectives may name, and which way each goes; a trial is scored by the means over its seeds
+# (a read-out that is None, e.g. the silhouette of a net without positions, counts as its worst)
+DIRECTIONS = {"full": "maximize", "drop": "minimize", "silhouette": "maximize", "ari": "maximize",
+              "share_norm": "minimize", "dead_fraction": "minimize", "newman_q": "maximize"}
 HEARTBEAT = 60
 SELECTION_SEED_MIN = 100
 SELECTION_SEEDS = (100, 101)
@@ -152,7 +156,14 @@ def run_dir(runs_dir, cfg: TrainConfig) -> Path:
     return Path(runs_dir) / f"{cfg.mode}-{cfg.net}-{digest}-seed{cfg.seed}"
 
 
-def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir, log):
+def _score(xs, direction):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return -1.0 if direction == "maximize" else 2.0
+    return statistics.fmean(xs)
+
+
+def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir, log, objectives=OBJECTIVES):
     def objective(trial):
         values = {p.name: p.suggest(trial) for p in params}
         per_seed = []
@@ -166,10 +177,12 @@ def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir
             trial.set_user_attr(k, xs)
         full, drop = statistics.fmean(summary["full"]), statistics.fmean(summary["drop"])
         trial.set_user_attr("drop_std", statistics.stdev(summary["drop"]) if len(seeds) > 1 else 0.0)
+        scores = tuple(_score(summary[k], DIRECTIONS[k]) for k in objectives)
         log(f"trial {trial.number}: full {full:.4f} drop {drop:.4f} "
             f"(seeds {list(seeds)}: drops {', '.join(f'{d:.3f}' for d in summary['drop'])}) "
+            + " ".join(f"{k} {v:.3f}" for k, v in zip(objectives, scores)) + " "
             + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()))
-        return full, drop
+        return scores
     return objective
 
 
@@ -188,8 +201,10 @@ def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> s
 
 def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: list[Param], *, trials: int,
               seeds=SELECTION_SEEDS, runs_dir=None, data_dir=None, resume: bool = False, heartbeat: int = HEARTBEAT,
-              sampler_seed: int | None = None, log=print):
-    """Creates (or with ``resume`` joins or continues) ``study_name`` and runs ``trials`` trials."""
+              sampler_seed: int | None = None, objectives=OBJECTIVES, log=print):
+    """Creates (or with ``resume`` joins or continues) ``study_name`` and runs ``trials`` trials,
+    scored by ``objectives`` (names of ``DIRECTIONS``; the first two must be full and drop, so the
+    report's columns keep their meaning; e.g. full,drop,silhouette,dead_fraction)."""
     import optuna
 
     if len(seeds) < 2:
@@ -199,6 +214,10 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
                          f"(disjoint from the report seeds 0-4), got {list(seeds)}")
     if trials < 0:
         raise ValueError(f"--trials must be >= 0, got {trials}")
+    objectives = tuple(objectives)
+    if objectives[:2] != OBJECTIVES or any(k not in DIRECTIONS for k in objectives) or len(set(objectives)) != len(objectives):
+        raise ValueError(f"--objectives must start with full,drop and name distinct ones of {sorted(DIRECTIONS)}, "
+                         f"got {list(objectives)}")
     base.validate()
     if base.eval_split != "val":
         raise ValueError("a sweep reads the validation split only (--eval-split val); the test sets are for "
@@ -213,20 +232,24 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
         raise ValueError(f"study {study_name!r} already exists in {storage}; pass --resume to continue it "
                          f"or choose another --study")
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
-    study = optuna.create_study(study_name=study_name, storage=store, directions=["maximize", "minimize"],
+    study = optuna.create_study(study_name=study_name, storage=store, directions=[DIRECTIONS[k] for k in objectives],
                                 sampler=sampler, load_if_exists=True)
     if not exists or "space" not in study.user_attrs:
         study.set_user_attr("space", space)
         study.set_user_attr("fixed", fixed)
         study.set_user_attr("seeds", list(seeds))
+        study.set_user_attr("objectives", list(objectives))
     else:
+        if study.user_attrs.get("objectives", list(OBJECTIVES)) != list(objectives):
+            raise ValueError(f"--resume: study {study_name!r} was made with objectives "
+                             f"{study.user_attrs.get('objectives', list(OBJECTIVES))}")
         diff = _study_differences(study.user_attrs, space, fixed, list(seeds))
         if diff:
             raise ValueError(f"--resume: study {study_name!r} was made with another {diff}")
     runs_dir = Path(runs_dir or Path("runs") / "sweeps" / study_name)
     if trials:
         # a retried trial (see the module docstring) is WAITING: a worker runs it before new ones
-        study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log), n_trials=trials,
+        study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log, objectives), n_trials=trials,
                        catch=(), gc_after_trial=True)
     return study
 

@@ -88,3 +88,41 @@ def test_position_track_drops_rows_past_the_checkpoint(tmp_path):
     regular = build_model(TrainConfig(net="regular").validate())
     PositionTrack(tmp_path / "r.pt", 0, regular)
     assert not (tmp_path / "r.pt").exists()  # no positions, no file
+
+
+def test_multi_objective_sweep_scores_cluster_quality_and_dead(tmp_path):
+    import statistics
+
+    from spatialnet.sweep import parse_space, run_sweep
+    base = TrainConfig(data="subset", hidden=[8, 8, 8, 8], epochs=1, max_train=64).validate()
+    study = run_sweep(base, "m", f"sqlite:///{tmp_path}/m.db", parse_space(["alpha=1:2"]), trials=1,
+                      seeds=(100, 101), runs_dir=tmp_path / "runs", objectives=("full", "drop", "silhouette",
+                                                                                  "dead_fraction"), log=lambda *a: None)
+    t = study.trials[0]
+    assert len(t.values) == 4
+    assert t.values[3] == pytest.approx(statistics.fmean(t.user_attrs["dead_fraction"]))
+    sil = [x for x in t.user_attrs["silhouette"] if x is not None]
+    assert t.values[2] == pytest.approx(statistics.fmean(sil) if sil else -1.0)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MAXIMIZE", "MINIMIZE"]
+    with pytest.raises(ValueError, match="objectives"):
+        run_sweep(base, "m", f"sqlite:///{tmp_path}/m.db", parse_space(["alpha=1:2"]), trials=0,
+                  seeds=(100, 101), resume=True)
+    with pytest.raises(ValueError, match="objectives"):
+        run_sweep(base, "n", f"sqlite:///{tmp_path}/n.db", parse_space(["alpha=1:2"]), trials=0,
+                  seeds=(100, 101), objectives=("drop", "full"))
+
+
+def test_configs_from_before_the_validation_split_trained_on_everything():
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("val_size", "eval_split")}
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.val_size == 0 and cfg.eval_split == "test"
+
+
+def test_dead_tol_rereads_a_run(tmp_path):
+    from spatialnet.sensitivity import run_sensitivity
+    cfg = TrainConfig(hidden=[8, 8, 8, 8], epochs=1, data="subset", max_train=64).validate()
+    train(cfg, tmp_path / "concat-spatial-seed0", progress=False, log=lambda *a: None)
+    recs = run_sensitivity([tmp_path / "concat-spatial-seed0"], tmp_path / "sens", tols=(0.0, 0.1, 10.0))
+    by_tol = {r["dead_tol"]: r for r in recs}
+    assert by_tol[0.0]["dead"] == 0 and by_tol[10.0]["dead"] > by_tol[0.1]["dead"]
+    assert "| concat-spatial | 1 | 10 |" in (tmp_path / "sens.md").read_text()
