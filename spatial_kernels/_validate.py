@@ -71,18 +71,20 @@ def _check_positions(name: str, p) -> BadArgument | None:
 
 
 def check_transport_args(W, p_in, p_out) -> BadArgument | None:
-    """Checks W (n_out, n_in), p_in (n_in, D), p_out (n_out, D) for every backend."""
+    """Checks W (n_out, n_in) or (n_out, n_in, *kernel), p_in (n_in, D), p_out (n_out, D) for every backend."""
     bad = _require_tensor("W", W) or _check_positions("p_in", p_in) or _check_positions("p_out", p_out)
     if bad is not None:
         return bad
-    if W.dim() != 2:
-        return BadArgument("ValueError", "W must be 2-D (n_out, n_in) like nn.Linear.weight, got shape {W}", W=W)
+    if W.dim() < 2:
+        return BadArgument("ValueError", "W must be (n_out, n_in) like nn.Linear.weight or (n_out, n_in, *kernel) "
+                                       "like a convolution's weight, got shape {W}", W=W)
     if p_in.shape[1] != p_out.shape[1]:
         return BadArgument("ValueError", "p_in and p_out must have the same number of coordinates D, got p_in "
                                        "{p_in} and p_out {p_out}", p_in=p_in, p_out=p_out)
     if W.shape[0] != p_out.shape[0] or W.shape[1] != p_in.shape[0]:
-        return BadArgument("ValueError", "W must have shape (n_out, n_in) = (len(p_out), len(p_in)) = "
-                                       "({p_out[0]}, {p_in[0]}), got W {W}, p_in {p_in}, p_out {p_out}",
+        return BadArgument("ValueError", "W must have shape (n_out, n_in, *kernel) with (n_out, n_in) = "
+                                       "(len(p_out), len(p_in)) = ({p_out[0]}, {p_in[0]}), got W {W}, p_in {p_in}, "
+                                       "p_out {p_out}",
                            W=W, p_in=p_in, p_out=p_out)
     if W.device != p_in.device or W.device != p_out.device:
         return BadArgument("ValueError", f"W, p_in and p_out must be on one device, got W on {W.device}, p_in on "

@@ -67,13 +67,19 @@ def _variants() -> list[Variant]:
     for wname, wtype in W_DTYPES.items():
         ptrs = {"W_ptr": wtype, "p_in_ptr": "*fp32", "p_out_ptr": "*fp32", "value_part_ptr": "*fp32"}
         ptrs_bwd = {**ptrs, "dW_ptr": wtype, "grad_out_part_ptr": "*fp32", "grad_in_part_ptr": "*fp32"}
+        # a Linear weight is read as (n_out, n_in, 1): every tap stride is 1, which the JIT
+        # specialises; a conv weight (here 3x3 taps, contiguous) has column stride = taps
+        linear = {"stride_wn": 1, "stride_wk": 1, "TAPS": 1, **blocks}
+        conv = {"stride_wk": 1, "TAPS": 9, **blocks, "NUM_STAGES": transport.CONV_NUM_STAGES}
         for D in (1, 2, 3):
-            add(transport._transport_fwd_kernel, f"W={wname}", ptrs, {"stride_wn": 1, **blocks},
-                transport.NUM_WARPS, sizes, D)
+            add(transport._transport_fwd_kernel, f"W={wname}", ptrs, linear, transport.NUM_WARPS, sizes, D)
             for store_dw in (True, False):
                 add(transport._transport_fwd_bwd_kernel, f"W={wname} STORE_DW={int(store_dw)}", ptrs_bwd,
-                    {"stride_wn": 1, "stride_dwn": 1, "STORE_DW": store_dw, **blocks},
+                    {**linear, "stride_dwn": 1, "stride_dwk": 1, "STORE_DW": store_dw},
                     transport.NUM_WARPS, sizes + ("stride_dwm",), D)
+        add(transport._transport_fwd_kernel, f"W={wname} conv3x3", ptrs, conv, transport.NUM_WARPS, sizes, 2)
+        add(transport._transport_fwd_bwd_kernel, f"W={wname} conv3x3 STORE_DW=1", ptrs_bwd,
+            {**conv, "stride_dwk": 1, "STORE_DW": True}, transport.NUM_WARPS, sizes + ("stride_dwm",), 2)
     blocks = {"BLOCK_M": density.BLOCK_M, "BLOCK_N": density.BLOCK_N}
     for D in (1, 2, 3):
         add(density._density_fwd_kernel, "", {"p_ptr": "*fp32", "value_part_ptr": "*fp32"}, blocks,

@@ -276,3 +276,61 @@ def test_auto_picks_numba_on_cpu_and_env_overrides(monkeypatch):
     monkeypatch.setenv("SPATIAL_KERNELS_BACKEND", "reference")
     fused_transport_cost(W, p_in, p_out)
     assert calls == [1], "SPATIAL_KERNELS_BACKEND=reference did not override auto"
+
+
+# ---------------------------------------------------------------------------------------------
+# conv weights: (n_out, n_in, *kernel), a pair's weight is the sum of |W| over its taps
+
+def _conv_truth(W, p_in, p_out, scale=1.0):
+    """Hand-written float64 truth: the taps' |W| summed into an (n_out, n_in) weight."""
+    leaves = [t.detach().double().cpu().requires_grad_(True) for t in (W, p_in, p_out)]
+    a = leaves[0].abs().flatten(2).sum(-1)
+    d = torch.linalg.vector_norm(leaves[2][:, None, :] - leaves[1][None, :, :], dim=-1)  # 0 subgradient at 0
+    value = (a * d).sum()
+    (scale * value).backward()
+    return value.detach(), [t.grad for t in leaves]
+
+
+@pytest.mark.parametrize("backend,dtype", FUSED_CASES)
+@pytest.mark.parametrize("kernel", [(3,), (2, 3), (1, 1)], ids=lambda k: "x".join(map(str, k)))
+@pytest.mark.parametrize("D", [1, 2])
+def test_transport_conv_weight_value_and_grads(backend, dtype, kernel, D):
+    device = device_for(backend)
+    W2, p_in, p_out = _transport_inputs(17, 33, D, torch.float64, "cpu")
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(17, 33, *kernel, generator=g, dtype=torch.float64)
+    W[torch.rand(W.shape, generator=g) < 0.2] = 0.0  # exact zeros: sign 0
+    W, p_in, p_out = (t.to(device=device, dtype=dtype) for t in (W, p_in, p_out))
+    value, grads = _grads_of(lambda *t: fused_transport_cost(*t, scale=0.7, backend=backend), [W, p_in, p_out])
+    ref_value, ref_grads = _conv_truth(W, p_in, p_out, scale=0.7)
+    assert_close_scaled(value, 0.7 * ref_value, dtype, "value")
+    for name, gr, r in zip(("W", "p_in", "p_out"), grads, ref_grads):
+        assert gr.shape == r.shape and gr.dtype == dtype
+        assert_close_scaled(gr, r, dtype, f"grad {name}")
+    with torch.no_grad():  # the value-only kernel
+        assert_close_scaled(fused_transport_cost(W, p_in, p_out, backend=backend), ref_value, dtype, "value only")
+
+
+@pytest.mark.parametrize("backend,dtype", FUSED_CASES)
+def test_transport_conv_weight_non_contiguous(backend, dtype):
+    device = device_for(backend)
+    g = torch.Generator().manual_seed(2)
+    # a channels-last conv weight: (out, in, kh, kw) with the input channel innermost
+    W = torch.randn(9, 3, 3, 5, generator=g, dtype=torch.float64).permute(0, 3, 1, 2)
+    p_in = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    p_out = torch.randn(9, 2, generator=g, dtype=torch.float64)
+    W, p_in, p_out = (t.to(device=device, dtype=dtype) for t in (W, p_in, p_out))
+    assert not W.is_contiguous()
+    value, grads = _grads_of(lambda *t: fused_transport_cost(*t, backend=backend), [W, p_in, p_out])
+    ref_value, ref_grads = _conv_truth(W, p_in, p_out)
+    assert_close_scaled(value, ref_value, dtype, "value")
+    for name, gr, r in zip(("W", "p_in", "p_out"), grads, ref_grads):
+        assert_close_scaled(gr, r, dtype, f"grad {name}")
+
+
+def test_transport_conv_reference_matches_the_hand_written_sum():
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(4, 6, 3, 3, generator=g, dtype=torch.float64)
+    p_in, p_out = torch.randn(6, 2, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
+    expected = sum(W[i, j].abs().sum() * (p_out[i] - p_in[j]).norm() for i in range(4) for j in range(6))
+    torch.testing.assert_close(transport_cost_reference(W, p_in, p_out), expected, rtol=1e-12, atol=0)

@@ -30,9 +30,10 @@ def _ok(n_out=3, n_in=4, D=2, dtype=torch.float32):
     (torch.randn(3, 4).double(), torch.randn(4, 2), torch.randn(3, 2), TypeError, ["W", "float64"]),
     ([[1.0] * 4] * 3, torch.randn(4, 2), torch.randn(3, 2), TypeError, ["W", "list"]),
     (torch.randn(3, 4), None, torch.randn(3, 2), TypeError, ["p_in", "NoneType"]),
+    (torch.randn(3, 5, 3, 3), torch.randn(4, 2), torch.randn(3, 2), ValueError, ["W", "(3, 5, 3, 3)", "*kernel"]),
 ], ids=["W-1d", "p_in-3d", "D-4", "D-0", "n_in-mismatch", "n_out-mismatch", "W-transposed",
         "D-mismatch", "int-positions", "half-positions", "mixed-position-dtypes", "int-W",
-        "W-float64-positions-float32", "W-list", "p_in-None"])
+        "W-float64-positions-float32", "W-list", "p_in-None", "conv-in-mismatch"])
 def test_transport_bad_input(backend, W, p_in, p_out, exc, words):
     with pytest.raises(exc) as err:
         fused_transport_cost(W, p_in, p_out, backend=backend)

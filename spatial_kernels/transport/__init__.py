@@ -11,10 +11,13 @@ from .reference import transport_cost_reference
 
 def fused_transport_cost(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor, *,
                          scale: float = 1.0, backend: str = "auto") -> torch.Tensor:
-    """``scale * sum_ij |W[i, j]| * ||p_out[i] - p_in[j]||_2`` as a 0-dim tensor, with gradients.
+    """``scale * sum_ij |W[i, j]| * ||p_out[i] - p_in[j]||_2`` as a 0-dim tensor, with gradients
+    (for a conv weight ``|W[i, j]|`` is the sum over the taps).
 
     Args:
-        W: ``(n_out, n_in)`` weights, as ``nn.Linear.weight``.
+        W: ``(n_out, n_in)`` weights, as ``nn.Linear.weight``, or a convolution's weight
+            ``(n_out, n_in, *kernel)`` (groups = 1), whose pair ``(i, j)`` weighs the sum of
+            ``|W[i, j, ...]|`` over the kernel taps; ``dW`` has W's shape.
         p_in: ``(n_in, D)`` positions of the layer feeding W, D in 1..3.
         p_out: ``(n_out, D)`` positions of the layer W feeds.
         scale: a constant weight on the cost (a real number). The fused backends store ``dW``

@@ -79,32 +79,110 @@ def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, 
             g_out[2, i] = gz
 
 
-def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor) -> torch.Tensor:
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _transport_taps_fwd_kernel(W, K, pin, pout, rows_per_chunk, row_val, zero):
+    # A conv weight as (n_out, n_in * K): the pair (i, j) weighs sum_k |W[i, j*K + k]|
     n_out = W.shape[0]
-    W_np = to_numpy(W)
+    n_in = W.shape[1] // K
+    n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
+    for c in prange(n_chunks):
+        for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
+            ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            acc = zero
+            for j in range(n_in):
+                a = zero
+                for k in range(K):
+                    a += abs(W[i, j * K + k])
+                dx = ox - pin[0, j]
+                dy = oy - pin[1, j]
+                dz = oz - pin[2, j]
+                acc += a * np.sqrt(dx * dx + dy * dy + dz * dz)
+            row_val[i] = acc
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _transport_taps_fwd_bwd_kernel(W, K, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW,
+                                   dW_scale, zero):
+    n_out = W.shape[0]
+    n_in = W.shape[1] // K
+    n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
+    for c in prange(n_chunks):
+        gx_in = g_in_part[c, 0]
+        gy_in = g_in_part[c, 1]
+        gz_in = g_in_part[c, 2]
+        for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
+            ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            acc = zero
+            gx = zero
+            gy = zero
+            gz = zero
+            for j in range(n_in):
+                dx = ox - pin[0, j]
+                dy = oy - pin[1, j]
+                dz = oz - pin[2, j]
+                d = np.sqrt(dx * dx + dy * dy + dz * dz)
+                a = zero
+                for k in range(K):
+                    w = W[i, j * K + k]
+                    a += abs(w)
+                    if want_dW:
+                        sd = dW_scale * d
+                        dW[i, j * K + k] = sd if w > 0 else (-sd if w < 0 else zero)
+                acc += a * d
+                s = a / d if d > 0 else zero
+                gx += s * dx
+                gy += s * dy
+                gz += s * dz
+                gx_in[j] -= s * dx
+                gy_in[j] -= s * dy
+                gz_in[j] -= s * dz
+            row_val[i] = acc
+            g_out[0, i] = gx
+            g_out[1, i] = gy
+            g_out[2, i] = gz
+
+
+def _taps(W: torch.Tensor) -> int:
+    """Kernel taps per (out, in) pair: 1 for a Linear weight, prod(kernel) for a conv weight."""
+    return int(np.prod(W.shape[2:], dtype=np.int64)) if W.dim() > 2 else 1
+
+
+def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor) -> torch.Tensor:
+    n_out, K = W.shape[0], _taps(W)
+    W_np = to_numpy(W).reshape(n_out, -1)
     row_val = np.empty(n_out, dtype=W_np.dtype)
-    _transport_fwd_kernel(W_np, soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), row_val,
-                          W_np.dtype.type(0))
+    args = (soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), row_val, W_np.dtype.type(0))
+    if K == 1:
+        _transport_fwd_kernel(W_np, *args)
+    else:
+        _transport_taps_fwd_kernel(W_np, K, *args)
     return torch.tensor(row_val.sum(dtype=np.float64), dtype=p_in.dtype)
 
 
 def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True), scale=1.0):
     """``scale`` times the value and the gradients of ``needs_grad = (W, p_in, p_out)``, in one
-    pass over W; ``dW`` is stored already scaled."""
-    n_out, n_in = W.shape
+    pass over W; ``dW`` (W's shape) is stored already scaled. W is ``(n_out, n_in)`` or a conv
+    weight ``(n_out, n_in, *kernel)``."""
+    n_out, n_in = W.shape[:2]
+    K = _taps(W)
     D = p_in.shape[1]
     dtype = W.dtype
-    W_np = to_numpy(W)
+    W_np = to_numpy(W).reshape(n_out, n_in * K)
     rows = _rows_per_chunk(n_out)
     chunks = (n_out + rows - 1) // rows
     np_dtype = W_np.dtype
     row_val = np.empty(n_out, dtype=np_dtype)
     # dW in reused memory (_buffers.py): a fresh 268 MB buffer costs more in page faults than the kernel
-    dW = _buffers.empty((n_out, n_in), dtype) if needs_grad[0] else torch.empty((1, 1), dtype=dtype)
+    dW = _buffers.empty(tuple(W.shape), dtype) if needs_grad[0] else torch.empty((1, 1), dtype=dtype)
+    dW_np = dW.numpy().reshape(n_out, n_in * K) if needs_grad[0] else dW.numpy()
     g_out = np.empty((3, n_out), dtype=np_dtype)
     g_in_part = np.zeros((chunks, 3, n_in), dtype=np_dtype)
-    _transport_fwd_bwd_kernel(W_np, soa3(p_in), soa3(p_out), rows, row_val, dW.numpy(), g_out,
-                              g_in_part, needs_grad[0], np_dtype.type(scale), np_dtype.type(0))
+    args = (soa3(p_in), soa3(p_out), rows, row_val, dW_np, g_out, g_in_part, needs_grad[0],
+            np_dtype.type(scale), np_dtype.type(0))
+    if K == 1:
+        _transport_fwd_bwd_kernel(W_np, *args)
+    else:
+        _transport_taps_fwd_bwd_kernel(W_np, K, *args)
     value = torch.tensor(scale * row_val.sum(dtype=np.float64), dtype=dtype)
     grad_W = dW if needs_grad[0] else None
     grad_in = _scaled(g_in_part.sum(axis=0)[:D].T, scale) if needs_grad[1] else None

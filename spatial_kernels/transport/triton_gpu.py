@@ -35,6 +35,11 @@ error this makes in the value is below ``|W_ij| * 1.1e-19``.
 A constant weight on the cost (``scale``) is applied to ``dW`` as it is stored (``dW_scale``),
 so a weighted cost needs no second W-sized pass; the O(n) sums are scaled by torch.
 
+A conv weight ``(n_out, n_in, *kernel)`` is read as ``(n_out, n_in, taps)``: a pair's weight is
+the sum of ``|W|`` over its taps (``TAPS``, a compile-time constant, 1 for a Linear weight,
+where the code is the plain 2-D kernel's), and each tap's ``dW`` is ``sign(W) * d``; the
+other taps are read again from cache for their signs when ``dW`` is stored.
+
 W is read in its own dtype (float32, bfloat16 or float16) with any strides, through a
 ``NUM_STAGES``-deep ``cp.async`` pipeline (``tl.range(num_stages=...)``), and the math runs in
 float32; ``dW`` is written in W's dtype and memory layout. Positions are float32 and made
@@ -63,6 +68,13 @@ NUM_STAGES = 3
 # the grad p_in partials stay small (cdiv(n_out, 1024) slices at large n_out)
 TARGET_PROGRAMS = 2048
 MAX_ROW_TILES = 32
+# A conv weight's tap loads in a cp.async pipeline would take 145-280 KB of shared memory
+# (ptxas, 3x3 taps, float32: over the 228 KB an SM has), so conv weights are not pipelined.
+CONV_NUM_STAGES = 1
+
+
+def _stages(taps: int) -> int:
+    return NUM_STAGES if taps == 1 else CONV_NUM_STAGES
 
 
 @triton.jit
@@ -91,25 +103,30 @@ def _program_block(p_in_ptr, n_out, n_in, rows_per_program, D: tl.constexpr, BLO
 
 
 @triton.jit
-def _row_tile(W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn,
-              D: tl.constexpr, BLOCK_M: tl.constexpr):
-    # One row tile: its rows, output positions and W block in float32. Masked entries read as
-    # 0 and so add nothing to any sum, whatever their distance.
+def _row_tile(W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn, stride_wk,
+              D: tl.constexpr, BLOCK_M: tl.constexpr, TAPS: tl.constexpr):
+    # One row tile: its rows, output positions, the first tap's W block and the pairs' weights
+    # |W| (summed over the taps of a conv weight) in float32. Masked entries read as 0 and so
+    # add nothing to any sum, whatever their distance.
     offs_m = start_m + tl.arange(0, BLOCK_M)
     mask_m = offs_m < row_end
     ox, oy, oz = load_coords(p_out_ptr, offs_m, mask_m, D)
     mask = mask_m[:, None] & mask_n[None, :]
     offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
     b_w = tl.load(W_ptr + offs_w, mask=mask, other=0.0).to(tl.float32)  # [BLOCK_M, BLOCK_N]
-    return offs_m, mask_m, mask, ox, oy, oz, b_w
+    b_a = tl.abs(b_w)
+    for k in tl.static_range(1, TAPS):
+        b_a += tl.abs(tl.load(W_ptr + offs_w + k * stride_wk, mask=mask, other=0.0).to(tl.float32))
+    return offs_m, mask_m, mask, ox, oy, oz, b_w, b_a, offs_w
 
 
 @triton.jit
 def _transport_fwd_kernel(
     W_ptr, p_in_ptr, p_out_ptr, value_part_ptr,
-    n_out, n_in, stride_wm, stride_wn,
+    n_out, n_in, stride_wm, stride_wn, stride_wk,
     rows_per_program,
     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, NUM_STAGES: tl.constexpr,
+    TAPS: tl.constexpr,
 ):
     """Value only: ``value_part[pid_r, pid_n]`` = the sum of ``|W_ij| d_ij`` over this
     program's ``BLOCK_N`` columns and ``rows_per_program`` rows."""
@@ -117,20 +134,20 @@ def _transport_fwd_kernel(
         p_in_ptr, n_out, n_in, rows_per_program, D, BLOCK_N)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for start_m in tl.range(row_start, row_end, BLOCK_M, num_stages=NUM_STAGES):
-        offs_m, mask_m, mask, ox, oy, oz, b_w = _row_tile(
-            W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn, D, BLOCK_M)
+        offs_m, mask_m, mask, ox, oy, oz, b_w, b_a, offs_w = _row_tile(
+            W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS)
         _, _, _, d, _ = _pair_geometry(ox, oy, oz, ix, iy, iz)
-        acc += tl.abs(b_w) * d
+        acc += b_a * d
     tl.store(value_part_ptr + pid_r * tl.num_programs(0) + pid_n, tl.sum(tl.sum(acc, axis=1), axis=0))
 
 
 @triton.jit
 def _transport_fwd_bwd_kernel(
     W_ptr, p_in_ptr, p_out_ptr, value_part_ptr, dW_ptr, grad_out_part_ptr, grad_in_part_ptr,
-    n_out, n_in, stride_wm, stride_wn, stride_dwm, stride_dwn,
+    n_out, n_in, stride_wm, stride_wn, stride_wk, stride_dwm, stride_dwn, stride_dwk,
     rows_per_program, dW_scale,
     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, NUM_STAGES: tl.constexpr,
-    STORE_DW: tl.constexpr,
+    STORE_DW: tl.constexpr, TAPS: tl.constexpr,
 ):
     """Value, ``dW_scale * dW`` (when ``STORE_DW``) and the partial sums of both position gradients over
     this program's ``BLOCK_N`` columns and ``rows_per_program`` rows, in one pass over them:
@@ -144,10 +161,9 @@ def _transport_fwd_bwd_kernel(
     hz = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     out_part_ptr = grad_out_part_ptr + pid_n * (D * n_out)
     for start_m in tl.range(row_start, row_end, BLOCK_M, num_stages=NUM_STAGES):
-        offs_m, mask_m, mask, ox, oy, oz, b_w = _row_tile(
-            W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn, D, BLOCK_M)
+        offs_m, mask_m, mask, ox, oy, oz, b_w, b_a, offs_w = _row_tile(
+            W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS)
         ux, uy, uz, d, inv_d = _pair_geometry(ox, oy, oz, ix, iy, iz)
-        b_a = tl.abs(b_w)
         acc += b_a * d
         s = b_a * inv_d  # [BLOCK_M, BLOCK_N]
         sx = s * ux
@@ -164,9 +180,13 @@ def _transport_fwd_bwd_kernel(
             tl.store(out_part_ptr + 2 * n_out + offs_m, tl.sum(sz, axis=1), mask=mask_m)
         if STORE_DW:
             sd = dW_scale * d
-            b_dw = tl.where(b_w > 0, sd, tl.where(b_w < 0, -sd, 0.0))
             offs_dw = offs_m[:, None] * stride_dwm + offs_n[None, :] * stride_dwn
+            b_dw = tl.where(b_w > 0, sd, tl.where(b_w < 0, -sd, 0.0))
             tl.store(dW_ptr + offs_dw, b_dw.to(dW_ptr.dtype.element_ty), mask=mask)
+            for k in tl.static_range(1, TAPS):  # a conv weight's other taps: read again, from cache
+                b_wk = tl.load(W_ptr + offs_w + k * stride_wk, mask=mask, other=0.0).to(tl.float32)
+                b_dw = tl.where(b_wk > 0, sd, tl.where(b_wk < 0, -sd, 0.0))
+                tl.store(dW_ptr + offs_dw + k * stride_dwk, b_dw.to(dW_ptr.dtype.element_ty), mask=mask)
     tl.store(value_part_ptr + pid_r * tl.num_programs(0) + pid_n, tl.sum(tl.sum(acc, axis=1), axis=0))
     in_part_ptr = grad_in_part_ptr + pid_r * (D * n_in)
     tl.store(in_part_ptr + offs_n, -tl.sum(hx, axis=0), mask=mask_n)
@@ -188,41 +208,49 @@ def _grid(n_out: int, n_in: int) -> tuple[tuple[int, int], int]:
     return (col_blocks, triton.cdiv(n_out, rows_per_program)), rows_per_program
 
 
-def _launch_value(W, p_in, p_out) -> torch.Tensor:
-    n_out, n_in = W.shape
+def _as_taps(W: torch.Tensor) -> torch.Tensor:
+    """W as ``(n_out, n_in, taps)``: a view for a Linear weight (one tap) and, where strides
+    allow, for a conv weight ``(n_out, n_in, *kernel)``."""
     W = W.detach()
+    return W.unsqueeze(2) if W.dim() == 2 else W.flatten(2)
+
+
+def _launch_value(W, p_in, p_out) -> torch.Tensor:
+    W = _as_taps(W)
+    n_out, n_in, taps = W.shape
     grid, rows_per_program = _grid(n_out, n_in)
     value_part = torch.empty(grid[1], grid[0], dtype=torch.float32, device=W.device)
     with on_device(W.device):
         _transport_fwd_kernel[grid](
             W, _positions(p_in), _positions(p_out), value_part,
-            n_out, n_in, W.stride(0), W.stride(1), rows_per_program,
-            D=p_in.shape[1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=NUM_STAGES,
+            n_out, n_in, W.stride(0), W.stride(1), W.stride(2), rows_per_program,
+            D=p_in.shape[1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=_stages(taps), TAPS=taps,
             num_warps=NUM_WARPS,
         )
     return value_part
 
 
 def _launch_fwd_bwd(W, p_in, p_out, store_dW: bool, dW_scale: float = 1.0):
-    n_out, n_in = W.shape
+    shape = W.shape
+    W = _as_taps(W)
+    n_out, n_in, taps = W.shape
     D = p_in.shape[1]
-    W = W.detach()
     device = W.device
     grid, rows_per_program = _grid(n_out, n_in)
     value_part = torch.empty(grid[1], grid[0], dtype=torch.float32, device=device)
     # empty_like keeps W's layout (for a dense W), so dW is written as W is read
-    dW = torch.empty_like(W) if store_dW else torch.empty(0, dtype=W.dtype, device=device)
-    dW_strides = dW.stride() if store_dW else (0, 0)
+    dW = torch.empty_like(W) if store_dW else torch.empty((0, 0, 0), dtype=W.dtype, device=device)
+    dW_strides = dW.stride() if store_dW else (0, 0, 0)
     grad_out_part = torch.empty((grid[0], D, n_out), dtype=torch.float32, device=device)
     grad_in_part = torch.empty((grid[1], D, n_in), dtype=torch.float32, device=device)
     with on_device(device):
         _transport_fwd_bwd_kernel[grid](
             W, _positions(p_in), _positions(p_out), value_part, dW, grad_out_part, grad_in_part,
-            n_out, n_in, W.stride(0), W.stride(1), dW_strides[0], dW_strides[1], rows_per_program,
-            float(dW_scale), D=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=NUM_STAGES, STORE_DW=store_dW,
-            num_warps=NUM_WARPS,
+            n_out, n_in, W.stride(0), W.stride(1), W.stride(2), dW_strides[0], dW_strides[1], dW_strides[2],
+            rows_per_program, float(dW_scale), D=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=_stages(taps),
+            STORE_DW=store_dW, TAPS=taps, num_warps=NUM_WARPS,
         )
-    return value_part, (dW if store_dW else None), grad_in_part, grad_out_part
+    return value_part, (dW.view(shape) if store_dW else None), grad_in_part, grad_out_part
 
 
 def _total(value_part: torch.Tensor) -> torch.Tensor:
