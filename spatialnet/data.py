@@ -48,7 +48,7 @@ NUM_CLASSES = 10
 VAL_SIZE = {"full": 5000, "subset": 400}  # validation images per dataset, by data source
 VAL_SEED = 20_261_114
 EVAL_SPLITS = ("val", "test")
-SUBSET_BANNER = ("*** EMBEDDED SUBSET: 2 000 train + 1 000 test images per dataset, not the full "
+SUBSET_BANNER = ("*** EMBEDDED SUBSET: 2 000 train (400 of them held out for validation) + 1 000 test images per dataset, not the full "
                  "MNIST/Fashion-MNIST; accuracies are not comparable with the paper's ***")
 
 

@@ -201,9 +201,48 @@ def table_markdown(summary: dict, settings: dict) -> str:
                          f"{_cell(s['ari'])} | {_cell(s['ari_null'])} | {_cell(s['share_norm'])} | "
                          f"{_cell(s['cross_task_share'])} | {_cell(s['newman_q'])} | {_cell(s['dead_fraction'], '.2f')} | "
                          f"{_cell(s['dead_delta'], '.4f')} | {sizes} |")
+    lines += targets_markdown(summary, settings.get("results"))
     lines += ["", f"Total wall time: {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.", "",
               f"Rerun: `{settings['rerun']}`", ""]
     return "\n".join(lines)
+
+
+def targets(mode: str, s: dict, runs: dict | None) -> list[tuple[str, bool]]:
+    """Issue 14's targets for the spatial net of ``mode`` as ``(what, met)``; ``s`` is its
+    summary row, ``runs`` its per-seed lists (for the every-seed conditions)."""
+    mean = lambda k: None if s.get(k) is None else s[k][0]  # noqa: E731
+    ok = lambda v, test: v is not None and test(v)  # noqa: E731
+    if mode == "sequential":
+        return [(f"drop ≤ 0.05 (mean {mean('drop'):.3f})", ok(mean("drop"), lambda v: v <= 0.05)),
+                (f"silhouette ≥ 0.35 (mean {mean('silhouette') or float('nan'):.3f})",
+                 ok(mean("silhouette"), lambda v: v >= 0.35))]
+    paper_full = PAPER[mode]["spatial"][0][0]
+    out = [(f"drop ≤ 0.01 (mean {mean('drop'):.3f})", ok(mean("drop"), lambda v: v <= 0.01)),
+           (f"full ≥ paper − 0.01 = {paper_full - 0.01:.2f} (mean {mean('full'):.3f})",
+            ok(mean("full"), lambda v: v >= paper_full - 0.01)),
+           (f"silhouette ≥ 0.5 (mean {mean('silhouette') or float('nan'):.3f})", ok(mean("silhouette"), lambda v: v >= 0.5))]
+    if runs is not None:
+        sil, null = runs.get("silhouette", []), runs.get("silhouette_null", [])
+        every = bool(sil) and all(a is not None and b is not None and a > b and a > 0.30 for a, b in zip(sil, null))
+        out.append(("every seed's silhouette above its null and above the halved-sheet 0.30 ("
+                    + ", ".join("–" if a is None else f"{a:.2f}" for a in sil) + ")", every))
+    out += [(f"ARI ≥ 0.9 (mean {mean('ari') or float('nan'):.3f})", ok(mean("ari"), lambda v: v >= 0.9)),
+            (f"share / chance ≤ 0.1 (mean {mean('share_norm') or float('nan'):.3f})", ok(mean("share_norm"), lambda v: v <= 0.1)),
+            (f"dead ≤ 50 % (mean {100 * (mean('dead_fraction') or 0):.0f} %)", ok(mean("dead_fraction"), lambda v: v <= 0.5))]
+    return out
+
+
+def targets_markdown(summary: dict, results: dict | None) -> list[str]:
+    lines = []
+    for mode in MODES:
+        s = summary.get(mode, {}).get("spatial")
+        if s is None:
+            continue
+        if not lines:
+            lines = ["", "Issue 14's targets for the spatial net (means over the seeds above; met / NOT met):", ""]
+        runs = (results or {}).get(mode, {}).get("spatial")
+        lines.append(f"- {mode}: " + "; ".join(f"{w}: {'met' if m else '**NOT met**'}" for w, m in targets(mode, s, runs)))
+    return lines
 
 
 def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes=MODES, data_dir=None,
@@ -220,8 +259,10 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes
                     raise ValueError(f"variants {seen[key]!r} and {v!r} are the same config; drop one")
                 seen[key] = v
                 jobs.append((cfg.to_dict(), str(runs_dir / f"{mode}-{v}-seed{seed}"), data_dir, device, v))
-    # sequential epochs see both training sets: twice the steps, so start them first
-    jobs.sort(key=lambda j: j[0]["mode"] != "sequential")
+    # sequential epochs see both training sets: twice the steps, so start them first; then mode by
+    # mode, seed by seed, so that a stopped study has every variant at its first seeds
+    seed_rank = {s: i for i, s in enumerate(seeds)}
+    jobs.sort(key=lambda j: (j[0]["mode"] != "sequential", list(modes).index(j[0]["mode"]), seed_rank[j[0]["seed"]]))
     doc = {"spatial": "the spatial net with the base settings", "regular": (
         f"the regular net at its own settings {REGULAR_HPARAMS} (the paper's lr)"),
         "regular-same": "the regular net at the spatial net's lr and init",
@@ -249,7 +290,7 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes
         summary = summarise(results)
         write_json(out_dir / "table1.json", {"results": results, "summary": summary, "paper": PAPER,
                                              "settings": settings})
-        write_text(out_dir / "table1.md", table_markdown(summary, settings))
+        write_text(out_dir / "table1.md", table_markdown(summary, {**settings, "results": results}))
         log(f"[{time.time() - t0:6.0f}s] {cfg_dict['mode']:10s} {v:10s} seed {cfg_dict['seed']}: "
             f"full {res['full']:.4f} split {res['split']:.4f} sil {res['silhouette'] if res['silhouette'] is not None else float('nan'):.3f} "
             f"share/chance {res['share_norm'] if res['share_norm'] is not None else float('nan'):.3f} "

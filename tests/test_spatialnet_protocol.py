@@ -126,3 +126,20 @@ def test_dead_tol_rereads_a_run(tmp_path):
     by_tol = {r["dead_tol"]: r for r in recs}
     assert by_tol[0.0]["dead"] == 0 and by_tol[10.0]["dead"] > by_tol[0.1]["dead"]
     assert "| concat-spatial | 1 | 10 |" in (tmp_path / "sens.md").read_text()
+
+
+def test_targets_say_plainly_what_is_not_met():
+    from spatialnet.reproduce import summarise, targets_markdown
+    good = {"seeds": [0, 1], "full": [0.93, 0.93], "split": [0.93, 0.925], "silhouette": [0.6, 0.55],
+            "silhouette_null": [0.0, 0.0], "ari": [0.95, 0.97], "ari_null": [0.0, 0.0], "share_norm": [0.05, 0.04],
+            "dead_fraction": [0.4, 0.45], "split_sizes": [{"3": [60, 60]}, {"3": [61, 59]}]}
+    results = {"concat": {"spatial": good},
+               "mix": {"spatial": {**good, "silhouette": [0.6, 0.25], "share_norm": [0.3, 0.3]}}}
+    for r in (results["concat"]["spatial"], results["mix"]["spatial"]):
+        for k in ("cross_task_share", "share_chance", "newman_q", "dead", "dead_delta"):
+            r.setdefault(k, [0.0, 0.0])
+    text = "\n".join(targets_markdown(summarise(results), results))
+    concat, mix = (line for line in text.splitlines() if line.startswith("- "))
+    assert "NOT met" not in concat
+    assert "every seed's silhouette above its null and above the halved-sheet 0.30 (0.60, 0.25): **NOT met**" in mix
+    assert "share / chance ≤ 0.1 (mean 0.300): **NOT met**" in mix
