@@ -8,30 +8,13 @@ import torch
 from networkx.algorithms.community import modularity
 
 from spatialnet.modularity import chain_measures, cluster_quality, cross_task_share, layer_segregation, newman_q
+from spatialnet.references import synthetic_references
 
 N = 200
 
 
-def _disc(rng, n):
-    r, a = np.sqrt(rng.random(n)), rng.random(n) * 2 * np.pi
-    return np.stack([r * np.cos(a), r * np.sin(a)], 1)
-
-
 def _references():
-    rng = np.random.default_rng(0)
-    half = np.repeat([0, 1], N // 2)
-    blobs = np.concatenate([rng.normal(size=(N // 2, 2)) + [-4, 0], rng.normal(size=(N // 2, 2)) + [4, 0]])
-    disc = _disc(rng, N)
-    rect = rng.random((N, 2)) * [2, 1]
-    cx, cy = np.meshgrid(np.arange(4), np.arange(4))  # a 4 x 4 checkerboard of small same-task patches
-    centres, colour = np.stack([cx.ravel(), cy.ravel()], 1).astype(float), (cx + cy).ravel() % 2
-    k = np.arange(N) % 16
-    sheet = _disc(rng, N)
-    return {"blobs": (blobs, half),                           # two Gaussian blobs 8 sigma apart
-            "halved disc": (disc, (disc[:, 0] > 0).astype(int)),  # a uniform disc cut by a line
-            "halved sheet 2:1": (rect, (rect[:, 0] > 1).astype(int)),
-            "patches": (centres[k] + 0.08 * rng.normal(size=(N, 2)), colour[k]),
-            "interleaved": (sheet, rng.permutation(half))}
+    return synthetic_references(N, 0)
 
 
 @pytest.fixture(scope="module")
