@@ -1,6 +1,7 @@
 """Synthetic reference layouts a person can judge, for the cluster measures (``modularity.py``).
 
-``python -m spatialnet.references [OUT]`` scores each one with every position measure and writes
+``python -m spatialnet.references [OUT]`` scores each one with every position measure (and
+weight chains, :func:`synthetic_chain`, with the weight measures) and writes
 ``OUT.md`` and ``OUT.json`` (default ``results/measures-references``): the numbers the write-ups
 quote as reference points. Two tasks of ``n / 2`` neurons each:
 
@@ -40,6 +41,38 @@ def synthetic_references(n: int = 200, seed: int = 0) -> dict[str, tuple[np.ndar
             "interleaved": (sheet, rng.permutation(half))}
 
 
+def synthetic_chain(kind: str, seed: int = 0, sizes=(40, 40, 20)):
+    """``(weights, labels)`` of a 3-layer chain, two tasks in halves: ``disjoint`` blocks,
+    ``noisy`` blocks (cross weights at 0.1 x), ``random`` weights, or ``collapsed`` (random weights,
+    the first layer given whole to task 0 and the next 9:1 to it, as the greedy split does to a
+    regular net). ``weights[0]`` is None (no matrix into the first layer)."""
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    labels = [torch.arange(n) // (n // 2) for n in sizes]
+    weights = [None]
+    for k in range(1, len(sizes)):
+        a = torch.rand(sizes[k], sizes[k - 1], generator=gen)
+        same = (labels[k][:, None] == labels[k - 1][None, :]).float()
+        weights.append({"disjoint": a * same, "noisy": a * (same + 0.1 * (1 - same))}.get(kind, a))
+    if kind == "collapsed":
+        labels[0] = torch.zeros(sizes[0], dtype=torch.long)
+        labels[1] = (torch.arange(sizes[1]) >= sizes[1] * 9 // 10).long()
+    return weights, labels
+
+
+CHAINS = ("disjoint", "noisy", "random", "collapsed")
+
+
+def score_chains(seed: int = 0) -> dict[str, dict]:
+    from .modularity import chain_measures
+    out = {}
+    for kind in CHAINS:
+        w, g = synthetic_chain(kind, seed)
+        m = chain_measures(g, 2, weights=w)
+        out[kind] = {k: m[k] for k in ("cross_task_share", "share_chance", "share_norm", "newman_q")}
+    return out
+
+
 def score_references(n: int = 200, seed: int = 0) -> dict[str, dict]:
     import torch
 
@@ -65,8 +98,16 @@ def main(argv=None) -> int:
              "| layout | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for name, sc in scores.items():
         lines.append(f"| {name} | " + " | ".join(f"{sc[k]:.3f}" for k in keys) + " |")
+    chains = score_chains()
+    wkeys = ("cross_task_share", "share_chance", "share_norm", "newman_q")
+    lines += ["", "Weight measures on 40-40-20 chains with uniform random |w| (`synthetic_chain`): disjoint "
+              "blocks, blocks with cross weights at 0.1x, random weights with balanced groups, and random "
+              "weights with the groups collapsed (first layer all task 0, the next 9:1).", "",
+              "| chain | " + " | ".join(wkeys) + " |", "|---|" + "---|" * len(wkeys)]
+    for name, sc in chains.items():
+        lines.append(f"| {name} | " + " | ".join(f"{sc[k]:.3f}" for k in wkeys) + " |")
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
-    write_json(out.with_suffix(".json"), scores)
+    write_json(out.with_suffix(".json"), {"positions": scores, "chains": chains})
     print("\n".join(lines))
     return 0
 

@@ -8,7 +8,7 @@ import torch
 from networkx.algorithms.community import modularity
 
 from spatialnet.modularity import chain_measures, cluster_quality, cross_task_share, layer_segregation, newman_q
-from spatialnet.references import synthetic_references
+from spatialnet.references import synthetic_chain, synthetic_references
 
 N = 200
 
@@ -66,15 +66,7 @@ def test_cluster_quality_ignores_dead_and_needs_two_tasks():
 
 
 def _chain(kind, seed=0, sizes=(40, 40, 20)):
-    """Labels (two tasks, halves) and |W| of a 3-layer chain: disjoint blocks, noisy blocks, or random."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = [torch.arange(n) // (n // 2) for n in sizes]
-    weights = [None]
-    for k in range(1, len(sizes)):
-        a = torch.rand(sizes[k], sizes[k - 1], generator=gen)
-        same = (labels[k][:, None] == labels[k - 1][None, :]).float()
-        weights.append({"disjoint": a * same, "noisy": a * (same + 0.1 * (1 - same)), "random": a}[kind])
-    return weights, labels
+    return synthetic_chain(kind, seed, sizes)
 
 
 def _full_graph_q(weights, labels):
