@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from .._backends import resolve_backend
-from .._validate import check_transport_args
 from ..density import fused_density_cost
 from ..transport import fused_transport_cost
 from .sheets import infer_ports, port_size, select_layers
@@ -65,17 +64,6 @@ class _FirstOrderOnly(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError(DOUBLE_BACKWARD.format(backend=ctx.backend))
         return grad, None
-
-
-_CONV_FUSED: bool | None = None
-
-
-def conv_weights_fused() -> bool:
-    """Whether ``fused_transport_cost`` takes a conv weight ``(n_out, n_in, *kernel)`` itself."""
-    global _CONV_FUSED
-    if _CONV_FUSED is None:
-        _CONV_FUSED = check_transport_args(torch.ones(1, 1, 1), torch.ones(1, 2), torch.ones(1, 2)) is None
-    return _CONV_FUSED
 
 
 def channel_strength(W: torch.Tensor) -> torch.Tensor:
@@ -139,7 +127,6 @@ class SpatialCosts(nn.Module):
             a, b = self.sheets[self._sheet_of[n, "in"]], self.sheets[self._sheet_of[n, "out"]]
             dnorm = (b.size ** 2 if density_norm == "paper" else b.size) if b.writers[0] == n else None
             self._terms.append((n, m, a.key, b.key, b.size if transport_norm == "paper" else b.size * a.size, dnorm))
-        self._conv_fused = conv_weights_fused()
 
     @property
     def layers(self) -> list[str]:
@@ -160,10 +147,8 @@ class SpatialCosts(nn.Module):
         return channel_strength(dict(self._layers)[layer].weight.detach())
 
     def _transport(self, m: nn.Module, key_in: str, key_out: str, scale) -> torch.Tensor:
-        W = m.weight
-        if W.dim() > 2 and not self._conv_fused:
-            W = channel_strength(W)  # NOTE: a (n_out, n_in) temporary until the fused op takes conv weights
-        return fused_transport_cost(W, self.positions[key_in], self.positions[key_out], scale=scale,
+        # a conv weight goes in whole: the fused op sums |W| over the taps itself, no temporary
+        return fused_transport_cost(m.weight, self.positions[key_in], self.positions[key_out], scale=scale,
                                     backend=self.backend)
 
     def transport_cost(self, layer: str, scale: float = 1.0) -> torch.Tensor:
