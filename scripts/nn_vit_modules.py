@@ -6,7 +6,8 @@ one 20-way head), trained with and without the costs from one seed, side by side
 
 The costs (spatial_kernels.nn.spatialize) go on every block's mlp.fc1 and mlp.fc2 and on the head:
 the sheets inferred are one hidden sheet per block and one residual-stream sheet (every fc2
-writes it, every fc1 and the head read it through the LayerNorms), plus the 20 outputs.
+writes it, every fc1 reads it through its LayerNorm); the head, which reads the class token, is
+named onto that sheet; plus the 20 outputs.
 
 Per block, the paper's greedy backward split (spatialnet.split.greedy_split) goes head ->
 residual (head weights) -> the block's hidden neurons (its fc2 weights); the block's modularity
@@ -33,6 +34,8 @@ from spatialnet.modularity import chain_measures  # noqa: E402
 from spatialnet.split import DEAD_TOL, greedy_split  # noqa: E402
 
 LAYERS = ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2", "head"]
+# the head reads the class token (x[:, 0], not element-wise): named onto the residual stream
+SHEETS = {"head": ("residual", None), "blocks.0.mlp.fc2": (None, "residual")}
 
 
 def make_vit(a, seed: int):
@@ -80,7 +83,8 @@ def mlp_split_accuracy(model, td, splits) -> list[float]:
 
 def train(a, variant: str, seed: int, td):
     model = make_vit(a, seed)
-    costs = spatialize(model, LAYERS, generator=torch.Generator().manual_seed(seed)) if variant == "spatial" else None
+    costs = spatialize(model, LAYERS, sheets=SHEETS, generator=torch.Generator().manual_seed(seed)) \
+        if variant == "spatial" else None
     groups = costs.param_groups(model, lr=a.lr, position_lr=a.lr * a.pos_lr_scale, weight_decay=a.wd) if costs \
         else [{"params": list(model.parameters()), "weight_decay": a.wd}]
     opt = torch.optim.AdamW(groups, lr=a.lr)

@@ -132,6 +132,29 @@ def test_torchvision_mlp_and_timm_mlp_sheets():
     assert c.positions_of("fc1", "in") is not c.positions_of("fc2", "out")  # no residual inside Mlp
 
 
+def test_timm_vit_residual_stream_is_one_sheet():
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=8, patch_size=4, embed_dim=12,
+                            depth=3, num_heads=2, num_classes=4)
+    c = spatialize(vit, ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2", "head"])
+    res = c.sheet("blocks.0.mlp.fc2", "out")
+    assert res.writers == ("blocks.0.mlp.fc2", "blocks.1.mlp.fc2", "blocks.2.mlp.fc2")
+    assert res.readers == ("blocks.0.mlp.fc1", "blocks.1.mlp.fc1", "blocks.2.mlp.fc1")
+    # the head reads the class token, x[:, 0]: an index is not element-wise, so it is named
+    assert c.sheet("head", "in") != res
+    c = spatialize(vit, ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2", "head"],
+                   sheets={"head": ("residual", None), "blocks.0.mlp.fc2": (None, "residual")})
+    res = c.sheet("head", "in")
+    assert res.name == "residual" and res.writers == ("blocks.0.mlp.fc2", "blocks.1.mlp.fc2", "blocks.2.mlp.fc2")
+    assert res.readers == ("blocks.0.mlp.fc1", "blocks.1.mlp.fc1", "blocks.2.mlp.fc1", "head")
+    assert [c.sheet(f"blocks.{b}.mlp.fc1", "out").readers for b in range(3)] == [(f"blocks.{b}.mlp.fc2",) for b in range(3)]
+    assert sorted(s.size for s in c.sheets.values()) == [4, 12, 48, 48, 48]
+    loss = vit(torch.randn(2, 3, 8, 8)).square().mean() + c(1.0, 3.0)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in c.positions.values())
+
+
 def test_shared_sheet_moves_both_costs():
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
