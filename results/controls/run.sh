@@ -1,0 +1,13 @@
+#!/bin/sh
+# Issue 14's study, as it ran (results/controls.md). Each step resumes and retrains nothing that
+# finished. DATA: the MNIST/Fashion-MNIST folder.
+set -e
+D=${DATA:-/work/shared/datasets}
+export OMP_NUM_THREADS=1
+PAPER="--alpha 1 --beta 3 --lr 0.005 --pos-lr-scale 1 --init-gain 1 --head-offset 0 --density-norm paper"
+# 1. selection, on the validation split with selection seeds 100 and 101: the default recipe with its
+#    head offset and without, and the paper's alpha, beta, lr (no offset) with and without the offset
+spatialnet reproduce --modes concat --variants spatial,offset-0 --seeds 100,101 --eval-split val --workers 2 \
+    --data-dir "$D" --out results/controls/val-defaults --runs-dir runs/issue14/val-defaults
+spatialnet reproduce --modes concat --variants spatial,offset-1.6 --seeds 100,101 --eval-split val --workers 2 \
+    --data-dir "$D" $PAPER --out results/controls/val-paper --runs-dir runs/issue14/val-paper
