@@ -264,6 +264,8 @@ def test_errors_name_the_module():
         spatialize(model, ["fc1"], transport_norm="sum")
     with pytest.raises(TypeError, match="layers must be a list"):
         spatialize(model, "fc1")
+    with pytest.raises(ValueError, match=r"attach='spatial': a Sequential runs or lists every child"):
+        spatialize(nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 2)), ["0", "1"], attach="spatial")
 
     class Twice(nn.Module):
         def __init__(self):

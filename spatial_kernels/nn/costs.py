@@ -229,6 +229,7 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
         elementwise: further module classes whose output neuron j is input neuron j.
         attach: a name under which the returned module is added to ``model`` (so that
             ``model.state_dict()``, ``.to()`` and DDP carry the positions); None keeps them apart.
+            Not for an ``nn.Sequential`` (its forward calls every child).
         positions: ``{sheet name: nn.Parameter}`` to use as those sheets' positions (shared, not
             copied, and not drawn: the RNG is left as it is), e.g. positions a model already owns.
 
@@ -249,6 +250,10 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
     costs = SpatialCosts(model, selected, ports, dim=dim, transport_norm=transport_norm, density_norm=density_norm,
                          backend=backend, names=names, generator=generator, adopt=positions)
     if attach is not None:
+        if isinstance(model, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            raise ValueError(f"attach={attach!r}: a {type(model).__name__} runs or lists every child, so adding the "
+                             f"costs to it would change it; keep them apart (attach=None, save costs.state_dict() "
+                             f"beside the model's) or attach them to a module that holds this one")
         if hasattr(model, attach):
             raise ValueError(f"attach={attach!r}: {type(model).__name__} already has an attribute of that name")
         model.add_module(attach, costs)
