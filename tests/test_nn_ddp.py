@@ -66,8 +66,9 @@ def test_ddp_two_processes_match_one(tmp_path):
                  f"--master-port={_free_port()}", str(script), str(tmp_path / "two.pt"), "2"]):
         r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
-    (one, init), two = ((d["final"], d["init"]) for d in [torch.load(tmp_path / "one.pt", weights_only=True)]), \
-        torch.load(tmp_path / "two.pt", weights_only=True)["final"]
+    saved = torch.load(tmp_path / "one.pt", weights_only=True)
+    one, init = saved["final"], saved["init"]
+    two = torch.load(tmp_path / "two.pt", weights_only=True)["final"]
     assert sorted(one) == sorted(two) and sum(k.startswith("spatial.positions.") for k in one) == 4
     for k, v in one.items():
         # the mean of two half-batch gradients is the full batch's, up to float32 summation order
