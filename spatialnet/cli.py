@@ -1,12 +1,11 @@
-"""``spatialnet`` command line: train, split, plot, reproduce, sweep, demo.
+"""``spatialnet`` command line: train, split, plot, reproduce, grid, sweep, dead-tol, demo.
 
 Layer indices (``--spatial-layers``) count the Linear layers from 1 at the input; layer l is also
 the layer of neurons it produces. ``--hidden 128,128,128,256 --spatial-layers 3,4,5`` is the
 paper's net: costs on the third hidden layer, the fourth and the output (layer 5).
 
-The defaults are the recipe that reproduces the paper's Table 1 (results/README.md): transport
-as the mean over connections (``--transport-norm mean``; the paper prints 1/N_l, ``paper``),
-Glorot-uniform init with gain 2, a constant lr, 30 epochs.
+The defaults are the recipe (results/README.md): transport as the mean over connections
+(``--transport-norm mean``; the paper prints 1/N_l), Glorot gain 2, a constant lr, 30 epochs.
 """
 from __future__ import annotations
 
@@ -16,8 +15,9 @@ import time
 from pathlib import Path
 
 from . import data as data_mod
-from .config import OPTIMIZERS, SCHEDULES, TrainConfig
+from .config import OPTIMIZERS, REGULAR_HPARAMS, SCHEDULES, TrainConfig
 from .evaluate import READOUT
+from .printout import print_eval as _print_eval, print_nets_table
 from .sweep import DEFAULT_SPACE
 
 
@@ -121,32 +121,6 @@ def _config(args, **over) -> TrainConfig:
     return TrainConfig(**kw).validate()
 
 
-def _fmt(v, spec=".3f") -> str:
-    return "n/a" if v is None else format(v, spec)
-
-
-def _print_eval(ev: dict, header: str) -> None:
-    from .tasks import display_name
-    print(header)
-    print(f"{'task':18s} {'full':>8s} {'split':>8s} {'drop':>8s}")
-    for t, name in enumerate(ev["tasks"]):
-        f, s = ev["full_per_task"][t], ev["split_per_task"][t]
-        print(f"{display_name(name):18s} {f:8.4f} {s:8.4f} {f - s:8.4f}")
-    print(f"{'mean':18s} {ev['full']:8.4f} {ev['split']:8.4f} {ev['full'] - ev['split']:8.4f}")
-    print("neurons per task in the split layers:",
-          ", ".join(f"layer {l}: {'/'.join(map(str, n))}" + (f" (+{ev['dead_per_layer'][l]} dead)"
-                                                              if ev["dead_per_layer"].get(l) else "")
-                    for l, n in ev["split_sizes"].items()))
-    print(f"positions (live neurons, mean over the hidden split layers; null = labels permuted): "
-          f"silhouette {_fmt(ev['silhouette'])} (null {_fmt(ev['silhouette_null'])}), "
-          f"ARI of k-means {_fmt(ev['ari'])} (null {_fmt(ev['ari_null'])})")
-    print(f"weights: cross-task share of sum |w| {_fmt(ev['cross_task_share'])} (chance {_fmt(ev['share_chance'])}, "
-          f"normalised {_fmt(ev['share_norm'])}: 1 = chance, 0 = disjoint), Newman Q {_fmt(ev['newman_q'])}")
-    print(f"dead neurons: {ev['dead']} ({_fmt(ev['dead_fraction'], '.0%')} of the hidden split layers); full "
-          f"accuracy with only them silenced {ev['full_dead_silenced']:.4f} (delta {ev['dead_delta']:+.4f})")
-    print(f"read on the {'validation split' if ev.get('eval_split') == 'val' else 'test sets'}")
-
-
 def cmd_train(args) -> int:
     from .train import init_distributed_from_env, train
     cfg = _config(args)
@@ -234,26 +208,16 @@ def cmd_demo(args) -> int:
         args.epochs = 30 if ds.source == "full" else 200
     out = Path(args.out)
     results = {}
-    from .config import REGULAR_HPARAMS
     for net in ("spatial", "regular"):
         # the regular net at its own settings (the paper's lr, gain 1): a fair baseline
         cfg = _config(args, mode="concat", net=net, seed=args.seed, data=ds.source,
                       **(REGULAR_HPARAMS if net == "regular" else {}))
         results[net] = train(cfg, out / net, data_dir=args.data_dir, dataset=ds, progress=not args.no_progress,
                              log=print if net == "spatial" else (lambda *a: None))
-    sp, rg = results["spatial"], results["regular"]
     print(f"\nconcat mode, {ds.source} data"
           f"{f' ({cfg.max_train} training images per dataset)' if cfg.max_train else ''}, {cfg.epochs} epochs, "
           f"seed {cfg.seed}: before (full) and after (split) splitting each net into its tasks' subnetworks")
-    print(f"{'net':9s} {'full':>7s} {'split':>7s} {'drop':>7s} {'silhouette (null)':>18s} {'ARI (null)':>14s} "
-          f"{'share/chance':>12s} {'Newman Q':>9s} {'dead':>5s}")
-    for net, r in results.items():
-        print(f"{net:9s} {r['full']:7.4f} {r['split']:7.4f} {r['drop']:7.4f} "
-              f"{_fmt(r['silhouette']) + ' (' + _fmt(r['silhouette_null']) + ')':>18s} "
-              f"{_fmt(r['ari']) + ' (' + _fmt(r['ari_null']) + ')':>14s} {_fmt(r['share_norm']):>12s} "
-              f"{_fmt(r['newman_q']):>9s} {r['dead']:5d}")
-    print(f"read on the {'validation split' if cfg.eval_split == 'val' else 'test sets'}; share/chance: the "
-          f"cross-task share of sum |w| over its value under random relabelling (1 = chance, 0 = disjoint)")
+    print_nets_table(results, cfg.eval_split)
     write_json(out / "demo.json", {net: {k: r[k] for k in DEMO_KEYS} | {"tasks": r["tasks"]}
                                    for net, r in results.items()}
                | {"settings": {"data": ds.source, "epochs": cfg.epochs, "seed": cfg.seed,
