@@ -119,6 +119,29 @@ def test_traced_residual_block(backend):
     _check_against_hand(model, costs, triples)
 
 
+@pytest.mark.parametrize("backend", ["numba", "triton"])
+def test_float32_residual_and_conv_on_the_fused_backends(backend):
+    """float32 weights and positions (triton's dtype; under TRITON_INTERPRET=1 on CPU), against the
+    float64 hand-written sum of the same numbers."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv1d(3, 5, 3), nn.ReLU(), nn.Conv1d(5, 4, 1))
+    res = Residual()
+    for m, names in ((model, ["0", "2"]), (res, ["fc0", "fc1", "fc2", "fc3"])):
+        costs = spatialize(m, names, backend=backend)
+        got = costs(9.0, 20.0)
+        params = [mod.weight for mod in (m.get_submodule(n) for n in names)] + list(costs.positions.values())
+        grads = torch.autograd.grad(got, params)
+        d = {id(p): p.detach().double().requires_grad_(True) for p in params}
+        P = lambda n, port: d[id(costs.positions_of(n, port))]  # noqa: E731
+        want = _hand_cost([(d[id(m.get_submodule(n).weight)], P(n, "in"), P(n, "out")) for n in names],
+                          9.0, 20.0, "mean", "neuron")
+        g_want = torch.autograd.grad(want, [d[id(p)] for p in params])
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=0)
+        for a, b in zip(grads, g_want):
+            torch.testing.assert_close(a.double(), b, rtol=2e-5, atol=2e-6 * b.abs().max().item())
+
+
 def test_torchvision_mlp_and_timm_mlp_sheets():
     from timm.layers import Mlp
     from torchvision.ops import MLP
