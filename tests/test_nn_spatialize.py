@@ -287,6 +287,10 @@ def test_errors_name_the_module():
         spatialize(model, ["fc1"], transport_norm="sum")
     with pytest.raises(TypeError, match="layers must be a list"):
         spatialize(model, "fc1")
+    c = spatialize(model, ["fc1", "fc2"])
+    model.fc1.weight = nn.Parameter(torch.randn(14, 7))
+    with pytest.raises(ValueError, match=r"layer 'fc1' has weight \(14, 7\), but its sheets hold 13 output"):
+        c(1.0, 3.0)
     with pytest.raises(ValueError, match=r"attach='spatial': a Sequential runs or lists every child"):
         spatialize(nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 2)), ["0", "1"], attach="spatial")
 

@@ -147,9 +147,13 @@ class SpatialCosts(nn.Module):
         return channel_strength(dict(self._layers)[layer].weight.detach())
 
     def _transport(self, m: nn.Module, key_in: str, key_out: str, scale) -> torch.Tensor:
+        W, p_in, p_out = m.weight, self.positions[key_in], self.positions[key_out]
+        if not torch.compiler.is_compiling() and tuple(W.shape[:2]) != (len(p_out), len(p_in)):
+            name = next(n for n, mod in self._layers if mod is m)
+            raise ValueError(f"layer {name!r} has weight {tuple(W.shape)}, but its sheets hold {len(p_out)} output "
+                             f"and {len(p_in)} input neurons: was it replaced or resized after spatialize()?")
         # a conv weight goes in whole: the fused op sums |W| over the taps itself, no temporary
-        return fused_transport_cost(m.weight, self.positions[key_in], self.positions[key_out], scale=scale,
-                                    backend=self.backend)
+        return fused_transport_cost(W, p_in, p_out, scale=scale, backend=self.backend)
 
     def transport_cost(self, layer: str, scale: float = 1.0) -> torch.Tensor:
         """``scale * T(layer)``, normalised as ``transport_norm`` says."""
