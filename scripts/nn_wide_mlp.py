@@ -44,6 +44,7 @@ def main():
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps", type=int, default=0, help="batches per epoch (0: the whole training set)")
     p.add_argument("--timing-pairs", type=int, default=20)
+    p.add_argument("--timing-only", action="store_true", help="time the steps, train nothing")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -54,7 +55,7 @@ def main():
     td = concat_data(a.seed)
     layers = ["3", "6", "9"]  # Linear layers 2, 3, 4 of 0..9 (ReLU and Dropout between)
     rec = {"config": vars(a) | {"effective": eff, "batch": batch, "layers": layers}, "runs": []}
-    for variant in ("timing", "plain", "spatial"):
+    for variant in ("timing",) if a.timing_only else ("timing", "plain", "spatial"):
         torch.manual_seed(a.seed)
         model = MLP(1568, [h, h, h, 20])
         costs = spatialize(model, layers, generator=torch.Generator().manual_seed(a.seed))
