@@ -11,9 +11,10 @@ and for every sheet s that some selected layer writes, once however many write i
 
 For a chain of layers (each sheet written by one layer) this is SpatialMLP's
 ``(1/|L|) sum_l [alpha T(l) + beta V(l)]``, summed in that order, term by term, with the weights
-``(alpha/|L|)/c`` as SpatialMLP takes them, so that its numbers stay the same to the bit. A conv layer's weight ``(n_out, n_in, *kernel)``
-counts each (out, in) channel pair once, with ``sum_taps |w|`` as its weight. The constant
-weights go into the kernels as ``scale=`` (dW is stored already weighted).
+taken as ``(alpha/|L|)/c`` like SpatialMLP did, so that its numbers stay the same to the bit. A
+conv layer's weight ``(n_out, n_in, *kernel)`` counts each (out, in) channel pair once, with
+``sum_taps |w|`` as its weight. The constant weights go into the kernels as ``scale=`` (dW is
+stored already weighted).
 """
 from __future__ import annotations
 
