@@ -8,20 +8,29 @@ pattern (costs on the last hidden layer and the output, the layer before them po
 the spatial hidden layer ``width`` wide, so the step holds one ``width x width`` transport, one
 ``width``-neuron density and one ``width x width`` matmul. A step is: forward, cross-entropy on
 both heads, spatial loss (alpha = 1, beta = 3), backward, Adam step; batch 256, random data.
+With bfloat16 weights (the GPU default) Adam steps float32 master copies, as training does
+(``spatialnet/optim.py``).
 
 For every width it runs ``regular`` (the same net without costs), ``reference`` and the
 device's fused backend (``numba`` on CPU, ``triton`` on GPU). Per point:
 
 - time, side by side: one model with the backend's costs takes regular steps (task loss only,
-  the positions get no gradient, so the step is a regular net's) and spatial steps
-  alternately, and the medians of both are recorded (``step_s``, ``regular_step_s``), so
-  their ratio does not move with the machine's load between points; then the median of the
-  spatial loss's forward+backward alone (``spatial_s``; its share of the step is
-  ``spatial_s / step_s``);
+  the positions get no gradient, so the step is a regular net's) and spatial steps in
+  alternating pairs, and the medians of the second step of every pair are recorded
+  (``step_s``, ``regular_step_s``), so their ratio does not move with the machine's load
+  between points; then the median of the spatial loss's forward+backward alone (``spatial_s``;
+  its share of the step is ``spatial_s / step_s``). The first step after a switch is not
+  timed because it pays for the other kind's gradients: ``zero_grad`` frees them, and a
+  regular step's fresh 67 MB gradient at width 4096 took ~9 ms to unmap, which strict
+  alternation (before 2026-12-01) charged to the spatial step;
 - peak memory of the spatial step (``peak_mb``) and of a regular net's step
   (``regular_peak_mb``): on CPU the resident high-water mark of a fresh process that does
   nothing else (with glibc returning large blocks on free, so the mark is what the step
   needs), on GPU ``torch.cuda.max_memory_allocated`` from a reset before the model is built.
+  On CPU also ``step_peak_mb``: that mark less the process's resident size once its libraries
+  are loaded and the backend's kernels compiled (on tiny inputs), before the model is built:
+  the model, the optimiser's state and what two steps allocate, without the code of numba
+  and LLVM (~150 MB resident), which a regular net's process never loads.
 
 On CPU timing and memory run in separate fresh processes; the timing one keeps glibc's default
 allocator settings, as a user's process would. A point that runs out of memory is recorded with
@@ -54,6 +63,7 @@ def build_step(width: int, backend: str | None, device: str, weight_dtype: str =
     import torch
 
     from spatialnet.model import SpatialMLP
+    from spatialnet.optim import LOW_PRECISION, MasterWeights
 
     torch.manual_seed(0)
     spatial = () if backend is None else (3, 4)
@@ -62,7 +72,10 @@ def build_step(width: int, backend: str | None, device: str, weight_dtype: str =
                            backend=backend or "auto")
     dtype = getattr(torch, weight_dtype)
     model.weights_to(dtype)  # positions stay float32; only W (and biases) go low-precision
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if dtype in LOW_PRECISION:  # the step training takes: Adam on float32 master copies
+        opt = MasterWeights([{"params": list(model.parameters())}], torch.optim.Adam, lr=1e-3)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(BATCH, 784, device=device, dtype=dtype)
     y = torch.randint(0, 10, (BATCH, 2), device=device)
 
@@ -120,7 +133,9 @@ def _child_time(width: int, backend: str, device: str, reps: int, weight_dtype: 
         regular_step()
         steps, regular = [], []
         for _ in range(reps):
+            regular_step()  # pays for the spatial step's frees: not timed
             regular.append(_timed_once(regular_step, device))
+            step()
             steps.append(_timed_once(step, device))
         spatial_s = statistics.median(_timed_once(spatial, device) for _ in range(reps))
     except (MemoryError, RuntimeError) as err:
@@ -137,6 +152,12 @@ def _child_peak(width: int, backend: str, device: str, weight_dtype: str) -> dic
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    else:
+        import spatialnet.model  # noqa: F401  (what build_step imports, loaded before the base)
+        import spatialnet.optim  # noqa: F401
+
+        _warm_kernels(backend)
+        base_mb = _status_mb("VmRSS")
     try:
         step, _, _ = build_step(width, None if backend == "regular" else backend, device, weight_dtype)
         step()
@@ -147,11 +168,31 @@ def _child_peak(width: int, backend: str, device: str, weight_dtype: str) -> dic
             return _oom_record(err)
         raise
     if device == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        with open("/proc/self/status") as f:
-            peak_mb = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
-    return {"oom": False, "peak_mb": peak_mb}
+        return {"oom": False, "peak_mb": torch.cuda.max_memory_allocated() / 2**20}
+    peak_mb = _status_mb("VmHWM")
+    return {"oom": False, "peak_mb": peak_mb, "step_peak_mb": peak_mb - base_mb}
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(field + ":")) / 1024
+
+
+def _warm_kernels(backend: str) -> None:
+    """A tiny Adam step of a Linear layer (autograd's and the thread pools' start-up), with
+    ``backend``'s costs loaded and compiled unless it is the regular net."""
+    import torch
+
+    from spatial_kernels import fused_density_cost, fused_transport_cost
+
+    lin = torch.nn.Linear(8, 8)
+    p = torch.randn(8, 2, requires_grad=True)
+    opt = torch.optim.Adam([*lin.parameters(), p])
+    loss = lin(torch.randn(4, 8)).square().mean()
+    if backend != "regular":
+        loss = loss + fused_transport_cost(lin.weight, p, p, backend=backend) + fused_density_cost(p, backend=backend)
+    loss.backward()
+    opt.step()
 
 
 def _child(what: str, width: int, backend: str, device: str, reps: int, weight_dtype: str) -> dict:
@@ -234,6 +275,8 @@ def main(argv=None) -> None:
     ap.add_argument("--widths", type=lambda s: [int(w) for w in s.split(",")], default=None,
                     help="comma-separated widths (default: 256,1024,4096,16384; +32768,65536 on cuda)")
     ap.add_argument("--reps", type=int, default=5, help="timed steps per point (median)")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="time the fused backend only (the reference takes minutes per step at 16384)")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -249,13 +292,14 @@ def main(argv=None) -> None:
         reps = args.reps if w <= 4096 else 3
         regular = _run_point("peak", w, "regular", device, reps, weight_dtype)
         print(json.dumps({"width": w, "backend": "regular", **regular}), flush=True)
-        for backend in ("reference", fused):
+        for backend in (fused,) if args.no_reference else ("reference", fused):
             peak = _run_point("peak", w, backend, device, reps, weight_dtype)
             timed = _run_point("time", w, backend, device, reps, weight_dtype) if not peak["oom"] else peak
             oom = peak["oom"] or timed["oom"]
             rec = {"width": w, "backend": backend, "step_s": timed.get("step_s"), "spatial_s": timed.get("spatial_s"),
                    "regular_step_s": timed.get("regular_step_s"), "peak_mb": peak.get("peak_mb"),
-                   "regular_peak_mb": regular.get("peak_mb"), "oom": oom, "weight_dtype": weight_dtype}
+                   "regular_peak_mb": regular.get("peak_mb"), "step_peak_mb": peak.get("step_peak_mb"),
+                   "regular_step_peak_mb": regular.get("step_peak_mb"), "oom": oom, "weight_dtype": weight_dtype}
             if oom:
                 rec["error"] = (peak if peak["oom"] else timed).get("error", "")
             print(json.dumps(rec), flush=True)
@@ -281,26 +325,35 @@ def _write(records, device, weight_dtype, reps) -> None:
           f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}.", "",
           "One training step of `SpatialMLP([784, 1024, width, width, 20], spatial_layers=(3, 4))`, "
           f"batch {BATCH}, Adam. Times: medians of {reps} steps (3 above width 4096) after a warm-up, "
-          "the regular step (task loss only) and the spatial step taken alternately on one model in "
-          "one process; `spatial` = the spatial loss's forward+backward alone; `share` = spatial / step; "
+          "the regular step (task loss only) and the spatial step taken in alternating pairs on one model in "
+          "one process, the second step of each pair timed; `spatial` = the spatial loss's forward+backward alone; `share` = spatial / step; "
           "`added` = step / regular step − 1. Peaks: "
           + ("`torch.cuda.max_memory_allocated`" if device == "cuda" else
              "resident high-water mark of a fresh process per point that builds the net and takes two steps")
-          + "; memory ratio = peak / regular peak.", "",
-          "| width | backend | step s | spatial s | share | regular step s | added | peak MB | regular peak MB | memory ratio |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          + "; memory ratio = peak / regular peak."
+          + ("" if device == "cuda" else " Step MB: the same mark less the resident size of the process with its "
+             "libraries loaded and kernels compiled, before the model is built (without numba's and LLVM's code).")
+          + "", "",
+          "| width | backend | step s | spatial s | share | regular step s | added | peak MB | regular peak MB | "
+          "memory ratio | step MB | regular step MB | step memory ratio |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         if r["oom"]:
             md.append(f"| {r['width']} | {r['backend']} | out of memory | | | "
-                      f"{_f(r['regular_step_s'])} | | | {_f(r['regular_peak_mb'], 0)} | |")
+                      f"{_f(r['regular_step_s'])} | | | {_f(r['regular_peak_mb'], 0)} | | | | |")
             continue
         added = r["step_s"] / r["regular_step_s"] - 1 if r["regular_step_s"] else float("nan")
         md.append(f"| {r['width']} | {r['backend']} | {_f(r['step_s'])} | {_f(r['spatial_s'])} | "
                   f"{r['spatial_s'] / r['step_s']:.0%} | {_f(r['regular_step_s'])} | {added:+.0%} | "
                   f"{_f(r['peak_mb'], 0)} | {_f(r['regular_peak_mb'], 0)} | "
-                  f"{r['peak_mb'] / r['regular_peak_mb']:.2f} |")
+                  f"{r['peak_mb'] / r['regular_peak_mb']:.2f} | {_f(r.get('step_peak_mb'), 0)} | "
+                  f"{_f(r.get('regular_step_peak_mb'), 0)} | {_ratio(r.get('step_peak_mb'), r.get('regular_step_peak_mb'))} |")
     stem.with_suffix(".md").write_text("\n".join(md) + "\n")
     _plot(records, stem.with_suffix(".png"), f"one training step, {machine}")
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}" if a is not None and b else ""
 
 
 def _f(v, digits: int = 3) -> str:

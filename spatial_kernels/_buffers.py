@@ -19,8 +19,8 @@ buffer of that size costs a page fault per 4 KiB page on first touch: at 8192 x 
   allocations (``madvise(MADV_HUGEPAGE)``, only on that allocation): the first touch of a new
   buffer is then about 4x cheaper too. No process-wide allocator setting is changed.
 
-``set_reuse(False)`` (or ``SPATIAL_KERNELS_REUSE_BUFFERS=0``) turns reuse off: every call then
-gets a fresh numpy buffer.
+``set_reuse(False)`` (or ``SPATIAL_KERNELS_REUSE_BUFFERS=0``) turns all of this off: every call
+then gets a fresh ``torch.empty``, as before the pool existed.
 """
 from __future__ import annotations
 
@@ -66,10 +66,12 @@ def _give_back(key: tuple, base: np.ndarray) -> None:
 def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised contiguous CPU tensor; its memory may have been used by an earlier one
     that no longer exists (the caller writes every element)."""
+    if not _reuse:
+        return torch.empty(shape, dtype=dtype)
     np_dtype = torch.empty((), dtype=dtype).numpy().dtype
     nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
-    if not _reuse or nbytes < MIN_POOLED_BYTES:
-        return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+    if nbytes < MIN_POOLED_BYTES:
+        return torch.empty(shape, dtype=dtype)
     key = (tuple(shape), np_dtype.str)
     base = _idle.pop(key, None)
     if base is None:

@@ -1,0 +1,208 @@
+"""The CPU costs inside a training step, against what the memory and the vector units allow.
+
+    python -m benchmarks.cpu_step [--sizes 8192,16384] [--reps 7]
+
+Two questions, each answered with ratios measured side by side in one process:
+
+- **Transport against a copy of W.** For an ``n x n`` float32 layer: the median time of one
+  read+write copy of W into an existing buffer (``y.copy_(x)``), and of the transport cost's
+  forward+backward in a training-step loop (``fused_transport_cost(W, p_in, p_out,
+  scale=...).backward()`` with every ``.grad`` set to None before each call, as
+  ``optimizer.zero_grad()`` does), with the gradient buffers reused (the default,
+  ``spatial_kernels/_buffers.py``) and with reuse off (a fresh ``dW`` each call), taken in
+  turn. The floor is one read of W and one write of dW: one copy.
+- **Density against the vector peak.** The FMA peak of this CPU from a small loop of
+  independent fused multiply-adds on registers (``fma_peak``), beside the density kernel's
+  forward+backward pairs/s and the FMAs each pair needs: the kernel's FMA-pipe use
+  ``pairs/s * FMAs per pair / peak``. The count per pair (D = 2, float32) is 14 mul/FMA: 2 for
+  the squared distance, 10 for exp (range reduction 3, polynomial 6, the power of two 1), 2 for
+  the gradient; the sqrt, the division, compares, integer steps and the padded third
+  coordinate's 3 are extra.
+
+Writes ``benchmarks/results/cpu-step-<date>.{md,json}``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import njit, prange
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# mul/FMA per density pair, D = 2 float32 (see _density_fwd_bwd_kernel): |u|^2 2, exp 10, the
+# gradient's 2
+DENSITY_FMAS_PER_PAIR = 14
+FMA_CHAINS = 8  # independent chains per element: hide the FMA latency without spilling
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def fma_peak(x, rounds):
+    """``FMA_CHAINS`` independent multiply-add chains per element of ``x`` (n, columns),
+    vectorised over the rows; ``x.size * FMA_CHAINS * rounds`` FMAs in all."""
+    n = x.shape[0]
+    for c in prange(x.shape[1]):
+        for i in range(n):
+            v0 = x[i, c]
+            v1 = v0 + np.float32(1)
+            v2 = v0 + np.float32(2)
+            v3 = v0 + np.float32(3)
+            v4 = v0 + np.float32(4)
+            v5 = v0 + np.float32(5)
+            v6 = v0 + np.float32(6)
+            v7 = v0 + np.float32(7)
+            a = np.float32(0.999)
+            b = np.float32(0.001)
+            for _ in range(rounds):
+                v0 = v0 * a + b
+                v1 = v1 * a + b
+                v2 = v2 * a + b
+                v3 = v3 * a + b
+                v4 = v4 * a + b
+                v5 = v5 * a + b
+                v6 = v6 * a + b
+                v7 = v7 * a + b
+            x[i, c] = v0 + v1 + v2 + v3 + v4 + v5 + v6 + v7
+
+
+def measure_fma_peak(reps: int = 5) -> float:
+    """FMAs per second, the median of ``reps`` runs of :func:`fma_peak` on an L1-sized array."""
+    x = np.asfortranarray(np.ones((1024, 64), np.float32))
+    rounds = 2000
+    fma_peak(x, 2)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fma_peak(x, rounds)
+        times.append(time.perf_counter() - t0)
+    return x.size * FMA_CHAINS * rounds / statistics.median(times)
+
+
+def _median(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def transport_point(n: int, reps: int) -> dict:
+    import torch
+
+    from spatial_kernels import _buffers, fused_transport_cost
+
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(n, n, generator=g).requires_grad_(True)
+    p_in = torch.randn(n, 2, generator=g).requires_grad_(True)
+    p_out = torch.randn(n, 2, generator=g).requires_grad_(True)
+    src, dst = torch.randn(n, n, generator=g), torch.empty(n, n)
+
+    def step():
+        W.grad = p_in.grad = p_out.grad = None  # optimizer.zero_grad()
+        fused_transport_cost(W, p_in, p_out, scale=1.0 / (n * n)).backward()
+
+    def fresh_step():
+        _buffers.set_reuse(False)
+        try:
+            step()
+        finally:
+            _buffers.set_reuse(True)
+
+    rows = {"copy": [], "reused": [], "fresh": []}
+    fns = {"copy": lambda: dst.copy_(src), "reused": step, "fresh": fresh_step}
+    for fn in fns.values():
+        fn()
+    for _ in range(reps):  # in turn, so the machine's load falls on all three alike
+        for name, fn in fns.items():
+            rows[name].append(_median(fn, 1))
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    W.grad = None
+    return {"n": n, "copy_s": med["copy"], "step_s": med["reused"], "fresh_step_s": med["fresh"],
+            "step_copies": med["reused"] / med["copy"], "fresh_step_copies": med["fresh"] / med["copy"],
+            "copy_GBps": 2 * n * n * 4 / med["copy"] / 1e9}
+
+
+def density_point(n: int, reps: int, peak: float) -> dict:
+    import torch
+
+    from spatial_kernels import fused_density_cost
+
+    p = torch.randn(n, 2, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+
+    def run():
+        p.grad = None
+        fused_density_cost(p, scale=1.0 / n).backward()
+
+    s = _median(run, reps)
+    pairs = n * n / s
+    return {"n": n, "s": s, "pairs_per_s": pairs, "fma_share_of_peak": pairs * DENSITY_FMAS_PER_PAIR / peak}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[8192, 16384])
+    ap.add_argument("--density-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[4096, 16384])
+    ap.add_argument("--reps", type=int, default=7)
+    args = ap.parse_args(argv)
+    import torch
+
+    peak = measure_fma_peak()
+    print(json.dumps({"fma_peak_per_s": peak}), flush=True)
+    transport = []
+    for n in args.sizes:
+        transport.append(transport_point(n, args.reps))
+        print(json.dumps(transport[-1]), flush=True)
+    density = [density_point(n, args.reps, peak) for n in args.density_sizes]
+    for r in density:
+        print(json.dumps(r), flush=True)
+    peak_after = measure_fma_peak()
+
+    today = dt.date.today().isoformat()
+    load = os.getloadavg()
+    machine = f"{platform.machine()} CPU ({_cpu_name()}), {os.cpu_count()} logical cores"
+    meta = {"date": today, "machine": machine, "torch": torch.__version__, "load_avg_1_5_15": load,
+            "fma_peak_per_s": [peak, peak_after]}
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"cpu-step-{today}"
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "transport": transport, "density": density},
+                                                    indent=1))
+    md = [f"# CPU costs inside a training step, {today}", "",
+          f"{machine}; torch {torch.__version__}; load average at the end "
+          f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}. `python -m benchmarks.cpu_step`.", "",
+          "## Transport forward+backward in a training-step loop, against one copy of W", "",
+          f"float32 W, D = 2; `.grad = None` before every call, as `zero_grad()` does; medians of "
+          f"{args.reps} rounds, the three taken in turn in one process. `copies` = time / copy time.", "",
+          "| W | copy of W | copy GB/s | step, dW reused | copies | step, fresh dW | copies |",
+          "|---|---|---|---|---|---|---|"]
+    for r in transport:
+        md.append(f"| {r['n']}² | {r['copy_s'] * 1e3:.1f} ms | {r['copy_GBps']:.0f} | {r['step_s'] * 1e3:.1f} ms | "
+                  f"**{r['step_copies']:.2f}** | {r['fresh_step_s'] * 1e3:.1f} ms | {r['fresh_step_copies']:.2f} |")
+    md += ["", "## Density forward+backward against the FMA peak", "",
+           f"FMA peak of this CPU (`fma_peak`, {FMA_CHAINS} chains per lane, float32): "
+           f"{peak / 1e9:.1f} G FMA/s before, {peak_after / 1e9:.1f} after. "
+           f"A pair needs {DENSITY_FMAS_PER_PAIR} mul/FMA (D = 2) plus a sqrt and a division.", "",
+           "| N | time | pairs/s | FMA pipes busy (pairs/s × FMAs per pair / peak) |", "|---|---|---|---|"]
+    for r in density:
+        md.append(f"| {r['n']} | {r['s'] * 1e3:.1f} ms | {r['pairs_per_s']:.3g} | {r['fma_share_of_peak']:.0%} |")
+    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
