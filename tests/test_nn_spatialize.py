@@ -178,6 +178,20 @@ def test_timm_vit_residual_stream_is_one_sheet():
     assert all(p.grad is not None and p.grad.abs().max() > 0 for p in c.positions.values())
 
 
+def test_torchvision_resnet_stages_are_residual_sheets():
+    from torchvision.models import resnet18
+
+    c = spatialize(resnet18(num_classes=10), ["layer*.*.conv*", "layer*.0.downsample.0", "fc"])
+    stage2 = c.sheet("layer2.0.conv2", "out")
+    # the stage's residual stream: written by its blocks' conv2 and by the downsample conv (the
+    # shortcut that adds to it), read by its blocks' conv1 and by the next stage's first convs
+    assert stage2.writers == ("layer2.0.conv2", "layer2.0.downsample.0", "layer2.1.conv2")
+    assert stage2.readers == ("layer2.1.conv1", "layer3.0.conv1", "layer3.0.downsample.0")
+    assert c.sheet("layer2.0.conv1", "out").readers == ("layer2.0.conv2",)
+    assert c.sheet("fc", "in").writers == ()  # after pooling and flatten: a sheet of its own
+    assert len(c.sheets) == 14
+
+
 def test_shared_sheet_moves_both_costs():
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
