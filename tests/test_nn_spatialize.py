@@ -219,6 +219,18 @@ def test_untraceable_model_uses_names_or_fresh_sheets():
     assert len(c.sheets) == 8
 
 
+def test_sequential_chain_when_its_trace_fails():
+    """A Sequential holding an untraceable child with a selected layer: fx fails on the whole, the
+    chain rule still joins its own layers, and the child's layer (no port of a size it could share)
+    gets sheets of its own."""
+    seq = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 5), Untraceable(5, 7))
+    with pytest.raises(Exception):
+        torch.fx.symbolic_trace(seq)
+    c = spatialize(seq, ["0", "2", "3.fc2"])
+    assert c.positions_of("2", "in") is c.positions_of("0", "out")
+    assert [s.size for s in c.sheets.values()] == [3, 6, 5, 7, 4]
+
+
 def test_state_dict_round_trip_and_attach():
     torch.manual_seed(4)
     model = Residual()
