@@ -231,6 +231,18 @@ def test_sequential_chain_when_its_trace_fails():
     assert [s.size for s in c.sheets.values()] == [3, 6, 5, 7, 4]
 
 
+def test_chain_for_the_split():
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Conv1d(2, 5, 3), nn.ReLU(), nn.Conv1d(5, 4, 1), nn.ReLU(), nn.Linear(4, 3))
+    c = spatialize(model, ["0", "2", "4"], infer=False, sheets={"0": (None, "a"), "2": ("a", "b"), "4": ("b", None)})
+    strengths, positions = c.chain(["0", "2", "4"])
+    assert [tuple(s.shape) for s in strengths] == [(5, 2), (4, 5), (3, 4)]
+    torch.testing.assert_close(strengths[0], model[0].weight.detach().abs().sum(-1), rtol=0, atol=0)
+    assert positions[1] is c.positions["a"] and positions[2] is c.positions["b"] and len(positions) == 4
+    with pytest.raises(ValueError, match=r"'4' reads sheet 'b', not '0''s output sheet 'a'"):
+        c.chain(["0", "4"])
+
+
 def test_state_dict_round_trip_and_attach():
     torch.manual_seed(4)
     model = Residual()

@@ -147,6 +147,19 @@ class SpatialCosts(nn.Module):
         split and the modularity measures read."""
         return channel_strength(dict(self._layers)[layer].weight.detach())
 
+    def chain(self, layers: list[str]) -> tuple[list[torch.Tensor], list[nn.Parameter]]:
+        """``(strengths, positions)`` of a chain of layers, each reading the sheet the one before
+        writes: ``strengths[k] = strength(layers[k])``; ``positions`` = the first layer's input
+        sheet, then each layer's output sheet (K + 1 of them). What a split along the chain
+        (spatialnet's ``greedy_split``) and its measures (``chain_measures``) read; a break in the
+        chain is a ValueError naming it."""
+        for a, b in zip(layers, layers[1:]):
+            if self.sheet(b, "in") != self.sheet(a, "out"):
+                raise ValueError(f"{b!r} reads sheet {self.sheet(b, 'in').name!r}, not {a!r}'s output sheet "
+                                 f"{self.sheet(a, 'out').name!r}: {layers} is not a chain of sheets")
+        positions = [self.positions_of(layers[0], "in")] + [self.positions_of(n, "out") for n in layers]
+        return [self.strength(n) for n in layers], positions
+
     def _transport(self, m: nn.Module, key_in: str, key_out: str, scale) -> torch.Tensor:
         W, p_in, p_out = m.weight, self.positions[key_in], self.positions[key_out]
         if not torch.compiler.is_compiling() and tuple(W.shape[:2]) != (len(p_out), len(p_in)):
