@@ -26,5 +26,5 @@ setup(
         "dev": ["pytest>=7", "pytest-benchmark>=4", "pykeops>=2.2", "psutil>=5", "timm>=1.0"],
         "timm": ["timm>=1.0"],  # spatial_kernels.nn on timm models (results/vit-modules)
     },
-    entry_points={"console_scripts": ["spatialnet=spatialnet.cli:main"]},
+    entry_points={"console_scripts": ["spatialnet=spatialnet.__main__:main"]},
 )

@@ -1,8 +1,17 @@
 """The paper's spatial MLP (Wołczyk et al. 2019) end to end: model, data, training, split, plots, CLI.
 
-Uses ``spatial_kernels`` through its public functions only.
+Uses ``spatial_kernels`` through its public functions only. The exports load on first use, so
+that ``python -m spatialnet`` and the ``spatialnet`` command can set up their own process
+before torch is imported (``__main__.py``).
 """
-from .model import SpatialLinear, SpatialMLP
-from .split import greedy_split, task_masks
+import importlib
 
-__all__ = ["SpatialLinear", "SpatialMLP", "greedy_split", "task_masks"]
+_EXPORTS = {"SpatialLinear": "model", "SpatialMLP": "model", "greedy_split": "split", "task_masks": "split"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'spatialnet' has no attribute {name!r}")
