@@ -2,6 +2,7 @@
 
     python -m benchmarks.scale                      # CPU: widths 256, 1024, 4096, 16384
     python -m benchmarks.scale --device cuda        # GPU: adds 32768 and 65536, W in bfloat16
+    THP_MEM_ALLOC_ENABLE=1 python -m benchmarks.scale --no-reference   # as the spatialnet command runs (-thp files)
 
 The network is ``SpatialMLP([784, 1024, width, width, 20], spatial_layers=(3, 4))``: the paper's
 pattern (costs on the last hidden layer and the output, the layer before them positioned) with
@@ -275,6 +276,7 @@ def main(argv=None) -> None:
     ap.add_argument("--widths", type=lambda s: [int(w) for w in s.split(",")], default=None,
                     help="comma-separated widths (default: 256,1024,4096,16384; +32768,65536 on cuda)")
     ap.add_argument("--reps", type=int, default=5, help="timed steps per point (median)")
+    ap.add_argument("--reps-large", type=int, default=3, help="timed steps per point above width 4096")
     ap.add_argument("--no-reference", action="store_true",
                     help="time the fused backend only (the reference takes minutes per step at 16384)")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
@@ -289,7 +291,7 @@ def main(argv=None) -> None:
     weight_dtype = "bfloat16" if device == "cuda" else "float32"
     records = []
     for w in widths:
-        reps = args.reps if w <= 4096 else 3
+        reps = args.reps if w <= 4096 else args.reps_large
         regular = _run_point("peak", w, "regular", device, reps, weight_dtype)
         print(json.dumps({"width": w, "backend": "regular", **regular}), flush=True)
         for backend in (fused,) if args.no_reference else ("reference", fused):
@@ -304,11 +306,11 @@ def main(argv=None) -> None:
                 rec["error"] = (peak if peak["oom"] else timed).get("error", "")
             print(json.dumps(rec), flush=True)
             records.append(rec)
-        _write(records, device, weight_dtype, args.reps)  # after every width: a cut-off run keeps its rows
-    print((RESULTS / f"scale-{device}-{dt.date.today().isoformat()}.md").read_text())
+        _write(records, device, weight_dtype, args.reps, args.reps_large)  # after every width: a cut-off run keeps its rows
+    print(max(RESULTS.glob(f"scale-{device}-{dt.date.today().isoformat()}*.md"), key=lambda p: p.stat().st_mtime).read_text())
 
 
-def _write(records, device, weight_dtype, reps) -> None:
+def _write(records, device, weight_dtype, reps, reps_large=3) -> None:
     import torch
 
     today = dt.date.today().isoformat()
@@ -317,14 +319,17 @@ def _write(records, device, weight_dtype, reps) -> None:
     else:
         machine = f"{platform.machine()} CPU, {os.cpu_count()} cores"
     load = os.getloadavg()
-    stem = RESULTS / f"scale-{device}-{today}"
+    thp = device == "cpu" and os.environ.get("THP_MEM_ALLOC_ENABLE", "0") not in ("", "0")
+    stem = RESULTS / f"scale-{device}-{today}{'-thp' if thp else ''}"
     RESULTS.mkdir(exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(records, indent=1))
     md = [f"# Scale benchmark, {device}, {today}", "",
           f"{machine}; torch {torch.__version__}; W in {weight_dtype}; load average at the end "
-          f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}.", "",
+          f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}."
+          + (" Run with `THP_MEM_ALLOC_ENABLE=1` (torch's large allocations on huge pages, as the "
+             "`spatialnet` command sets for itself)." if thp else "") + "", "",
           "One training step of `SpatialMLP([784, 1024, width, width, 20], spatial_layers=(3, 4))`, "
-          f"batch {BATCH}, Adam. Times: medians of {reps} steps (3 above width 4096) after a warm-up, "
+          f"batch {BATCH}, Adam. Times: medians of {reps} steps ({reps_large} above width 4096) after a warm-up, "
           "the regular step (task loss only) and the spatial step taken in alternating pairs on one model in "
           "one process, the second step of each pair timed; `spatial` = the spatial loss's forward+backward alone; `share` = spatial / step; "
           "`added` = step / regular step − 1. Peaks: "
