@@ -19,8 +19,8 @@
 #      ".whl"]`, 36 MB; make them with `python -m benchmarks.gpu_train pack`), else the runs use
 #      the embedded subset and say so.
 #
-# The step limits add up to 335 s (50 + 30 + 35 + 40 + 10 + 40 + 45 + 50 + 35); give the
-# runner 400 s.
+# The step limits add up to 355 s (50 + 30 + 35 + 40 + 10 + 60 + 45 + 50 + 35); give the
+# runner 420 s (scale got 60 s: its steps go in alternating pairs, with master-weight Adam).
 #
 # Writes benchmarks/results/gpu-<UTC date>.md (device, versions, test results, numbers) and
 # gpu-<UTC date>.jsonl (one row per benchmark case), and copies them with the logs to $OUT
@@ -99,7 +99,7 @@ step resources 10 "$PY" -m benchmarks.bench_gpu resources
 
 # 4. Scale: one training step (bf16 W) at spatial widths 256 .. 65536, regular / reference /
 #    triton, in one process; writes benchmarks/results/scale-cuda-<date>.{md,json,png}
-step scale 40 "$PY" -m benchmarks.scale --device cuda --reps 3
+step scale 60 "$PY" -m benchmarks.scale --device cuda --reps 3
 
 # 5. Training on the GPU: data unpacked from the carried archives, else the embedded subset
 TRAIN=$LOGS/train
