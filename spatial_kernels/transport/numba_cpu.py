@@ -79,6 +79,9 @@ def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, 
             g_out[2, i] = gz
 
 
+# Conv weights get kernels of their own rather than a tap loop in the ones above: a runtime
+# inner loop over the taps keeps LLVM from vectorising the j loop, which is what the Linear
+# kernels' speed rests on.
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _transport_taps_fwd_kernel(W, K, pin, pout, rows_per_chunk, row_val, zero):
     # A conv weight as (n_out, n_in * K): the pair (i, j) weighs sum_k |W[i, j*K + k]|
