@@ -54,7 +54,7 @@ def time_steps(model, costs, batches, loss_fn, lr: float, alpha: float, beta: fl
         return time.perf_counter() - t0
 
     for i, (x, y) in enumerate(batches):
-        if i >= 2 * pairs + 2:
+        if i >= pairs + 2:
             break
         first = i % 2 == 0  # alternate which goes first
         a = step(not first, x, y)
@@ -68,5 +68,9 @@ def time_steps(model, costs, batches, loss_fn, lr: float, alpha: float, beta: fl
         times["costs_only"].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items() if v}
     med["added_share"] = med["spatial"] / med["plain"] - 1.0
+    med["costs_share"] = med["costs_only"] / med["plain"]
+    diffs = [s - p for s, p in zip(times["spatial"], times["plain"])]
+    med["paired_difference"] = statistics.median(diffs)  # per pair: with minus without
     med["pairs"] = len(times["plain"])
+    med["samples"] = times
     return med
