@@ -11,3 +11,9 @@ spatialnet reproduce --modes concat --variants spatial,offset-0 --seeds 100,101 
     --data-dir "$D" --out results/controls/val-defaults --runs-dir runs/issue14/val-defaults
 spatialnet reproduce --modes concat --variants spatial,offset-1.6 --seeds 100,101 --eval-split val --workers 2 \
     --data-dir "$D" $PAPER --out results/controls/val-paper --runs-dir runs/issue14/val-paper
+# 2. report, on the test sets with report seeds 0-4: the setting validation chose (the paper's alpha,
+#    beta, lr with the heads 1.6 apart: the highest silhouette and ARI on both selection seeds) and
+#    its controls. Stopped at the session's end: concat complete, mix as far as it got (n per row).
+BASE="--alpha 1 --beta 3 --lr 0.005 --pos-lr-scale 1 --init-gain 1 --head-offset 1.6 --density-norm paper"
+spatialnet reproduce --modes concat,mix --variants spatial,regular,l1-only,frozen,offset-0 --seeds 0,1,2,3,4 \
+    --eval-split test --workers 2 --data-dir "$D" $BASE --out results/controls/table1 --runs-dir runs/issue14/table1
