@@ -4,12 +4,39 @@
 
     python results/controls/build.py
 """
+import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+KEYS = ("full", "drop", "silhouette", "silhouette_null", "ari", "share_norm", "newman_q", "dead_fraction", "dead_delta")
+
+
+def per_seed(name: str) -> list[str]:
+    """One row per run of results/controls/NAME/table1.json."""
+    path = HERE / name / "table1.json"
+    if not path.is_file():
+        return ["", f"({name}: not run)"]
+    t = json.loads(path.read_text())
+    rows = [f"Per run (`controls/{name}/table1.json`):", "",
+            "| mode | variant | seed | " + " | ".join(KEYS) + " | neurons per task (layer 3; 4) |",
+            "|---|---|---|" + "---|" * (len(KEYS) + 1)]
+    for mode, variants in t["results"].items():
+        for v, r in variants.items():
+            for i, seed in enumerate(r["seeds"]):
+                vals = {k: (r["full"][i] - r["split"][i]) if k == "drop" else r[k][i] for k in KEYS}
+                sizes = r["split_sizes"][i]
+                cells = ["–" if vals[k] is None else f"{vals[k]:.4f}" if k == "dead_delta" else f"{vals[k]:.3f}"
+                         for k in KEYS]
+                rows.append(f"| {mode} | {v} | {seed} | " + " | ".join(cells)
+                            + f" | {'/'.join(map(str, sizes['3']))}; {'/'.join(map(str, sizes['4']))} |")
+    return rows
+
+
 out = []
 for line in (HERE / "prose.md").read_text().splitlines():
-    if line.startswith("{{include ") and line.endswith("}}"):
+    if line.startswith("{{seeds ") and line.endswith("}}"):
+        out += per_seed(line[len("{{seeds "):-2].strip())
+    elif line.startswith("{{include ") and line.endswith("}}"):
         name = line[len("{{include "):-2].strip()
         table = HERE / name if name.endswith(".md") else HERE / name / "table1.md"
         body = table.read_text().splitlines()[1:] if table.is_file() else ["", f"({name}: not run)"]
