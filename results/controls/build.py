@@ -1,6 +1,8 @@
 """Writes results/controls.md from results/controls/prose.md, replacing each line
 ``{{include DIR}}`` with the generated tables of results/controls/DIR/table1.md, and
-``{{include NAME.md}}`` with results/controls/NAME.md (everything after the title line), so that no number in the write-up's tables is typed by hand.
+``{{include NAME.md}}`` with results/controls/NAME.md (everything after the title line),
+``{{seeds DIR}}`` with a per-run table of DIR/table1.json, and ``[[DIR MODE VARIANT KEY]]`` with
+that summary's mean, so that no number in the write-up's tables is typed by hand.
 
     python results/controls/build.py
 """
@@ -32,8 +34,22 @@ def per_seed(name: str) -> list[str]:
     return rows
 
 
+def values(line: str) -> str:
+    """``[[DIR MODE VARIANT KEY]]`` -> the mean over seeds from DIR/table1.json's summary (.3f)."""
+    import re
+
+    def sub(m):
+        d, mode, v, k = m.group(1).split()
+        row = json.loads((HERE / d / "table1.json").read_text())["summary"].get(mode, {}).get(v)
+        if row is None or row.get(k) is None:
+            return "(not run)"
+        return f"{row[k][0]:.3f}".replace("-", "−")
+    return re.sub(r"\[\[([^\]]+)\]\]", sub, line)
+
+
 out = []
 for line in (HERE / "prose.md").read_text().splitlines():
+    line = values(line)
     if line.startswith("{{seeds ") and line.endswith("}}"):
         out += per_seed(line[len("{{seeds "):-2].strip())
     elif line.startswith("{{include ") and line.endswith("}}"):
