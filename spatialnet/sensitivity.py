@@ -29,7 +29,7 @@ def dead_sensitivity(runs, tols=DEFAULT_TOLS, eval_split: str = "val", data_dir=
         for tol in tols:
             ev = evaluate(model, cfg, td, dead_tol=tol)
             records.append({"run": str(run), "mode": cfg.mode, "net": cfg.net, "seed": cfg.seed, "dead_tol": tol,
-                            "group": run.name.rsplit("-seed", 1)[0], **{k: ev[k] for k in READOUT}})
+                            "group": f"{run.parent.name}/{run.name.rsplit('-seed', 1)[0]}", **{k: ev[k] for k in READOUT}})
     return records
 
 

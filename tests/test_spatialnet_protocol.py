@@ -125,7 +125,7 @@ def test_dead_tol_rereads_a_run(tmp_path):
     recs = run_sensitivity([tmp_path / "concat-spatial-seed0"], tmp_path / "sens", tols=(0.0, 0.1, 10.0))
     by_tol = {r["dead_tol"]: r for r in recs}
     assert by_tol[0.0]["dead"] == 0 and by_tol[10.0]["dead"] > by_tol[0.1]["dead"]
-    assert "| concat-spatial | 1 | 10 |" in (tmp_path / "sens.md").read_text()
+    assert f"| {tmp_path.name}/concat-spatial | 1 | 10 |" in (tmp_path / "sens.md").read_text()
 
 
 def test_targets_say_plainly_what_is_not_met():
