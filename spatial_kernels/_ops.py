@@ -49,8 +49,7 @@ def _upstream(g: Tensor, grad: Tensor) -> Tensor:
     AOTAutograd, make_fx: fake, functional or proxied tensors), where the value is unknown and
     Inductor fuses the multiply into the gradient accumulation that follows.
     """
-    if (type(grad) is torch.Tensor and grad.device.type == "cpu" and not torch.compiler.is_compiling()
-            and get_proxy_mode() is None and bool(grad == 1)):
+    if type(grad) is torch.Tensor and grad.device.type == "cpu" and _eager() and bool(grad == 1):
         return g
     return g * grad.to(g.dtype)
 
@@ -79,7 +78,22 @@ def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out):
             p_out.new_empty(p_out.shape) if need_p_out else p_out.new_empty(0))
 
 
+def _eager() -> bool:
+    """Not inside a traced graph (torch.compile, AOTAutograd, make_fx)."""
+    return not torch.compiler.is_compiling() and get_proxy_mode() is None
+
+
+def _refuse_double_backward(backend: str) -> None:
+    # The saved gradients are constants to autograd: a graph of this backward would silently
+    # miss every second-derivative term, so building one is refused.
+    if torch.is_grad_enabled() and _eager():
+        raise RuntimeError(f"spatial_kernels: the fused {backend!r} kernels give first derivatives only, and this "
+                           f"backward was asked to build a graph of them (create_graph=True: a second derivative "
+                           f"or a gradient penalty); use backend='reference' to differentiate twice")
+
+
 def _transport_setup(ctx, inputs, output):
+    ctx.backend = inputs[4]
     ctx.save_for_backward(*output[1:])
     ctx.mark_non_differentiable(*output[1:])
     # The gradient outputs never receive a gradient: without this, autograd would fill a
@@ -90,6 +104,7 @@ def _transport_setup(ctx, inputs, output):
 def _transport_backward(ctx, grad, _dW, _g_in, _g_out):
     if grad is None:  # grads are not materialised (see _transport_setup)
         return None, None, None, None, None, None, None, None
+    _refuse_double_backward(ctx.backend)
     dW, g_in, g_out = ctx.saved_tensors
     need = ctx.needs_input_grad
     return (_upstream(dW, grad) if need[0] else None, _upstream(g_in, grad) if need[1] else None,
@@ -118,6 +133,7 @@ def _(p, scale, backend, need_p):
 
 
 def _density_setup(ctx, inputs, output):
+    ctx.backend = inputs[2]
     ctx.save_for_backward(output[1])
     ctx.mark_non_differentiable(output[1])
     ctx.set_materialize_grads(False)
@@ -126,6 +142,7 @@ def _density_setup(ctx, inputs, output):
 def _density_backward(ctx, grad, _g):
     if grad is None:
         return None, None, None, None
+    _refuse_double_backward(ctx.backend)
     (g,) = ctx.saved_tensors
     return _upstream(g, grad) if ctx.needs_input_grad[0] else None, None, None, None
 

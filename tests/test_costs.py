@@ -334,3 +334,15 @@ def test_transport_conv_reference_matches_the_hand_written_sum():
     p_in, p_out = torch.randn(6, 2, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
     expected = sum(W[i, j].abs().sum() * (p_out[i] - p_in[j]).norm() for i in range(4) for j in range(6))
     torch.testing.assert_close(transport_cost_reference(W, p_in, p_out), expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("backend,dtype", FUSED_CASES)
+def test_double_backward_is_a_clear_error(backend, dtype):
+    W, p_in, p_out = (t.requires_grad_(True) for t in _transport_inputs(5, 7, 2, dtype, device_for(backend)))
+    for cost, inputs in ((lambda: fused_transport_cost(W, p_in, p_out, backend=backend), (W, p_in, p_out)),
+                         (lambda: fused_density_cost(p_out, backend=backend), (p_out,))):
+        with pytest.raises(RuntimeError, match=f"fused '{backend}' kernels give first derivatives only.*"
+                                               "backend='reference'"):
+            torch.autograd.grad(cost(), inputs, create_graph=True)
+        grads = torch.autograd.grad(cost(), inputs)  # first order still works
+        assert all(torch.isfinite(g).all() for g in grads)

@@ -24,17 +24,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._backends import resolve_backend
 from ..density import fused_density_cost
 from ..transport import fused_transport_cost
 from .sheets import infer_ports, port_size, select_layers
 
 TRANSPORT_NORMS = ("paper", "mean")
 DENSITY_NORMS = ("paper", "neuron")
-DOUBLE_BACKWARD = ("spatial costs: the fused kernels ({backend!r}) give first derivatives only, and this "
-                   "backward was asked for a graph of them (create_graph=True, e.g. for a second derivative or "
-                   "a gradient penalty); spatialize(..., backend='reference') differentiates twice")
-
 
 @dataclass(frozen=True)
 class Sheet:
@@ -46,25 +41,6 @@ class Sheet:
     key: str
     writers: tuple[str, ...]
     readers: tuple[str, ...]
-
-
-class _FirstOrderOnly(torch.autograd.Function):
-    """Identity on the cost whose backward refuses to build a graph (the fused ops would silently
-    treat their saved gradients as constants)."""
-
-    @staticmethod
-    def forward(x, backend):
-        return x.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.backend = inputs[1]
-
-    @staticmethod
-    def backward(ctx, grad):
-        if torch.is_grad_enabled():
-            raise RuntimeError(DOUBLE_BACKWARD.format(backend=ctx.backend))
-        return grad, None
 
 
 def channel_strength(W: torch.Tensor) -> torch.Tensor:
@@ -192,11 +168,6 @@ class SpatialCosts(nn.Module):
             if dnorm is not None:
                 term = term + fused_density_cost(self.positions[ko], scale=beta / k / dnorm, backend=self.backend)
             total = term if total is None else total + term
-        if not torch.compiler.is_compiling() and torch.is_grad_enabled() and total.requires_grad:
-            p = next(iter(self.positions.values()))
-            backend = resolve_backend(self.backend, p.device, p.dtype)
-            if backend != "reference":  # (a BadArgument has already been raised by the ops)
-                total = _FirstOrderOnly.apply(total, backend)
         return total
 
     def forward(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
