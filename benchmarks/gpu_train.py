@@ -130,7 +130,7 @@ def _row(name: str, run: Path) -> str:
     try:
         metrics = json.loads((run / "metrics.json").read_text())
     except (OSError, ValueError):
-        return f"| {name} | (no epoch finished) | | | | | | | |"
+        return f"| {name} | (no epoch finished) | | | | | | | | |"
     hist, cfg = metrics["history"], metrics["config"]
     secs = [b["seconds"] - a["seconds"] for a, b in zip([{"seconds": 0.0}] + hist, hist)]
     ev = _readout(run) or {}
@@ -139,11 +139,11 @@ def _row(name: str, run: Path) -> str:
         return "–" if ev.get(k) is None else format(ev[k], spec)
     return (f"| {name} | {cfg['mode']} {','.join(map(str, cfg['hidden']))} {cfg.get('weight_dtype', 'float32')} "
             f"({metrics['data']} data) | {len(hist)}/{cfg['epochs']} | {statistics.median(secs):.2f} | "
-            f"{f('full')} | {f('split')} | {f('drop')} | {f('cross_task_share')} | {f('segregation')} |")
+            f"{f('full')} | {f('split')} | {f('drop')} | {f('silhouette')} | {f('ari')} | {f('share_norm')} |")
 
 
-HEAD = ["| run | net | epochs done | s/epoch (median) | full | split | drop | cross-task share | segregation |",
-        "|---|---|---|---|---|---|---|---|---|"]
+HEAD = ["| run | net | epochs done | s/epoch (median) | full | split | drop | silhouette | ARI | share / chance |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def render(out: str) -> str:
