@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -42,8 +43,17 @@ def make_vit(a, seed: int):
     import timm
 
     torch.manual_seed(seed)
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(28, 56), patch_size=4, in_chans=1,
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(28, 56), patch_size=a.patch, in_chans=1,
                              embed_dim=a.dim, depth=a.depth, num_heads=a.heads, num_classes=20)
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant or a cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def loss_fn(model, x, y):
@@ -83,11 +93,13 @@ def mlp_split_accuracy(model, td, splits) -> list[float]:
 
 def train(a, variant: str, seed: int, td):
     model = make_vit(a, seed)
-    costs = spatialize(model, LAYERS, sheets=SHEETS, generator=torch.Generator().manual_seed(seed)) \
+    costs = spatialize(model, LAYERS, sheets=SHEETS, density_norm=a.density_norm, generator=torch.Generator().manual_seed(seed)) \
         if variant == "spatial" else None
     groups = costs.param_groups(model, lr=a.lr, position_lr=a.lr * a.pos_lr_scale, weight_decay=a.wd) if costs \
         else [{"params": list(model.parameters()), "weight_decay": a.wd}]
     opt = torch.optim.AdamW(groups, lr=a.lr)
+    per_epoch = min(a.steps or td.steps_per_epoch(a.batch), td.steps_per_epoch(a.batch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, a.warmup, a.epochs * per_epoch, a.schedule))
     t0, hist = time.perf_counter(), []
     for epoch in range(a.epochs):
         tot = sp = 0.0
@@ -104,6 +116,7 @@ def train(a, variant: str, seed: int, td):
                 loss = loss + c
             loss.backward()
             opt.step()
+            sched.step()
             n += 1
         hist.append({"epoch": epoch + 1, "task_loss": tot / n, "spatial_loss": sp / n if costs else None,
                      "seconds": time.perf_counter() - t0})
@@ -126,6 +139,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="results/vit-modules")
     p.add_argument("--seeds", default="0")
+    p.add_argument("--patch", type=int, default=4, help="patch side; 28 must be a multiple (4, 7, 14)")
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--dim", type=int, default=96)
     p.add_argument("--heads", type=int, default=3)
@@ -134,12 +148,17 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--wd", type=float, default=0.05)
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
     p.add_argument("--pos-lr-scale", type=float, default=1.0)
     p.add_argument("--alpha", type=float, default=9.0)
     p.add_argument("--beta", type=float, default=20.0)
+    p.add_argument("--density-norm", choices=("neuron", "paper"), default="neuron")
     p.add_argument("--timing-pairs", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
+    if a.patch < 1 or 28 % a.patch:
+        p.error(f"--patch must divide 28 (each patch then lies in one task's image), got {a.patch}")
     torch.set_num_threads(a.threads)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(a.threads))
     records = []

@@ -73,7 +73,7 @@ def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1, eval_s
     p.add_argument("--init", choices=("torch", "glorot"), default=d.init,
                    help="glorot (Glorot-uniform, zero biases) or torch (nn.Linear's default)")
     p.add_argument("--init-gain", type=float, default=d.init_gain,
-                   help=f"Glorot gain (default {d.init_gain:g}; the paper-hparams runs used 1; 4 is "
+                   help=f"Glorot gain (default {d.init_gain:g}, the paper-hparams runs too; the recipe before issue 14 used 2; 4 is "
                         f"Glorot & Bengio's advice for sigmoids)")
     p.add_argument("--transport", choices=("distance", "constant"), default=d.transport,
                    help="distance (default, the paper) or constant: the L1-only control, every distance "

@@ -1,17 +1,20 @@
-"""A scientific regression test on the embedded subset (about 20 s on 2 cores): with the default
+"""A scientific regression test on the embedded subset (about 40 s on 2 cores): with the default
 recipe, the spatial net's positions cluster by task beyond their permutation null, and the
 regular net (at its own settings, REGULAR_HPARAMS) is less modular than the spatial net by the
-normalised cross-task share. Read on the validation split, seed 0, 100 subset epochs (700 steps).
+normalised cross-task share. Read on the validation split, seed 0, 250 subset epochs (1750 steps).
 
-Measured when written: spatial silhouette 0.186 against a null of -0.001, share / chance 0.61
-against the regular net's 0.74. The margins below are a third of those gaps."""
+Measured when written, seeds 0 and 1 (the test runs seed 0): spatial silhouette 0.304 / 0.396
+against nulls of -0.002 / 0.000, ARI 0.67 / 0.83 against 0.001 / 0.000, share / chance 0.120 /
+0.137 against the regular net's 0.687 / 0.710. The margins below are a third of the smaller gap.
+(At 100 epochs the defaults chosen in issue 14 reach only 0.03-0.08: their clusters take longer
+to form than the earlier recipe's.)"""
 import pytest
 
 from spatialnet import data as data_mod
 from spatialnet.config import REGULAR_HPARAMS, TrainConfig
 from spatialnet.train import train
 
-EPOCHS = 100
+EPOCHS = 250
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +31,12 @@ def runs(tmp_path_factory):
 def test_spatial_positions_cluster_beyond_their_null(runs):
     sp = runs["spatial"]
     assert sp["eval_split"] == "val"
-    assert sp["silhouette"] > sp["silhouette_null"] + 0.06
+    assert sp["silhouette"] > sp["silhouette_null"] + 0.10
     assert abs(sp["silhouette_null"]) < 0.02
-    assert sp["ari"] > sp["ari_null"]
+    assert sp["ari"] > sp["ari_null"] + 0.22
 
 
 def test_regular_net_is_less_modular_than_the_spatial_one(runs):
     assert runs["regular"]["silhouette"] is None  # no positions
-    assert runs["regular"]["share_norm"] > runs["spatial"]["share_norm"] + 0.045
+    assert runs["regular"]["share_norm"] > runs["spatial"]["share_norm"] + 0.19
     assert runs["spatial"]["newman_q"] > runs["regular"]["newman_q"]
