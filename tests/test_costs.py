@@ -346,3 +346,22 @@ def test_double_backward_is_a_clear_error(backend, dtype):
             torch.autograd.grad(cost(), inputs, create_graph=True)
         grads = torch.autograd.grad(cost(), inputs)  # first order still works
         assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_the_reference_backend_the_error_names_differentiates_twice():
+    """The double-backward error sends users to backend='reference': its second derivatives are
+    finite (the norm's at 0 is NaN: the density's diagonal must not go through it) and match
+    finite differences of the first (gradgradcheck), for both costs and a conv weight."""
+    g = torch.Generator().manual_seed(5)
+    p = torch.randn(7, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(5, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    Wc = torch.randn(5, 7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    q = torch.randn(5, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda p: fused_density_cost(p, backend="reference"), (p,))
+    assert torch.autograd.gradgradcheck(lambda W, p, q: fused_transport_cost(W, p, q, backend="reference"), (W, p, q))
+    assert torch.autograd.gradgradcheck(lambda W, p, q: fused_transport_cost(W, p, q, backend="reference"), (Wc, p, q))
+    # a gradient penalty: finite everywhere, and the value still the plain sum with the diagonal's 1s
+    (gp,) = torch.autograd.grad(fused_density_cost(p, backend="reference"), p, create_graph=True)
+    (h,) = torch.autograd.grad(gp.square().sum(), p)
+    assert torch.isfinite(h).all()
+    torch.testing.assert_close(density_cost_reference(p), torch.exp(-torch.cdist(p, p)).sum(), rtol=1e-12, atol=0)
