@@ -1,6 +1,7 @@
 """Markdown tables from the JSON of scripts/nn_vit_modules.py and scripts/nn_wide_mlp.py.
 
     python scripts/nn_tables.py results/vit-modules.json results/wide-torchvision-mlp.json
+    python scripts/nn_tables.py --merge results/vit-modules.json results/vit-modules-a10.json
 """
 from __future__ import annotations
 
@@ -42,6 +43,46 @@ def vit(d: dict) -> str:
     return "\n".join(out)
 
 
+def _ratio(res):
+    if res.get("share_in") is None or not res.get("share_in_chance"):
+        return None
+    return res["share_in"] / res["share_in_chance"]
+
+
+def _mean_range(xs, d=3) -> str:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    m = sum(xs) / len(xs)
+    return f"{m:.{d}f}" if len(xs) == 1 else f"{m:.{d}f} ({min(xs):.{d}f}–{max(xs):.{d}f})"
+
+
+def vit_summary(d: dict) -> str:
+    """Per net and block, the mean over seeds (and the range): the question's table."""
+    seeds = sorted({r["seed"] for r in d["runs"]})
+    out = [f"Mean over seeds {', '.join(map(str, seeds))} (min–max in brackets):", "",
+           "| net | block | MNIST / Fashion hidden | dead | share/chance | Newman Q | silhouette | its null | ARI |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for variant in dict.fromkeys(r["variant"] for r in d["runs"]):
+        runs = [r for r in d["runs"] if r["variant"] == variant]
+        for b in range(len(runs[0]["blocks"])):
+            hs = [r["blocks"][b]["per_layer"]["hidden"] for r in runs]
+            res = [r["blocks"][b]["per_layer"]["residual"] for r in runs]
+            sizes = "; ".join(f"{h['sizes'][0]}/{h['sizes'][1]}" for h in hs)
+            out.append(f"| {variant} | {b} | {sizes} | {_mean_range([h['dead'] for h in hs], 0)} | "
+                       f"{_mean_range([_ratio(x) for x in res])} | "
+                       f"{_mean_range([r['blocks'][b].get('newman_q') for r in runs])} | "
+                       f"{_mean_range([h.get('silhouette') for h in hs])} | "
+                       f"{_mean_range([h.get('silhouette_null') for h in hs])} | "
+                       f"{_mean_range([h.get('ari') for h in hs])} |")
+    out += ["", "| net | MNIST | Fashion | MNIST, MLP split | Fashion, MLP split |", "|---|---|---|---|---|"]
+    for variant in dict.fromkeys(r["variant"] for r in d["runs"]):
+        runs = [r for r in d["runs"] if r["variant"] == variant]
+        cells = [_mean_range([r[k][t] for r in runs], 4) for k in ("accuracy", "mlp_split_accuracy") for t in (0, 1)]
+        out.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def mlp(d: dict) -> str:
     out = [timing(d["step_timing"]), ""]
     out.append("| net | MNIST | Fashion | share (chance) | share/chance | Newman Q | silhouette (null) | ARI (null) | dead | train s |\n"
@@ -55,8 +96,16 @@ def mlp(d: dict) -> str:
 
 
 if __name__ == "__main__":
-    for path in sys.argv[1:]:
+    paths = sys.argv[1:]
+    if paths and paths[0] == "--merge":  # ViT records of one study written by several commands
+        docs = [json.load(open(x)) for x in paths[1:]]
+        print(vit_summary({"runs": [r for d in docs for r in d["runs"]]}))
+        sys.exit()
+    for path in paths:
         d = json.load(open(path))
         print(f"## {path}\n")
-        print(vit(d) if "runs" in d and d["runs"] and "blocks" in d["runs"][0] else mlp(d))
+        if "runs" in d and d["runs"] and "blocks" in d["runs"][0]:
+            print(vit_summary(d) + "\n\nPer run:\n\n" + vit(d))
+        else:
+            print(mlp(d))
         print()

@@ -125,7 +125,7 @@ def train(a, variant: str, seed: int, td):
     train_s = time.perf_counter() - t0
     acc = accuracy(model, td, as_image)
     splits = block_split(model, costs)
-    rec = {"variant": variant, "seed": seed, "accuracy": acc, "mlp_split_accuracy": mlp_split_accuracy(model, td, splits),
+    rec = {"variant": variant + (a.tag if variant == "spatial" else ""), "seed": seed, "alpha": a.alpha, "beta": a.beta, "accuracy": acc, "mlp_split_accuracy": mlp_split_accuracy(model, td, splits),
            "train_seconds": train_s, "history": hist,
            "blocks": [s["measures"] for s in splits]}
     if costs is not None:
@@ -139,6 +139,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="results/vit-modules")
     p.add_argument("--seeds", default="0")
+    p.add_argument("--variants", default="plain,spatial", help="plain (no costs) and/or spatial")
+    p.add_argument("--tag", default="", help="appended to the spatial variant's name in the records")
     p.add_argument("--patch", type=int, default=4, help="patch side; 28 must be a multiple (4, 7, 14)")
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--dim", type=int, default=96)
@@ -157,6 +159,8 @@ def main():
     p.add_argument("--timing-pairs", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
+    if not set(a.variants.split(",")) <= {"plain", "spatial"}:
+        p.error(f"--variants: plain and/or spatial, got {a.variants!r}")
     if a.patch < 1 or 28 % a.patch:
         p.error(f"--patch must divide 28 (each patch then lies in one task's image), got {a.patch}")
     torch.set_num_threads(a.threads)
@@ -164,7 +168,7 @@ def main():
     records = []
     for seed in (int(s) for s in a.seeds.split(",")):
         td = concat_data(seed)
-        for variant in ("plain", "spatial"):
+        for variant in a.variants.split(","):
             records.append(train(a, variant, seed, td))
             Path(a.out + ".json").write_text(json.dumps({"config": vars(a), "runs": records}, indent=1))
     print(f"wrote {a.out}.json")
