@@ -31,5 +31,23 @@ spatialnet reproduce --modes sequential --variants spatial,offset-0 --seeds 100,
 spatialnet reproduce --modes mix --variants spatial,regular,l1-only,frozen,offset-0 --seeds 0,1,2,3,4 \
     --eval-split test --workers 1 --data-dir "$D" $BASE --out results/controls/table1-mix --runs-dir runs/issue14/table1
 # 5. does the head offset only speed the clusters up? 60 epochs, read every 10, validation
+#    (python results/controls/trajectory.py writes val-offset-60/trajectory.md)
 spatialnet reproduce --modes concat,mix --variants spatial,offset-0 --seeds 100,101 --epochs 60 --eval-every 10 \
     --eval-split val --workers 1 --data-dir "$D" $BASE --out results/controls/val-offset-60 --runs-dir runs/issue14/val-offset-60
+# 6. the defaults, re-chosen: a multi-objective sweep in concat with the heads together (the paper's
+#    lr 0.005, gain 1, V over pairs; searching alpha, beta and the positions' lr), validation only,
+#    seeds 100 and 101; two workers, stopped after 13 complete trials (results/sweeps/concat-offset0-val.md)
+spatialnet sweep --mode concat --study concat-offset0-val --resume --trials 12 --seeds 100,101 \
+  --objectives full,drop,silhouette,dead_fraction \
+  --param alpha=0.3:10:log --param beta=0.3:30:log --param pos_lr_scale=0.3:10:log \
+  --epochs 30 --head-offset 0 --data-dir "$D" --report results/sweeps/concat-offset0-val.md
+# 7. trial 12 rounded (alpha 1.6, beta 0.4, positions at 10x the lr, heads together) on validation in
+#    every mode, then reported on seeds 0-4 with its controls (the regular rows are those of step 2/4:
+#    the regular net has no alpha, beta or positions)
+NEW="--alpha 1.6 --beta 0.4 --pos-lr-scale 10 --lr 0.005 --init-gain 1 --density-norm paper --head-offset 0"
+spatialnet reproduce --modes concat,mix,sequential --variants spatial --seeds 100,101 --eval-split val --workers 2 \
+    --data-dir "$D" $NEW --out results/controls/val-chosen --runs-dir runs/issue14/val-chosen
+spatialnet reproduce --modes concat,mix --variants spatial,l1-only,frozen,offset-1.6 --seeds 0,1,2,3,4 \
+    --eval-split test --workers 2 --data-dir "$D" $NEW --out results/controls/table1-default --runs-dir runs/issue14/table1-default
+spatialnet reproduce --modes sequential --variants spatial,regular,offset-1.6 --seeds 0,1,2,3,4 \
+    --eval-split test --workers 2 --data-dir "$D" $NEW --out results/controls/table1-sequential --runs-dir runs/issue14/table1-sequential
