@@ -270,7 +270,7 @@ def test_default_heads_start_apart_only_where_the_output_is_spatial():
     from spatialnet.train import build_model
     torch.manual_seed(0)
     ref = build_model(TrainConfig(head_offset=0.0).validate()).layer(5).positions.detach()
-    moved = build_model(TrainConfig().validate()).layer(5).positions.detach()
+    moved = build_model(TrainConfig(head_offset=1.6).validate()).layer(5).positions.detach()
     # head k's 10 outputs are shifted by 1.6 towards angle 2 pi k / 2
     shift = (moved - ref)
     torch.testing.assert_close(shift[:10], torch.tensor([[1.6, 0.0]]).expand(10, 2))
