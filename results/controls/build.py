@@ -40,6 +40,8 @@ def values(line: str) -> str:
 
     def sub(m):
         d, mode, v, k = m.group(1).split()
+        if not (HERE / d / "table1.json").is_file():
+            return "(not run)"
         row = json.loads((HERE / d / "table1.json").read_text())["summary"].get(mode, {}).get(v)
         if row is None or row.get(k) is None:
             return "(not run)"

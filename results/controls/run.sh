@@ -49,5 +49,8 @@ spatialnet reproduce --modes concat,mix,sequential --variants spatial --seeds 10
     --data-dir "$D" $NEW --out results/controls/val-chosen --runs-dir runs/issue14/val-chosen
 spatialnet reproduce --modes concat,mix --variants spatial,l1-only,frozen,offset-1.6 --seeds 0,1,2,3,4 \
     --eval-split test --workers 2 --data-dir "$D" $NEW --out results/controls/table1-default --runs-dir runs/issue14/table1-default
-spatialnet reproduce --modes sequential --variants spatial,regular,offset-1.6 --seeds 0,1,2,3,4 \
+spatialnet reproduce --modes sequential --variants spatial,regular --seeds 0,1,2,3,4 \
     --eval-split test --workers 2 --data-dir "$D" $NEW --out results/controls/table1-sequential --runs-dir runs/issue14/table1-sequential
+# 8. sequential at the recipe before issue 14 (the frontier's low-drop end), report seeds
+spatialnet reproduce --modes sequential --variants spatial --seeds 0,1,2,3,4 --eval-split test --workers 2 \
+    --data-dir "$D" $OLD --out results/controls/table1-sequential-old --runs-dir runs/issue14/table1-sequential-old
