@@ -39,7 +39,7 @@ def test_constant_transport_gives_positions_no_pull():
 
 
 def test_frozen_positions_stay_and_weights_learn():
-    cfg = TrainConfig(hidden=[16, 16, 16, 24], freeze_positions=True, data="subset").validate()
+    cfg = TrainConfig(hidden=[16, 16, 16, 24], freeze_positions=True, head_offset=1.6, data="subset").validate()
     model = build_model(cfg)
     assert all(not p.requires_grad for n, p in model.named_parameters() if n.endswith("positions"))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
