@@ -1,7 +1,7 @@
 """Markdown tables from the JSON of scripts/nn_vit_modules.py and scripts/nn_wide_mlp.py.
 
     python scripts/nn_tables.py results/vit-modules.json results/wide-torchvision-mlp.json
-    python scripts/nn_tables.py --merge results/vit-modules.json results/vit-modules-a10.json
+    python scripts/nn_tables.py --merge A.json B.json   # one ViT summary over the runs of several files
 """
 from __future__ import annotations
 

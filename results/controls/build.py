@@ -7,6 +7,7 @@ that summary's mean, so that no number in the write-up's tables is typed by hand
     python results/controls/build.py
 """
 import json
+import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -36,8 +37,6 @@ def per_seed(name: str) -> list[str]:
 
 def values(line: str) -> str:
     """``[[DIR MODE VARIANT KEY]]`` -> the mean over seeds from DIR/table1.json's summary (.3f)."""
-    import re
-
     def sub(m):
         d, mode, v, k = m.group(1).split()
         if not (HERE / d / "table1.json").is_file():

@@ -15,7 +15,7 @@ for d in sorted(runs.iterdir()):
     c = m["config"]
     variant = "offset-0" if c["head_offset"] == 0 else "spatial"
     for h in m["history"]:
-        if h.get("silhouette") is not None or h.get("full") is not None:
+        if h.get("full") is not None:  # an evaluated epoch
             rows.append({"mode": c["mode"], "variant": variant, "seed": c["seed"], "epoch": h["epoch"],
                          "full": h["full"], "drop": h["full"] - h["split"], "silhouette": h["silhouette"],
                          "share_norm": h["share_norm"]})
