@@ -65,9 +65,11 @@ def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1, eval_s
     p.add_argument("--pos-lr-scale", type=float, default=d.pos_lr_scale,
                    help="learning rate of the neuron positions relative to --lr")
     p.add_argument("--width-rule", choices=("auto", "none"), default=d.width_rule,
-                   help="auto (default): for hidden layers w times the paper's mean width (w > 1), use "
-                        "alpha * w^1.5 and lr / w for the weights, positions at lr * pos-lr-scale "
-                        "(results/wide.md); none: the flags as given")
+                   help="auto (default): for hidden layers w times the paper's mean width (w > 1), scale alpha, "
+                        "beta and the density length per layer and the weights' lr (muP) so that the paper's "
+                        "setting carries over (docs/width-rule.md); none: the flags as given")
+    p.add_argument("--density-length", type=float, default=d.density_length,
+                   help="the density's length unit at the paper's width, V sums exp(-d / length) (default 1, the paper)")
     p.add_argument("--cost-warmup", type=float, default=d.cost_warmup,
                    help="epochs over which the spatial loss ramps up from 0 (0: off, the paper)")
     p.add_argument("--head-offset", type=float, default=d.head_offset,
@@ -112,7 +114,7 @@ def _add_data_args(p, default):
 
 def _config(args, **over) -> TrainConfig:
     keys = ("epochs", "hidden", "spatial_layers", "tasks", "alpha", "beta", "lr", "batch_size", "optimizer",
-            "schedule", "transport_norm", "density_norm", "transport", "freeze_positions", "cost_warmup", "pos_lr_scale", "width_rule", "head_offset",
+            "schedule", "transport_norm", "density_norm", "transport", "freeze_positions", "cost_warmup", "pos_lr_scale", "width_rule", "density_length", "head_offset",
             "init", "init_gain", "activation", "dim", "max_train", "val_size", "eval_split", "threads", "eval_every", "weight_dtype",
             "compile", "data")
     kw = {k: getattr(args, k) for k in keys}
@@ -257,14 +259,19 @@ def cmd_grid(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import parse_space, run_sweep, write_report
+    from .sweep import parse_constraints, parse_space, run_sweep, write_report
     params = parse_space(args.param or DEFAULT_SPACE)
-    base = _config(args, mode=args.mode, net=args.net, seed=0)
+    modes = args.modes or [args.mode]
+    for m in modes:
+        data_mod.check_mode(m)
+    constraints = parse_constraints(args.constraint, modes)
+    base = _config(args, mode=modes[0], net=args.net, seed=0)
     if base.data == "subset":
         print(data_mod.SUBSET_BANNER)
     study = run_sweep(base, args.study, args.storage, params, trials=args.trials, seeds=args.seeds,
                       runs_dir=args.runs_dir, data_dir=args.data_dir, resume=args.resume,
-                      heartbeat=args.heartbeat, sampler_seed=args.sampler_seed, objectives=args.objectives)
+                      heartbeat=args.heartbeat, sampler_seed=args.sampler_seed, objectives=args.objectives,
+                      modes=modes, constraints=constraints)
     report = Path(args.report.format(study=args.study))
     rows = write_report(study, report, report.with_suffix(".png"), min_full=args.min_full,
                         title=f"{base.mode}/{base.net}")
@@ -354,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stored in --storage; several processes can run `spatialnet sweep ... "
                                    "--resume` on one study at once.")
     p.add_argument("--mode", default="sequential", help=f"one of {data_mod.MODES}")
+    p.add_argument("--modes", type=_str_list, default=None,
+                   help="train every trial in each of these modes (one setting for all), e.g. concat,mix,sequential; "
+                        "the objectives are then means over the modes (default: --mode alone)")
+    p.add_argument("--constraint", action="append", default=None, metavar="[MODE.]KEY<=V|KEY>=V|targets",
+                   help="a constraint on a read-out, met by the worst seed of each mode (repeatable); 'targets': "
+                        "the spatial net's targets of each mode (evaluate.TARGETS), e.g. nn>=0.4, stacked<=0.3, "
+                        "sequential.drop<=0.05")
     p.add_argument("--net", choices=("regular", "spatial"), default="spatial")
     p.add_argument("--study", default="sequential", help="study name")
     p.add_argument("--storage", default=None,
@@ -374,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler-seed", type=int, default=None)
     p.add_argument("--objectives", type=_str_list, default=["full", "drop"],
                    help="what the sweep optimises, full and drop first, then any of silhouette, ari, "
-                        "share_norm, dead_fraction, newman_q (e.g. full,drop,silhouette,dead_fraction)")
+                        "share_norm, dead_fraction, newman_q, nn, stacked, on_next (e.g. full,drop,silhouette,nn)")
     _add_config_args(p)
     p.set_defaults(func=cmd_sweep)
 

@@ -70,7 +70,8 @@ class TrainConfig:
     transport: str = "distance"   # constant: the L1-only control (every distance -> the layer's mean)
     freeze_positions: bool = False  # the frozen-positions control: positions keep their initial values
     pos_lr_scale: float = 10.0  # learning rate of the positions = lr * pos_lr_scale
-    width_rule: str = "auto"   # auto: alpha and the weights' lr follow the width (see effective())
+    width_rule: str = "auto"   # auto: alpha, beta, the density length and the lr follow the width (effective())
+    density_length: float = 1.0  # the density's length unit at the paper's width (V sums exp(-d / length))
     cost_warmup: float = 0.0    # epochs over which the spatial loss ramps linearly from 0 to full
     threads: int = 1            # torch and numba threads per process (not part of the identity)
     data: str = "full"          # full | subset | auto
@@ -107,6 +108,9 @@ class TrainConfig:
         for name in ("alpha", "beta"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+        if isinstance(self.density_length, bool) or not isinstance(self.density_length, (int, float)) or not (
+                math.isfinite(self.density_length) and self.density_length > 0):
+            raise ValueError(f"density_length must be a positive number, got {self.density_length!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
@@ -161,12 +165,16 @@ class TrainConfig:
         return max(1.0, sum(self.hidden) / len(self.hidden) / PAPER_MEAN_HIDDEN)
 
     def effective(self) -> dict:
-        """The values training uses. The width rule (results/wide.md), for a net w times the
-        paper's width: the transport weight grows as w^1.5 and the weights' Adam lr falls as
-        1/w, while the positions keep their lr (lr * pos_lr_scale). At w = 1 it changes nothing."""
+        """The values training uses: the width rule's (``width.py``, docs/width-rule.md) for a net
+        w times the paper's width, per layer (string keys): ``alpha`` and ``beta`` of every spatial
+        layer, ``density_length`` of every positioned one, the weights' ``lr`` of every layer,
+        ``bias_lr`` and ``pos_lr``. At w = 1 (and with ``width_rule="none"``) they are the flags'."""
+        from .width import width_rule
         w = self.width_factor
-        return {"width_factor": w, "alpha": self.alpha * w ** 1.5, "lr": self.lr / w,
-                "pos_lr": self.lr * self.pos_lr_scale, "beta": self.beta}
+        return {"width_factor": w, **width_rule(
+            self.sizes, [h / w for h in self.hidden], self.spatial_layers, alpha=self.alpha, beta=self.beta,
+            lr=self.lr, pos_lr=self.lr * self.pos_lr_scale, transport_norm=self.transport_norm,
+            density_norm=self.density_norm, init=self.init, density_length=self.density_length)}
 
     def identity(self) -> dict:
         """What the run computes: the config without the runtime keys (``RUNTIME_KEYS``)."""
@@ -189,8 +197,9 @@ def build_model(cfg: TrainConfig) -> SpatialMLP:
     """The spatial net, or the regular one: the same MLP without costs (and without positions)."""
     torch.manual_seed(cfg.seed)
     spatial = list(cfg.spatial_layers) if cfg.net == "spatial" else []
+    lengths = {int(l): v for l, v in cfg.effective()["density_length"].items()} if spatial else 1.0
     model = SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
                        density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
                        head_offset=cfg.head_offset if cfg.num_layers in spatial else 0.0, num_heads=cfg.num_tasks,
-                       transport=cfg.transport, freeze_positions=cfg.freeze_positions)
+                       transport=cfg.transport, freeze_positions=cfg.freeze_positions, density_lengths=lengths)
     return model.weights_to(getattr(torch, cfg.weight_dtype))

@@ -17,9 +17,27 @@ from .modularity import measures
 from .split import model_split, task_masks
 
 # the per-run read-out that tables, sweeps and the demo report: accuracy, drop, modularity
-READOUT = ("full", "split", "drop", "silhouette", "silhouette_null", "ari", "ari_null", "cross_task_share",
-           "share_chance", "share_norm", "newman_q", "dead", "dead_fraction", "dead_delta")
+READOUT = ("full", "split", "drop", "silhouette", "silhouette_null", "ari", "ari_null", "nn", "nn_null", "stacked",
+           "on_next", "cross_task_share", "share_chance", "share_norm", "newman_q", "dead", "dead_fraction",
+           "dead_delta")
 DEAD_DELTA_MAX = 0.002
+
+# The spatial net's targets per mode (issue 20), as (read-out key, "<=" or ">=", limit), met when
+# every seed meets them: the reports mark them and sweeps can take them as constraints.
+_CROWDING = (("nn", ">=", 0.4), ("stacked", "<=", 0.3))
+_MODULES = (("silhouette", ">=", 0.5), ("ari", ">=", 0.9), ("share_norm", "<=", 0.1), ("dead_fraction", "<=", 0.5))
+TARGETS = {
+    "concat": (("drop", "<=", 0.01), ("full", ">=", 0.91), *_MODULES, *_CROWDING),   # paper's full 0.92 - 0.01
+    "mix": (("drop", "<=", 0.01), ("full", ">=", 0.88), *_MODULES, *_CROWDING),      # 0.89 - 0.01
+    "sequential": (("drop", "<=", 0.05), ("silhouette", ">=", 0.35), *_CROWDING),
+}
+
+
+def target_gap(value, op: str, limit: float) -> float:
+    """How far ``value`` misses ``op limit`` (<= 0: met); a missing value misses by 1."""
+    if value is None:
+        return 1.0
+    return value - limit if op == "<=" else limit - value
 
 
 @torch.no_grad()

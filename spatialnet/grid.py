@@ -50,10 +50,12 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
              f"Data: {settings['data']}, read on the {'test sets' if settings.get('eval_split') == 'test' else 'validation split'}. "
              f"Seeds per row: see n. Mean ± std over seeds. Modularity as in results/table1.md "
              f"(`spatialnet/modularity.py`): silhouette and ARI with their permutation nulls, the cross-task "
-             f"share over its chance value, Newman's Q, the dead fraction of the hidden split layers.", "",
-             "| variant | mode | net | n | full | split | drop | silhouette (null) | ARI (null) | share / chance "
-             "| Newman Q | dead |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"share over its chance value, Newman's Q, the dead fraction of the hidden split layers; crowding "
+             f"in the density's length unit (nn: median nearest live neighbour, with its uniform-sheet null; "
+             f"stacked: within 0.1 of another live neuron).", "",
+             "| variant | mode | net | n | full | split | drop | silhouette (null) | ARI (null) | nn (null) | stacked "
+             "| share / chance | Newman Q | dead |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in records:
         groups.setdefault((r["variant"], r["mode"], r["net"]), []).append(r)
@@ -65,6 +67,8 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
                      f"{_ms([r['split'] for r in rs])} | {_ms([r['drop'] for r in rs])} | "
                      f"{_ms([r['silhouette'] for r in rs])} ({_ms([r['silhouette_null'] for r in rs])}) | "
                      f"{_ms([r['ari'] for r in rs])} ({_ms([r['ari_null'] for r in rs])}) | "
+                     f"{_ms([r.get('nn') for r in rs])} ({_ms([r.get('nn_null') for r in rs])}) | "
+                     f"{_ms([r.get('stacked') for r in rs], '.2f')} | "
                      f"{_ms([r['share_norm'] for r in rs])} | {_ms([r['newman_q'] for r in rs])} | "
                      f"{_ms([r['dead_fraction'] for r in rs], '.2f')} |")
     if axis == "tasks":

@@ -8,8 +8,11 @@ puts its costs on the third hidden layer, the fourth and the output: ``spatial_l
 For a spatial layer l (with N_l neurons at positions p_l and weights W_l)::
 
     T(l) = c_T(l) * fused_transport_cost(W_l, p_{l-1}, p_l)     c_T = 1/N_l (paper) or 1/(N_l N_{l-1}) (mean)
-    V(l) = c_V(l) * fused_density_cost(p_l)                    c_V = 1/N_l^2 (paper) or 1/N_l (neuron)
-    spatial_loss = (1/|L|) * sum_{l in L} [alpha * T(l) + beta * V(l)]
+    V(l) = c_V(l) * fused_density_cost(p_l / len_l)            c_V = 1/N_l^2 (paper) or 1/N_l (neuron)
+    spatial_loss = (1/|L|) * sum_{l in L} [alpha_l * T(l) + beta_l * V(l)]
+
+``len_l`` is layer l's density length (1, the paper's exp(-d), unless ``density_lengths`` says
+otherwise), and alpha, beta one number each or per layer (the width rule's, ``config.py``).
 
 T(l) needs the positions of layer l-1, so that layer has positions too; the input pixels have
 none, so layer 1 cannot be spatial. Positions are drawn from N(0, 1), as in the paper.
@@ -74,6 +77,20 @@ def _check_sizes(sizes) -> list[int]:
     return list(sizes)
 
 
+def _per_layer_lengths(value, positioned) -> dict[int, float]:
+    if isinstance(value, Mapping):
+        keys = {int(l) for l in value}
+        if not set(positioned) <= keys:
+            raise ValueError(f"density_lengths must name every positioned layer {sorted(positioned)}, got {sorted(keys)}")
+        value = {int(l): v for l, v in value.items()}
+    else:
+        value = dict.fromkeys(positioned, value)
+    for l, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"density_lengths[{l}] must be a positive number, got {v!r}")
+    return {l: float(value[l]) for l in sorted(positioned)}
+
+
 def check_spatial_layers(spatial_layers, num_layers: int) -> tuple[int, ...]:
     """Validates 1-based Linear-layer indices; layer 1 has no input positions, so 2..K only."""
     if isinstance(spatial_layers, (str, bytes)) or not isinstance(spatial_layers, Sequence):
@@ -117,13 +134,16 @@ class SpatialMLP(nn.Module):
             towards its head's own direction (head k of ``num_heads`` at angle 2 pi k / M; with
             dim 1 at +-r), so the heads start apart instead of interleaved.
         backend: passed to the ``spatial_kernels`` functions.
+        density_lengths: the density's length unit, one number or ``{layer: length}`` for every
+            positioned layer (V sums exp(-d / length); 1 is the paper's). The width rule
+            (``config.py``) gives a layer w times wider ``1 / sqrt(w)``.
     """
 
     def __init__(self, sizes: Sequence[int], spatial_layers: Sequence[int] = (3, 4, 5),
                  activation: str = "sigmoid", *, dim: int = 2, transport_norm: str = "paper",
                  density_norm: str = "paper", init: str = "torch", init_gain: float = 4.0, head_offset: float = 0.0,
                  num_heads: int = 2, transport: str = "distance", freeze_positions: bool = False,
-                 backend: str = "auto"):
+                 backend: str = "auto", density_lengths=1.0):
         super().__init__()
         sizes = _check_sizes(sizes)
         if activation not in ACTIVATIONS:
@@ -151,6 +171,7 @@ class SpatialMLP(nn.Module):
         self.freeze_positions = freeze_positions
         self.backend = backend
         positioned = set(self.spatial_layers) | {l - 1 for l in self.spatial_layers}
+        self._lengths = _per_layer_lengths(density_lengths, positioned)
         layers = []
         for l in range(1, self.num_layers + 1):
             if l in positioned:
@@ -178,7 +199,8 @@ class SpatialMLP(nn.Module):
             sheets = {f"layers.{l - 1}": (f"layer{l - 1}", f"layer{l}") for l in self.spatial_layers}
             costs = spatialize(self, list(sheets), dim=dim, sheets=sheets, infer=False, transport_norm=transport_norm,
                                density_norm=density_norm, backend=backend,
-                               positions={f"layer{l}": self.layer(l).positions for l in positioned})
+                               positions={f"layer{l}": self.layer(l).positions for l in positioned},
+                               density_length={f"layer{l}": self._lengths[l] for l in positioned})
         object.__setattr__(self, "_costs", costs)
 
     @torch.no_grad()
@@ -201,6 +223,10 @@ class SpatialMLP(nn.Module):
     def layer(self, l: int) -> nn.Linear:
         """The 1-based Linear layer ``l``."""
         return self.layers[l - 1]
+
+    def density_length(self, l: int) -> float:
+        """The length unit of layer l's density (1 for a layer without positions)."""
+        return self._lengths.get(l, 1.0)
 
     def forward(self, x: torch.Tensor, masks: Mapping[int, torch.Tensor] | None = None) -> torch.Tensor:
         """Float32 logits; ``masks[l]`` (N_l,) multiplies layer l's outputs after the activation,
@@ -241,17 +267,29 @@ class SpatialMLP(nn.Module):
         return self._costs.transport_cost(f"layers.{l - 1}", scale)
 
     def density_cost(self, l: int, scale: float = 1.0) -> torch.Tensor:
-        """``scale * V(l)``, V(l) = c_V * sum_{i,j} exp(-||p_i - p_j||), c_V as ``density_norm`` says."""
+        """``scale * V(l)``, V(l) = c_V * sum_{i,j} exp(-||p_i - p_j|| / len_l), c_V as ``density_norm`` says."""
         return self._costs.density_cost(f"layer{l}", scale)
 
-    def spatial_loss(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
-        """(1/|L|) * sum_{l in L} [alpha * T(l) + beta * V(l)]; 0 for the regular network."""
+    def _per_layer(self, name: str, value) -> dict[int, float]:
+        if isinstance(value, Mapping):
+            keys = {int(l) for l in value}
+            if keys != set(self.spatial_layers):
+                raise ValueError(f"{name} per layer must name the spatial layers {list(self.spatial_layers)}, "
+                                 f"got {sorted(keys)}")
+            return {int(l): float(v) for l, v in value.items()}
+        return dict.fromkeys(self.spatial_layers, value)
+
+    def spatial_loss(self, alpha=1.0, beta=3.0) -> torch.Tensor:
+        """(1/|L|) * sum_{l in L} [alpha_l * T(l) + beta_l * V(l)]; 0 for the regular network.
+        ``alpha`` and ``beta`` are one number each, or ``{l: value}`` for every spatial layer."""
         if not self.spatial_layers:
             return self.layers[0].weight.new_zeros(())
-        if self.transport == "distance":
-            return self._costs(alpha, beta)  # the same terms, summed in the same order, as below
+        a, b = self._per_layer("alpha", alpha), self._per_layer("beta", beta)
+        if self.transport == "distance":  # the same terms, summed in the same order, as below
+            return self._costs({f"layers.{l - 1}": a[l] for l in self.spatial_layers},
+                               {f"layer{l}": b[l] for l in self.spatial_layers})
         k = len(self.spatial_layers)
-        return sum(self.transport_cost(l, alpha / k) + self.density_cost(l, beta / k)
+        return sum(self.transport_cost(l, a[l] / k) + self.density_cost(l, b[l] / k)
                    for l in self.spatial_layers)
 
     def config(self) -> dict:

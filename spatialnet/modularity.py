@@ -35,6 +35,20 @@ Weights (between consecutive layers, live neurons only):
   the internal weight), which keeps 8x-wide nets cheap; a test pins it to networkx on the full
   graph.
 
+Crowding of the positions (per layer, over its live neurons, distances in the unit of the
+layer's density, ``lengths[k]``: V sums exp(-d / length); 1 for the paper's net). A
+cluster measure rewards neurons stacked on a few points (a layer collapsed onto the 20 output
+neurons has a high silhouette); these see it. ``scipy.spatial.cKDTree`` answers the queries:
+
+- ``nn``: the median distance from a live neuron to its nearest live neighbour in the layer;
+  ``nn_null``: the same for as many points drawn uniformly over the convex hull of the live
+  neurons (the mean over ``CROWDING_DRAWS`` draws with ``NULL_SEED``): a sheet spread evenly over
+  the same ground. Stacked neurons read far below it, a lattice above it.
+- ``stacked``: the fraction of live neurons within ``STACK_RADIUS`` (0.1) of another live neuron
+  of their layer.
+- ``on_next``: the fraction of live neurons within ``STACK_RADIUS`` of a live neuron of the next
+  layer of the chain (a hidden layer collapsed onto the one it feeds).
+
 Dead neurons (label -1): counted, as a fraction of the hidden layers' neurons; the
 accuracy with only them silenced is in ``evaluate.py`` (``dead_delta``).
 
@@ -46,6 +60,7 @@ silhouette and the ARI can. It is kept only for reading the earlier records.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -56,7 +71,11 @@ NULL_SEED = 0
 KMEANS_SEED = 0
 SEGREGATION_K = 5
 
+STACK_RADIUS = 0.1
+CROWDING_DRAWS = 5
+
 CLUSTER_KEYS = ("silhouette", "silhouette_null", "ari", "ari_null")
+CROWDING_KEYS = ("nn", "nn_null", "stacked", "on_next")
 
 
 def _np(t) -> np.ndarray:
@@ -89,6 +108,59 @@ def cluster_quality(positions, labels, num_tasks: int, permutations: int = PERMU
                silhouette_null=float(np.mean([silhouette_score(d, q, metric="precomputed") for q in perms])),
                ari=float(adjusted_rand_score(g, km)),
                ari_null=float(np.mean([adjusted_rand_score(q, km) for q in perms])))
+    return out
+
+
+def _uniform_in_hull(p: np.ndarray, n: int, rng) -> np.ndarray | None:
+    """``n`` points uniform over the convex hull of ``p`` (None when the hull has no area)."""
+    from scipy.spatial import Delaunay, QhullError
+
+    try:
+        tri = Delaunay(p)
+    except (QhullError, ValueError):
+        return None
+    lo, hi = p.min(0), p.max(0)
+    out = np.empty((0, p.shape[1]))
+    while len(out) < n:  # rejection from the bounding box: the hull fills a good part of it
+        q = lo + (hi - lo) * rng.random((4 * n, p.shape[1]))
+        out = np.concatenate([out, q[tri.find_simplex(q) >= 0]])
+    return out[:n]
+
+
+def _nn_median(p: np.ndarray) -> float:
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(p).query(p, k=2)
+    return float(np.median(d[:, 1]))
+
+
+def crowding(positions, labels, length: float = 1.0, next_positions=None, next_labels=None,
+             draws: int = CROWDING_DRAWS, seed: int = NULL_SEED) -> dict:
+    """``{nn, nn_null, stacked, on_next}`` of one layer's live neurons (labels >= 0), distances in
+    units of ``length`` (see the module docstring); None where fewer than two neurons live (and
+    ``on_next`` None without a next layer with live neurons)."""
+    from scipy.spatial import cKDTree
+
+    if not (isinstance(length, (int, float)) and math.isfinite(length) and length > 0):
+        raise ValueError(f"length must be a positive number (the density's length unit), got {length!r}")
+    g = _labels(labels)
+    p = _np(positions)[g >= 0] / length
+    out = {k: None for k in CROWDING_KEYS}
+    if len(p) < 2:
+        return out
+    d, _ = cKDTree(p).query(p, k=2)
+    out["nn"] = float(np.median(d[:, 1]))
+    out["stacked"] = float(np.mean(d[:, 1] < STACK_RADIUS))
+    rng = np.random.default_rng(seed)
+    nulls = [_nn_median(q) for q in (_uniform_in_hull(p, len(p), rng) for _ in range(draws)) if q is not None]
+    out["nn_null"] = float(np.mean(nulls)) if nulls else 0.0  # no area: a line or a point, as crowded as it gets
+    if next_positions is not None:
+        q = _np(next_positions)
+        if next_labels is not None:
+            q = q[_labels(next_labels) >= 0]
+        if len(q):
+            dn, _ = cKDTree(q / length).query(p, k=1)
+            out["on_next"] = float(np.mean(dn < STACK_RADIUS))
     return out
 
 
@@ -173,10 +245,12 @@ def _mean(xs):
 
 def chain_measures(labels: Sequence, num_tasks: int, weights: Sequence | None = None,
                    positions: Sequence | None = None, names: Sequence | None = None,
-                   permutations: int = PERMUTATIONS, seed: int = NULL_SEED) -> dict:
+                   permutations: int = PERMUTATIONS, seed: int = NULL_SEED,
+                   lengths: Sequence | None = None) -> dict:
     """Every measure of a chain of layers (the last one the output), flat means plus
-    ``per_layer`` keyed by ``names`` (default 0, 1, ...): group sizes, dead, cluster scores, and
-    the share into the layer from the one before."""
+    ``per_layer`` keyed by ``names`` (default 0, 1, ...): group sizes, dead, cluster scores,
+    crowding (distances in units of ``lengths[k]``, default 1), and the share into the layer
+    from the one before."""
     names = [str(n) for n in (names if names is not None else range(len(labels)))]
     hidden = range(len(labels) - 1)
     per_layer = {}
@@ -187,8 +261,11 @@ def chain_measures(labels: Sequence, num_tasks: int, weights: Sequence | None = 
         if positions is not None and positions[k] is not None:
             row.update({c: v for c, v in cluster_quality(positions[k], g, num_tasks, permutations, seed).items()
                         if c in CLUSTER_KEYS})
+            nxt = k + 1 < len(labels) and positions[k + 1] is not None
+            row.update(crowding(positions[k], g, 1.0 if lengths is None else float(lengths[k]),
+                                positions[k + 1] if nxt else None, labels[k + 1] if nxt else None, seed=seed))
         per_layer[name] = row
-    out = {c: _mean([per_layer[names[k]].get(c) for k in hidden]) for c in CLUSTER_KEYS}
+    out = {c: _mean([per_layer[names[k]].get(c) for k in hidden]) for c in (*CLUSTER_KEYS, *CROWDING_KEYS)}
     dead = {names[k]: per_layer[names[k]]["dead"] for k in range(len(labels))}
     n_hidden = sum(per_layer[names[k]]["neurons"] for k in hidden)
     out.update(dead=sum(dead.values()), dead_per_layer=dead,
@@ -211,7 +288,8 @@ def measures(model, assignment: dict[int, torch.Tensor], num_tasks: int | None =
     pos = [getattr(model.layer(l), "positions", None) for l in layers]
     return chain_measures([assignment[l] for l in layers], num_tasks,
                           weights=[None] + [model.layer(l).weight for l in layers[1:]],
-                          positions=pos if any(p is not None for p in pos) else None, names=layers)
+                          positions=pos if any(p is not None for p in pos) else None, names=layers,
+                          lengths=[model.density_length(l) for l in layers])
 
 
 def segregation(model, assignment: dict[int, torch.Tensor], k: int = SEGREGATION_K) -> float | None:

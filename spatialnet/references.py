@@ -10,6 +10,18 @@ quote as reference points. Two tasks of ``n / 2`` neurons each:
 - ``halved sheet 2:1``: a uniform 2 x 1 sheet cut across its long side;
 - ``patches``: a 4 x 4 checkerboard of small same-task patches (locally pure, no cluster per task);
 - ``interleaved``: a uniform disc with the labels drawn at random.
+
+For the crowding measures (:func:`crowding_references`), ``n`` neurons of one layer at a mean
+density of one per 0.36 (a lattice's spacing of 0.6, in the density's length unit):
+
+- ``stacked``: every neuron on one of 5 points (jitter 0.02), as a layer collapsed onto a few
+  neurons of the next;
+- ``uniform disc``: spread at random over a disc;
+- ``lattice``: a square lattice, spacing 0.6 (as far apart as that density allows);
+- ``two spread blobs``: two uniform discs of half the area each, apart (the paper's Figure 1);
+
+and :func:`crowding_chain`, a layer on top of the 20 neurons of the next (``on next``) or spread
+around them (``beside next``).
 """
 from __future__ import annotations
 
@@ -60,6 +72,53 @@ def synthetic_chain(kind: str, seed: int = 0, sizes=(40, 40, 20)):
     return weights, labels
 
 
+SPACING = 0.6
+
+
+def crowding_references(n: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{name: positions (n, 2)}`` (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    area = n * SPACING ** 2
+    radius = np.sqrt(area / np.pi)
+    side = int(np.ceil(np.sqrt(n)))
+    gx, gy = np.meshgrid(np.arange(side), np.arange(side))
+    lattice = SPACING * np.stack([gx.ravel(), gy.ravel()], 1)[:n].astype(float)
+    centres = radius * 0.6 * _disc(rng, 5)
+    half = np.sqrt(2) / 2 * radius
+    blobs = np.concatenate([half * _disc(rng, n // 2) - [1.3 * half, 0], half * _disc(rng, n - n // 2) + [1.3 * half, 0]])
+    return {"stacked": centres[np.arange(n) % 5] + 0.02 * rng.normal(size=(n, 2)),
+            "uniform disc": radius * _disc(rng, n),
+            "lattice": lattice,
+            "two spread blobs": blobs}
+
+
+def crowding_chain(kind: str, n: int = 200, n_next: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(layer positions (n, 2), next layer's positions (n_next, 2))``: ``on next`` (each neuron
+    within 0.03 of a neuron of the next layer) or ``beside next`` (spread uniformly around them)."""
+    rng = np.random.default_rng(seed)
+    radius = np.sqrt(n * SPACING ** 2 / np.pi)
+    nxt = radius * _disc(rng, n_next)
+    if kind == "on next":
+        return nxt[np.arange(n) % n_next] + 0.015 * rng.normal(size=(n, 2)), nxt
+    return radius * _disc(rng, n), nxt
+
+
+CROWDING_CHAINS = ("on next", "beside next")
+
+
+def score_crowding(n: int = 200, seed: int = 0) -> dict[str, dict]:
+    import torch
+
+    from .modularity import crowding
+    out = {}
+    for name, p in crowding_references(n, seed).items():
+        out[name] = crowding(torch.tensor(p), torch.zeros(n, dtype=torch.long))
+    for kind in CROWDING_CHAINS:
+        p, q = crowding_chain(kind, n, seed=seed)
+        out[kind] = crowding(torch.tensor(p), torch.zeros(n, dtype=torch.long), next_positions=torch.tensor(q))
+    return out
+
+
 CHAINS = ("disjoint", "noisy", "random", "collapsed")
 
 
@@ -106,8 +165,18 @@ def main(argv=None) -> int:
               "| chain | " + " | ".join(wkeys) + " |", "|---|" + "---|" * len(wkeys)]
     for name, sc in chains.items():
         lines.append(f"| {name} | " + " | ".join(f"{sc[k]:.3f}" for k in wkeys) + " |")
+    crowd = score_crowding()
+    ckeys = ("nn", "nn_null", "stacked", "on_next")
+    lines += ["", f"Crowding of one layer of 200 neurons at one per {SPACING ** 2:g} (a lattice's spacing "
+              f"{SPACING}), in the density's length unit (`crowding_references`, `crowding_chain`): nn, the "
+              "median nearest-neighbour distance, beside nn_null, the same for as many points uniform over the "
+              "layer's convex hull; stacked, the fraction within 0.1 of another neuron; on_next, the fraction "
+              "within 0.1 of a neuron of the next layer (20 neurons; only the two chains have one).", "",
+              "| layout | " + " | ".join(ckeys) + " |", "|---|" + "---|" * len(ckeys)]
+    for name, sc in crowd.items():
+        lines.append(f"| {name} | " + " | ".join("–" if sc[k] is None else f"{sc[k]:.3f}" for k in ckeys) + " |")
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
-    write_json(out.with_suffix(".json"), {"positions": scores, "chains": chains})
+    write_json(out.with_suffix(".json"), {"positions": scores, "chains": chains, "crowding": crowd})
     print("\n".join(lines))
     return 0
 

@@ -29,7 +29,7 @@ import torch
 from ._io import write_json, write_text
 from .data import MODES
 from .config import REGULAR_HPARAMS, TrainConfig
-from .evaluate import READOUT
+from .evaluate import READOUT, TARGETS, target_gap
 from .train import train
 
 REPORT_SEEDS = (0, 1, 2, 3, 4)
@@ -146,7 +146,7 @@ def summarise(results: dict) -> dict:
             row = {"full": ci95(r["full"]), "split": ci95(r["split"]), "drop": ci95(drops),
                    "n": len(r["full"]), "seeds": list(r["seeds"])}
             for k in MEASURES:
-                row[k] = ci95(r[k])
+                row[k] = ci95(r.get(k, []))  # a record from before a measure existed: None
             sizes = {}
             for run in r["split_sizes"]:
                 for l, n in run.items():
@@ -188,9 +188,13 @@ def table_markdown(summary: dict, settings: dict) -> str:
               "expectation under random relabelling with the same group sizes (1 = chance, 0 = disjoint); "
               "Newman's Q of the |W| graph under the split; dead neurons as a fraction of the hidden split "
               "layers, and the change of full accuracy when only they are silenced (Δ; above 0.002 they are "
-              "not dead); neurons per task in each split layer (mean over seeds).", "",
-              "| mode | net | silhouette | (null) | ARI | (null) | share / chance | share | Newman Q | dead | dead Δ | neurons per task |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "not dead); crowding, in the density's length unit: nn, the median distance from a live neuron "
+              "to the nearest live one of its layer (null: as many points uniform over the layer's hull), "
+              "stacked, the fraction within 0.1 of another, on next, the fraction within 0.1 of a live "
+              "neuron of the next layer; neurons per task in each split layer (mean over seeds).", "",
+              "| mode | net | silhouette | (null) | ARI | (null) | nn | (null) | stacked | on next | share / chance "
+              "| share | Newman Q | dead | dead Δ | neurons per task |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode in MODES:
         for v in variants:
             s = summary.get(mode, {}).get(v)
@@ -198,7 +202,9 @@ def table_markdown(summary: dict, settings: dict) -> str:
                 continue
             sizes = "; ".join(f"{l}: {'/'.join(f'{x:g}' for x in n)}" for l, n in s["sizes"].items())
             lines.append(f"| {mode} | {v} | {_cell(s['silhouette'])} | {_cell(s['silhouette_null'])} | "
-                         f"{_cell(s['ari'])} | {_cell(s['ari_null'])} | {_cell(s['share_norm'])} | "
+                         f"{_cell(s['ari'])} | {_cell(s['ari_null'])} | {_cell(s.get('nn'))} | "
+                         f"{_cell(s.get('nn_null'))} | {_cell(s.get('stacked'), '.2f')} | {_cell(s.get('on_next'), '.2f')} | "
+                         f"{_cell(s['share_norm'])} | "
                          f"{_cell(s['cross_task_share'])} | {_cell(s['newman_q'])} | {_cell(s['dead_fraction'], '.2f')} | "
                          f"{_cell(s['dead_delta'], '.4f')} | {sizes} |")
     lines += targets_markdown(summary, settings.get("results"))
@@ -208,27 +214,21 @@ def table_markdown(summary: dict, settings: dict) -> str:
 
 
 def targets(mode: str, s: dict, runs: dict | None) -> list[tuple[str, bool]]:
-    """Issue 14's targets for the spatial net of ``mode`` as ``(what, met)``; ``s`` is its
-    summary row, ``runs`` its per-seed lists (for the every-seed conditions)."""
-    mean = lambda k: None if s.get(k) is None else s[k][0]  # noqa: E731
-    ok = lambda v, test: v is not None and test(v)  # noqa: E731
-    if mode == "sequential":
-        return [(f"drop ≤ 0.05 (mean {mean('drop'):.3f})", ok(mean("drop"), lambda v: v <= 0.05)),
-                (f"silhouette ≥ 0.35 (mean {mean('silhouette') or float('nan'):.3f})",
-                 ok(mean("silhouette"), lambda v: v >= 0.35))]
-    paper_full = PAPER[mode]["spatial"][0][0]
-    out = [(f"drop ≤ 0.01 (mean {mean('drop'):.3f})", ok(mean("drop"), lambda v: v <= 0.01)),
-           (f"full ≥ paper − 0.01 = {paper_full - 0.01:.2f} (mean {mean('full'):.3f})",
-            ok(mean("full"), lambda v: v >= paper_full - 0.01)),
-           (f"silhouette ≥ 0.5 (mean {mean('silhouette') or float('nan'):.3f})", ok(mean("silhouette"), lambda v: v >= 0.5))]
-    if runs is not None:
-        sil, null = runs.get("silhouette", []), runs.get("silhouette_null", [])
-        every = bool(sil) and all(a is not None and b is not None and a > b and a > 0.30 for a, b in zip(sil, null))
-        out.append(("every seed's silhouette above its null and above the halved-sheet 0.30 ("
-                    + ", ".join("–" if a is None else f"{a:.2f}" for a in sil) + ")", every))
-    out += [(f"ARI ≥ 0.9 (mean {mean('ari') or float('nan'):.3f})", ok(mean("ari"), lambda v: v >= 0.9)),
-            (f"share / chance ≤ 0.1 (mean {mean('share_norm') or float('nan'):.3f})", ok(mean("share_norm"), lambda v: v <= 0.1)),
-            (f"dead ≤ 50 % (mean {100 * (mean('dead_fraction') or 0):.0f} %)", ok(mean("dead_fraction"), lambda v: v <= 0.5))]
+    """The spatial net's targets in ``mode`` (``evaluate.TARGETS``) as ``(what, met)``: met when
+    every seed meets it (``runs``: the per-seed lists), else by the mean (``s``: the summary)."""
+    out = []
+    for key, op, limit in TARGETS.get(mode, ()):
+        if runs is None:
+            seeds = []
+        elif key == "drop":
+            seeds = [f - sp for f, sp in zip(runs["full"], runs["split"])]
+        else:
+            seeds = list(runs.get(key, []))
+        mean = None if s.get(key) is None else s[key][0]
+        values = seeds or [mean]
+        met = all(target_gap(v, op, limit) <= 0 for v in values)
+        shown = ", ".join("–" if v is None else f"{v:.3f}" for v in values)
+        out.append((f"{key} {'≤' if op == '<=' else '≥'} {limit:g} ({'every seed: ' if seeds else 'mean '}{shown})", met))
     return out
 
 
@@ -239,7 +239,7 @@ def targets_markdown(summary: dict, results: dict | None) -> list[str]:
         if s is None:
             continue
         if not lines:
-            lines = ["", "Issue 14's targets for the spatial net (means over the seeds above; met / NOT met):", ""]
+            lines = ["", "The spatial net's targets (issue 20, `evaluate.TARGETS`; met only where every seed meets them):", ""]
         runs = (results or {}).get(mode, {}).get("spatial")
         lines.append(f"- {mode}: " + "; ".join(f"{w}: {'met' if m else '**NOT met**'}" for w, m in targets(mode, s, runs)))
     return lines

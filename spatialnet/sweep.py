@@ -1,9 +1,13 @@
 """``spatialnet sweep``: a hyper-parameter search on Optuna, for the full accuracy and the split drop.
 
-Every trial trains one config on ``seeds`` (>= 2) and reports two objectives, the means over the
-seeds of the full accuracy (maximised) and of the drop after the split (minimised); Optuna's
-multi-objective TPE proposes the next trial. The per-seed numbers and the modularity measures
-are kept as the trial's user attributes.
+Every trial trains one config on ``seeds`` (>= 2) in each of ``modes`` (one setting for every
+input mode) and reports its objectives, each the mean over the modes of the mean over the seeds:
+the full accuracy (maximised), the drop after the split (minimised) and any further read-outs
+(``--objectives``); Optuna's multi-objective TPE proposes the next trial. Constraints
+(``--constraint KEY<=V``, ``MODE.KEY>=V``, or ``targets``: the spatial net's targets of each mode,
+``evaluate.TARGETS``) are met only by the worst seed of each mode; TPE prefers trials that meet
+them, and the report ranks the feasible ones by their smallest margin. The per-mode, per-seed
+numbers are kept as the trial's user attributes.
 
 Protocol (issue 14): a sweep selects, so it reads the validation split only (``eval_split =
 "val"``; the test sets are refused) and trains on selection seeds >= ``SELECTION_SEED_MIN``
@@ -33,7 +37,7 @@ from pathlib import Path
 
 from ._io import _atomic, write_json, write_text
 from .config import RUNTIME_KEYS, TrainConfig
-from .evaluate import READOUT
+from .evaluate import READOUT, TARGETS, target_gap
 from .train import train
 
 # The knobs the recipe issue names, over ranges that hold every value tried by hand.
@@ -46,7 +50,8 @@ OBJECTIVES = ("full", "drop")
 # what --objectives may name, and which way each goes; a trial is scored by the means over its seeds
 # (a read-out that is None, e.g. the silhouette of a net without positions, counts as its worst)
 DIRECTIONS = {"full": "maximize", "drop": "minimize", "silhouette": "maximize", "ari": "maximize",
-              "share_norm": "minimize", "dead_fraction": "minimize", "newman_q": "maximize"}
+              "share_norm": "minimize", "dead_fraction": "minimize", "newman_q": "maximize", "nn": "maximize",
+              "stacked": "minimize", "on_next": "minimize"}
 HEARTBEAT = 60
 SELECTION_SEED_MIN = 100
 SELECTION_SEEDS = (100, 101)
@@ -163,24 +168,106 @@ def _score(xs, direction):
     return statistics.fmean(xs)
 
 
-def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir, log, objectives=OBJECTIVES):
+@dataclass(frozen=True)
+class Constraint:
+    """``key op limit`` on a read-out, in every mode of the study or in ``mode`` only."""
+    key: str
+    op: str  # "<=" or ">="
+    limit: float
+    mode: str | None = None
+
+    def spec(self) -> str:
+        return f"{self.mode + '.' if self.mode else ''}{self.key}{self.op}{self.limit:g}"
+
+
+def parse_constraints(specs, modes) -> list[Constraint]:
+    """``KEY<=V``, ``KEY>=V``, ``MODE.KEY<=V`` or ``targets`` (``evaluate.TARGETS`` of each mode)."""
+    from .data import MODES
+    out = []
+    for spec in specs or ():
+        spec = spec.strip()
+        if spec == "targets":
+            out += [Constraint(k, op, v, m) for m in modes for k, op, v in TARGETS[m]]
+            continue
+        op = "<=" if "<=" in spec else ">=" if ">=" in spec else None
+        if op is None:
+            raise ValueError(f"--constraint {spec!r}: write KEY<=V, KEY>=V, MODE.KEY<=V or targets")
+        lhs, _, rhs = (x.strip() for x in spec.partition(op))
+        mode, _, key = lhs.rpartition(".")
+        if key not in READOUT:
+            raise ValueError(f"--constraint {spec!r}: {key!r} is not a read-out; one of {', '.join(READOUT)}")
+        if mode and mode not in MODES:
+            raise ValueError(f"--constraint {spec!r}: {mode!r} is not a mode; one of {', '.join(MODES)}")
+        if mode and mode not in modes:
+            raise ValueError(f"--constraint {spec!r}: mode {mode!r} is not swept (--modes {','.join(modes)})")
+        try:
+            limit = float(rhs)
+        except ValueError:
+            raise ValueError(f"--constraint {spec!r}: the limit must be a number") from None
+        out.append(Constraint(key, op, limit, mode or None))
+    return out
+
+
+def _per_mode_value(per_seed: list[dict], key: str, op: str) -> float | None:
+    """The worst seed's value of ``key`` (the largest for <=, the smallest for >=)."""
+    xs = [r[key] for r in per_seed]
+    if any(x is None for x in xs):
+        return None
+    return max(xs) if op == "<=" else min(xs)
+
+
+def constraint_gaps(per_mode: dict, constraints) -> list[float]:
+    """One gap per (constraint, mode it applies to): how far the worst seed misses it (<= 0: met)."""
+    gaps = []
+    for c in constraints:
+        for mode in ([c.mode] if c.mode else list(per_mode)):
+            gaps.append(target_gap(_per_mode_value(per_mode[mode], c.key, c.op), c.op, c.limit))
+    return gaps
+
+
+def constraint_margin(per_mode: dict, constraints, modes=None) -> float | None:
+    """The smallest margin of the constraints over ``modes`` (default all), each gap divided by
+    its limit's size (a relative slack: 0.2 means every constraint is met with 20 % to spare;
+    negative: one is missed); None without constraints."""
+    rel = []
+    for c in constraints:
+        for mode in ([c.mode] if c.mode else list(per_mode)):
+            if modes is not None and mode not in modes:
+                continue
+            gap = target_gap(_per_mode_value(per_mode[mode], c.key, c.op), c.op, c.limit)
+            rel.append(-gap / max(abs(c.limit), 0.01))
+    return min(rel) if rel else None
+
+
+def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir, log, objectives=OBJECTIVES,
+               modes=None, constraints=()):
+    modes = list(modes or [base.mode])
+
     def objective(trial):
         values = {p.name: p.suggest(trial) for p in params}
-        per_seed = []
-        for seed in seeds:
-            cfg = TrainConfig.from_dict({**base.to_dict(), **values, "seed": seed})
-            res = train(cfg, run_dir(runs_dir, cfg), resume=True, data_dir=data_dir, progress=False,
-                        log=lambda *a: None)
-            per_seed.append({k: res[k] for k in READOUT})
-        summary = {k: [r[k] for r in per_seed] for k in per_seed[0]}
-        for k, xs in summary.items():
-            trial.set_user_attr(k, xs)
-        full, drop = statistics.fmean(summary["full"]), statistics.fmean(summary["drop"])
-        trial.set_user_attr("drop_std", statistics.stdev(summary["drop"]) if len(seeds) > 1 else 0.0)
-        scores = tuple(_score(summary[k], DIRECTIONS[k]) for k in objectives)
-        log(f"trial {trial.number}: full {full:.4f} drop {drop:.4f} "
-            f"(seeds {list(seeds)}: drops {', '.join(f'{d:.3f}' for d in summary['drop'])}) "
-            + " ".join(f"{k} {v:.3f}" for k, v in zip(objectives, scores)) + " "
+        per_mode = {}
+        for mode in modes:
+            per_seed = []
+            for seed in seeds:
+                cfg = TrainConfig.from_dict({**base.to_dict(), **values, "mode": mode, "seed": seed})
+                res = train(cfg, run_dir(runs_dir, cfg), resume=True, data_dir=data_dir, progress=False,
+                            log=lambda *a: None)
+                per_seed.append({k: res[k] for k in READOUT})
+            per_mode[mode] = per_seed
+        trial.set_user_attr("per_mode", per_mode)
+        if len(modes) == 1:  # single-mode studies keep their flat per-seed lists
+            for k in READOUT:
+                trial.set_user_attr(k, [r[k] for r in per_mode[modes[0]]])
+        drops = [r["drop"] for m in modes for r in per_mode[m]]
+        trial.set_user_attr("drop_std", statistics.stdev(drops) if len(drops) > 1 else 0.0)
+        if constraints:
+            trial.set_user_attr("constraints", constraint_gaps(per_mode, constraints))
+        scores = tuple(statistics.fmean(_score([r[k] for r in per_mode[m]], DIRECTIONS[k]) for m in modes)
+                       for k in objectives)
+        margin = constraint_margin(per_mode, constraints)
+        log(f"trial {trial.number}: " + " ".join(f"{k} {v:.3f}" for k, v in zip(objectives, scores))
+            + ("" if margin is None else f" margin {margin:+.3f}") + " | "
+            + " ".join(f"{m} drop {statistics.fmean(r['drop'] for r in per_mode[m]):.3f}" for m in modes) + " | "
             + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()))
         return scores
     return objective
@@ -201,11 +288,20 @@ def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> s
 
 def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: list[Param], *, trials: int,
               seeds=SELECTION_SEEDS, runs_dir=None, data_dir=None, resume: bool = False, heartbeat: int = HEARTBEAT,
-              sampler_seed: int | None = None, objectives=OBJECTIVES, log=print):
+              sampler_seed: int | None = None, objectives=OBJECTIVES, modes=None, constraints=(), log=print):
     """Creates (or with ``resume`` joins or continues) ``study_name`` and runs ``trials`` trials,
     scored by ``objectives`` (names of ``DIRECTIONS``; the first two must be full and drop, so the
-    report's columns keep their meaning; e.g. full,drop,silhouette,dead_fraction)."""
+    report's columns keep their meaning; e.g. full,drop,silhouette,dead_fraction), each trial
+    trained in every one of ``modes`` (default: ``base.mode``), under ``constraints``
+    (:class:`Constraint`, :func:`parse_constraints`)."""
     import optuna
+    from .data import check_mode
+
+    modes = list(modes or [base.mode])
+    for m in modes:
+        check_mode(m)
+    if len(set(modes)) != len(modes):
+        raise ValueError(f"--modes: a mode is given twice: {modes}")
 
     if len(seeds) < 2:
         raise ValueError(f"--seeds: a trial is averaged over at least 2 seeds, got {list(seeds)}")
@@ -227,11 +323,15 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
     store = _storage(storage, heartbeat)
     space = {p.name: p.spec() for p in params}
     fixed = {k: v for k, v in base.identity().items() if k not in space and k != "seed"}
+    if len(modes) > 1:
+        del fixed["mode"]
+    cons = [c.spec() for c in constraints]
     exists = study_name in optuna.study.get_all_study_names(store)
     if exists and not resume:
         raise ValueError(f"study {study_name!r} already exists in {storage}; pass --resume to continue it "
                          f"or choose another --study")
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True,
+                                         constraints_func=_constraints_of if constraints else None)
     study = optuna.create_study(study_name=study_name, storage=store, directions=[DIRECTIONS[k] for k in objectives],
                                 sampler=sampler, load_if_exists=True)
     if not exists or "space" not in study.user_attrs:
@@ -239,31 +339,57 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
         study.set_user_attr("fixed", fixed)
         study.set_user_attr("seeds", list(seeds))
         study.set_user_attr("objectives", list(objectives))
+        study.set_user_attr("modes", modes)
+        study.set_user_attr("constraints", cons)
     else:
         if study.user_attrs.get("objectives", list(OBJECTIVES)) != list(objectives):
             raise ValueError(f"--resume: study {study_name!r} was made with objectives "
                              f"{study.user_attrs.get('objectives', list(OBJECTIVES))}")
+        if study.user_attrs.get("modes", [fixed.get("mode", base.mode)]) != modes:
+            raise ValueError(f"--resume: study {study_name!r} was made with modes {study.user_attrs.get('modes')}")
+        if study.user_attrs.get("constraints", []) != cons:
+            raise ValueError(f"--resume: study {study_name!r} was made with constraints "
+                             f"{study.user_attrs.get('constraints', [])}")
         diff = _study_differences(study.user_attrs, space, fixed, list(seeds))
         if diff:
             raise ValueError(f"--resume: study {study_name!r} was made with another {diff}")
     runs_dir = Path(runs_dir or Path("runs") / "sweeps" / study_name)
     if trials:
         # a retried trial (see the module docstring) is WAITING: a worker runs it before new ones
-        study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log, objectives), n_trials=trials,
-                       catch=(), gc_after_trial=True)
+        study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log, objectives, modes, constraints),
+                       n_trials=trials, catch=(), gc_after_trial=True)
     return study
+
+
+def _constraints_of(trial) -> list[float]:
+    return trial.user_attrs.get("constraints", [1.0])
 
 
 # ---------------------------------------------------------------------------------------------
 # report
 
 def trial_rows(study) -> list[dict]:
-    """One row per complete trial: its number, objectives, drop std, parameters and per-seed numbers."""
+    """One row per complete trial: its number, objectives, drop std, parameters, per-seed numbers
+    (``per_mode[mode][key]``: a list over seeds; ``per_seed``: the same for a one-mode study) and
+    the constraints' smallest margin (overall, and per mode: ``mode_margin``)."""
     from optuna.trial import TrialState
 
-    return [{"number": t.number, "full": t.values[0], "drop": t.values[1], "drop_std": t.user_attrs.get("drop_std"),
-             "params": dict(t.params), "per_seed": {k: t.user_attrs.get(k) for k in READOUT}}
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    constraints = parse_constraints(study.user_attrs.get("constraints", []), study.user_attrs.get("modes") or
+                                    [study.user_attrs.get("fixed", {}).get("mode", "concat")])
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        per_mode = t.user_attrs.get("per_mode")
+        if per_mode is None:  # made before studies had several modes: one mode, flat lists
+            mode = study.user_attrs.get("fixed", {}).get("mode", "concat")
+            n = len(t.user_attrs.get("full") or [])
+            per_mode = {mode: [{k: (t.user_attrs.get(k) or [None] * n)[i] for k in READOUT} for i in range(n)]}
+        lists = {m: {k: [r.get(k) for r in rs] for k in READOUT} for m, rs in per_mode.items()}
+        rows.append({"number": t.number, "full": t.values[0], "drop": t.values[1], "values": list(t.values),
+                     "drop_std": t.user_attrs.get("drop_std"), "params": dict(t.params),
+                     "per_seed": next(iter(lists.values())) if len(lists) == 1 else None, "per_mode": lists,
+                     "margin": constraint_margin(per_mode, constraints),
+                     "mode_margin": {m: constraint_margin(per_mode, constraints, [m]) for m in per_mode}})
+    return rows
 
 
 def pareto(rows: list[dict]) -> list[dict]:
@@ -278,41 +404,76 @@ def _mean(xs):
     return statistics.fmean(xs) if xs else None
 
 
+def _feasible(row: dict) -> bool:
+    return row["margin"] is not None and row["margin"] >= 0
+
+
+REPORT_KEYS = ("full", "drop", "silhouette", "ari", "nn", "stacked", "share_norm", "dead_fraction")
+
+
 def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: str = "") -> list[dict]:
-    """Writes the best trials, the Pareto front and (when ``out_png``) its plot; returns the rows."""
+    """Writes the best trials, the Pareto front and (when ``out_png``) its plot; returns the rows.
+
+    With constraints, the best trials are the feasible ones (every constraint met by the worst
+    seed of every mode) by their smallest relative margin, and for each mode the trials feasible
+    in that mode alone; without, the lowest drops with full >= ``min_full``."""
     rows = trial_rows(study)
     front = pareto(rows)
-    ok = sorted((r for r in rows if r["full"] >= min_full), key=lambda r: r["drop"])
+    modes = list(rows[0]["per_mode"]) if rows else list(study.user_attrs.get("modes") or [])
+    objectives = study.user_attrs.get("objectives", list(OBJECTIVES))
+    constraints = study.user_attrs.get("constraints", [])
+
+    def fmt(v, spec=".3f"):
+        return "–" if v is None else f"{v:{spec}}"
 
     def line(r):
         p = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
-        cells = [_mean(r["per_seed"].get(k)) for k in ("silhouette", "silhouette_null", "ari", "share_norm",
-                                                          "dead_fraction")]
-        return (f"| {r['number']} | {r['full']:.4f} | {r['drop']:.4f} ± {r['drop_std'] or 0:.4f} | "
-                + " | ".join("–" if c is None else f"{c:.3f}" for c in cells) + f" | {p} |")
+        cells = [fmt(v) for v in r["values"]] + ([fmt(r["margin"], "+.3f")] if constraints else [])
+        for m in modes:
+            cells += [fmt(_mean(r["per_mode"][m].get(k))) for k in REPORT_KEYS]
+        return f"| {r['number']} | " + " | ".join(cells) + f" | {p} |"
 
-    head = ["| trial | full | drop (mean ± std over seeds) | silhouette | (null) | ARI | share / chance | dead "
-            "| parameters |", "|---|---|---|---|---|---|---|---|---|"]
+    head_cells = list(objectives) + (["margin"] if constraints else [])
+    for m in modes:
+        head_cells += [f"{m[:3]} {k}" for k in REPORT_KEYS]
+    head = ["| trial | " + " | ".join(head_cells) + " | parameters |", "|---|" + "---|" * (len(head_cells) + 1)]
     md = [f"# Sweep {study.study_name}" + (f": {title}" if title else ""), "",
-          f"{len(rows)} complete trials, each the mean over seeds {study.user_attrs.get('seeds')}, read on the "
-          f"validation split. "
-          f"Search space: `{' '.join(study.user_attrs.get('space', {}).values())}`.", "",
-          f"## Lowest drops with full accuracy ≥ {min_full}", "", *head, *map(line, ok[:10]), "",
-          "## Pareto front (full accuracy against drop)", "", *head, *map(line, front), ""]
+          f"{len(rows)} complete trials in {', '.join(modes)}, each read on the validation split on seeds "
+          f"{study.user_attrs.get('seeds')}; objectives ({', '.join(objectives)}) are the means over the modes of "
+          f"the means over the seeds, the per-mode columns the means over the seeds. "
+          f"Search space: `{' '.join(study.user_attrs.get('space', {}).values())}`."]
+    if constraints:
+        md += ["", f"Constraints, met by the worst seed of each mode: `{' '.join(constraints)}`. margin: the "
+               "smallest of (limit − value) / |limit| over them (≥ 0: every one met).", "",
+               "## Feasible trials by margin", "", *head,
+               *map(line, sorted((r for r in rows if _feasible(r)), key=lambda r: -r["margin"])[:10])]
+        for m in modes:
+            best = sorted(rows, key=lambda r: -(r["mode_margin"][m] if r["mode_margin"][m] is not None else -9))[:5]
+            md += ["", f"## {m}: the best margins on its own constraints", "", *head, *map(line, best)]
+    else:
+        ok = sorted((r for r in rows if r["full"] >= min_full), key=lambda r: r["drop"])
+        md += ["", f"## Lowest drops with full accuracy ≥ {min_full}", "", *head, *map(line, ok[:10])]
+    md += ["", "## Pareto front (full accuracy against drop)", "", *head, *map(line, front), ""]
     write_text(out_md, "\n".join(md))
     write_json(Path(out_md).with_suffix(".json"), {"study": study.study_name, "space": study.user_attrs.get("space"),
-                                                   "fixed": study.user_attrs.get("fixed"), "trials": rows})
+                                                   "fixed": study.user_attrs.get("fixed"), "modes": modes,
+                                                   "objectives": objectives, "constraints": constraints,
+                                                   "trials": rows})
     if out_png and rows:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        feas = [r for r in rows if constraints and _feasible(r)]
         ax.scatter([r["drop"] for r in rows], [r["full"] for r in rows], s=18, c="0.6", label="trial")
+        if feas:
+            ax.scatter([r["drop"] for r in feas], [r["full"] for r in feas], s=30, c="tab:green",
+                       label="meets every constraint")
         ax.plot([r["drop"] for r in front], [r["full"] for r in front], "o-", c="tab:red", ms=5, label="Pareto front")
         ax.axhline(min_full, ls=":", c="k", lw=0.8)
-        ax.set_xlabel("drop after the split (mean over seeds)")
-        ax.set_ylabel("full accuracy (mean over seeds)")
+        ax.set_xlabel("drop after the split (mean over modes and seeds)")
+        ax.set_ylabel("full accuracy (mean over modes and seeds)")
         ax.set_title(title or f"sweep {study.study_name}")
         ax.legend()
         fig.tight_layout()

@@ -103,12 +103,18 @@ def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
     pos = [p for n, p in model.named_parameters() if n.endswith("positions") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.endswith("positions")]
     eff = cfg.effective()
-    groups = [{"params": rest}] + ([{"params": pos, "lr": eff["pos_lr"]}] if pos else [])
+    # the width rule's lr per weight matrix, biases at the base lr: parameters sharing an lr share a group
+    lr_of = {id(lin.weight): eff["lr"][str(l)] for l, lin in enumerate(model.layers, start=1)}
+    by_lr: dict[float, list] = {}
+    for p in rest:
+        by_lr.setdefault(lr_of.get(id(p), eff["bias_lr"]), []).append(p)
+    groups = [{"params": ps, "lr": v} for v, ps in by_lr.items()]
+    groups += [{"params": pos, "lr": eff["pos_lr"]}] if pos else []
     if any(p.dtype in LOW_PRECISION for p in rest):  # bf16 weights: the steps go to float32 masters
-        opt = MasterWeights(groups, opt_cls, lr=eff["lr"], **kw)
+        opt = MasterWeights(groups, opt_cls, lr=eff["bias_lr"], **kw)
         inner = opt.inner
     else:
-        opt = inner = opt_cls(groups, lr=eff["lr"], **kw)
+        opt = inner = opt_cls(groups, lr=eff["bias_lr"], **kw)
     if cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(
             inner, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
@@ -158,9 +164,12 @@ def _step_loss_fn(net, model: SpatialMLP, cfg: TrainConfig):
     use_costs = cfg.net == "spatial"
     eff = cfg.effective()
 
+    alpha = {int(l): v for l, v in eff["alpha"].items()}
+    beta = {int(l): v for l, v in eff["beta"].items()}
+
     def step_loss(x, y, task, task_scale: float):
         loss = data_mod.task_loss_sum(net(x), y, task) * task_scale
-        sp = model.spatial_loss(eff["alpha"], eff["beta"]) if use_costs else loss.new_zeros(())
+        sp = model.spatial_loss(alpha, beta) if use_costs else loss.new_zeros(())
         return loss, sp
 
     # dynamic=False: a batch has one of two sizes (full, last), each compiled once
@@ -259,7 +268,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
             ev = None
             if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
                 ev = evaluate(model, cfg, td)
-                record.update({k: ev[k] for k in ("full", "split", "cross_task_share", "share_norm", "silhouette")})
+                record.update({k: ev[k] for k in ("full", "split", "cross_task_share", "share_norm", "silhouette",
+                                                  "ari", "nn", "stacked", "dead_fraction")})
             history.append(record)
             save_checkpoint(ckpt_path, model, opt, sched, cfg, epoch + 1, history)
             track.append(epoch + 1, model)

@@ -120,3 +120,47 @@ def test_share_chance_is_the_permutation_mean_and_sees_collapsed_groups():
     balanced = cross_task_share(*_chain("random", seed=3), 2)
     assert sh["cross_task_share"] < 0.6 * balanced["cross_task_share"]
     assert sh["share_norm"] == pytest.approx(1.0, abs=0.06)
+
+
+@pytest.fixture(scope="module")
+def crowd():
+    from spatialnet.references import score_crowding
+    return score_crowding()
+
+
+def test_crowding_ranks_references_as_a_person_would(crowd):
+    nn = {k: v["nn"] for k, v in crowd.items()}
+    st = {k: v["stacked"] for k, v in crowd.items()}
+    # stacked on a few points << spread at random (a disc, or two blobs) < a lattice
+    assert nn["stacked"] < 0.1 * nn["uniform disc"]
+    assert nn["uniform disc"] < nn["lattice"] and nn["two spread blobs"] < nn["lattice"]
+    assert nn["lattice"] == pytest.approx(0.6)
+    assert nn["two spread blobs"] == pytest.approx(nn["uniform disc"], rel=0.3)
+    assert st["stacked"] == 1.0 and st["lattice"] == 0.0
+    assert st["uniform disc"] < 0.15 and st["two spread blobs"] < 0.15
+    # the null: as many points uniform over the same hull; a random sheet sits at it, a lattice
+    # above it, stacked points far below
+    assert crowd["uniform disc"]["nn"] == pytest.approx(crowd["uniform disc"]["nn_null"], rel=0.15)
+    assert crowd["lattice"]["nn"] > 1.8 * crowd["lattice"]["nn_null"]
+    assert crowd["stacked"]["nn"] < 0.2 * crowd["stacked"]["nn_null"]
+    # a layer collapsed onto the next one is seen by on_next, not by the within-layer measures alone
+    assert crowd["on next"]["on_next"] == 1.0 and crowd["beside next"]["on_next"] < 0.1
+    assert all(crowd[k]["on_next"] is None for k in ("stacked", "uniform disc", "lattice", "two spread blobs"))
+
+
+def test_crowding_reads_in_the_density_length_and_ignores_the_dead():
+    from spatialnet.modularity import crowding
+    from spatialnet.references import crowding_references
+    p = torch.tensor(crowding_references()["lattice"])
+    g = torch.zeros(len(p), dtype=torch.long)
+    base = crowding(p, g)
+    # the same layout at half the scale, read in a length unit half as long: the same numbers
+    half = crowding(p / 2, g, length=0.5)
+    assert half["nn"] == pytest.approx(base["nn"]) and half["stacked"] == base["stacked"]
+    # dead neurons stacked on the live ones change nothing
+    p2 = torch.cat([p, p[:50] + 0.01])
+    g2 = torch.cat([g, torch.full((50,), -1)])
+    assert crowding(p2, g2) == base
+    assert crowding(p[:1], g[:1])["nn"] is None
+    with pytest.raises(ValueError, match="length"):
+        crowding(p, g, length=0.0)

@@ -138,3 +138,54 @@ def test_resume_tells_what_differs():
     assert "beta" in _study_differences(stored, {"alpha": "alpha=1:2"}, {**fixed, "beta": 5.0}, [0, 1])
     assert "seeds" in _study_differences(stored, {"alpha": "alpha=1:2"}, fixed, [0, 1, 2])
     assert "search space" in _study_differences(stored, {"alpha": "alpha=1:3"}, fixed, [0, 1])
+
+
+def test_constraints_syntax_and_targets():
+    from spatialnet.evaluate import TARGETS
+    from spatialnet.sweep import Constraint, parse_constraints
+    got = parse_constraints(["nn>=0.4", "sequential.drop<=0.05"], ["concat", "sequential"])
+    assert got == [Constraint("nn", ">=", 0.4), Constraint("drop", "<=", 0.05, "sequential")]
+    assert [c.spec() for c in got] == ["nn>=0.4", "sequential.drop<=0.05"]
+    both = parse_constraints(["targets"], ["concat", "sequential"])
+    assert len(both) == len(TARGETS["concat"]) + len(TARGETS["sequential"])
+    for spec, msg in (("nn=0.4", "write KEY"), ("speed<=1", "not a read-out"), ("cat.nn>=1", "not a mode"),
+                      ("mix.nn>=1", "not swept"), ("nn>=a", "must be a number")):
+        with pytest.raises(ValueError, match=msg):
+            parse_constraints([spec], ["concat", "sequential"])
+
+
+def test_gaps_read_the_worst_seed_of_each_mode():
+    from spatialnet.sweep import Constraint, constraint_gaps, constraint_margin
+    per_mode = {"concat": [{"nn": 0.5, "drop": 0.0}, {"nn": 0.3, "drop": 0.02}],
+                "mix": [{"nn": 0.6, "drop": 0.0}, {"nn": 0.5, "drop": 0.001}]}
+    cons = [Constraint("nn", ">=", 0.4), Constraint("drop", "<=", 0.01, "mix")]
+    assert constraint_gaps(per_mode, cons) == pytest.approx([0.1, -0.1, -0.009])
+    assert constraint_margin(per_mode, cons) == pytest.approx(-0.25)       # concat's seed 2: nn 0.3 of 0.4
+    assert constraint_margin(per_mode, cons, ["mix"]) == pytest.approx(0.25)  # mix: nn 0.5 is 25 % over
+
+
+def test_one_setting_over_several_modes_under_constraints(tmp_path):
+    cmd = _sweep_cmd(tmp_path, "--trials", "2", "--modes", "concat,sequential", "--param", "alpha=0.5:2",
+                     "--epochs", "1", "--constraint", "targets", "--constraint", "nn>=0.0",
+                     "--objectives", "full,drop,nn")
+    r = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    import optuna
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
+    for t in study.trials:
+        per_mode = t.user_attrs["per_mode"]
+        assert set(per_mode) == {"concat", "sequential"} and all(len(v) == 2 for v in per_mode.values())
+        # objectives: the mean over modes of the mean over seeds
+        want = sum(sum(x["drop"] for x in v) / 2 for v in per_mode.values()) / 2
+        assert t.values[1] == pytest.approx(want)
+        assert len(t.user_attrs["constraints"]) == 8 + 4 + 2  # concat's targets, sequential's, nn in both
+    runs = [p.name.split("-")[0] for p in (tmp_path / "runs").iterdir()]
+    assert runs.count("concat") == runs.count("sequential") == 2 * len(study.trials)
+    md = (tmp_path / "s.md").read_text()
+    assert "Constraints, met by the worst seed" in md and "## sequential: the best margins" in md
+    # joining it with other modes or constraints is refused
+    again = subprocess.run(_sweep_cmd(tmp_path, "--resume", "--trials", "1", "--modes", "concat",
+                                      "--param", "alpha=0.5:2", "--epochs", "1", "--constraint", "targets",
+                                      "--constraint", "nn>=0.0", "--objectives", "full,drop,nn"),
+                           cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "modes" in again.stderr

@@ -249,23 +249,6 @@ def test_bfloat16_weights(tmp_path, subset, monkeypatch):
         _cfg(weight_dtype="float16")
 
 
-def test_width_rule():
-    from spatialnet.train import _make_optimizer, build_model
-    paper = TrainConfig(alpha=1.0, beta=20.0, lr=0.005, pos_lr_scale=1.0).effective()
-    assert paper == {"width_factor": 1.0, "alpha": 1.0, "lr": 0.005, "pos_lr": 0.005, "beta": 20.0}
-    wide = TrainConfig(hidden=[512, 512, 512, 1024], alpha=1.0, lr=0.005, pos_lr_scale=1.0)
-    eff = wide.effective()
-    assert eff["width_factor"] == 4.0 and eff["alpha"] == pytest.approx(8.0)
-    assert eff["lr"] == pytest.approx(0.00125) and eff["pos_lr"] == pytest.approx(0.005)
-    assert TrainConfig(hidden=[512, 512, 512, 1024], alpha=9.0, width_rule="none").effective()["alpha"] == 9.0
-    assert TrainConfig(hidden=[16, 16, 16, 24], lr=0.0024).effective()["lr"] == 0.0024  # narrower: unchanged
-    cfg = TrainConfig(hidden=[32, 32, 320, 1536], lr=0.005, pos_lr_scale=2.0).validate()  # mean 480: w = 3
-    opt, _ = _make_optimizer(build_model(cfg), cfg, 10)
-    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.005 / 3), pytest.approx(0.01)]
-    with pytest.raises(ValueError, match="width_rule"):
-        TrainConfig(width_rule="sqrt").validate()
-
-
 def test_default_heads_start_apart_only_where_the_output_is_spatial():
     from spatialnet.train import build_model
     torch.manual_seed(0)

@@ -7,7 +7,10 @@ For a selected layer l reading sheet ``a`` (``N_a`` neurons) and writing sheet `
 
 and for every sheet s that some selected layer writes, once however many write it::
 
-    V(s) = c_V * fused_density_cost(p_s)                  c_V = 1/N_s^2 (paper) or 1/N_s (neuron)
+    V(s) = c_V * fused_density_cost(p_s / l_s)            c_V = 1/N_s^2 (paper) or 1/N_s (neuron)
+
+with ``l_s`` the sheet's density length (``density_length``; 1, the paper's exp(-d), by default:
+then the positions go in as they are).
 
 For a chain of layers (each sheet written by one layer) this is SpatialMLP's
 ``(1/|L|) sum_l [alpha T(l) + beta V(l)]``, summed in that order, term by term, with the weights
@@ -18,8 +21,10 @@ stored already weighted).
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -62,7 +67,7 @@ class SpatialCosts(nn.Module):
     def __init__(self, model: nn.Module, selected: dict[str, nn.Module], ports: list[list[tuple[str, str]]], *,
                  dim: int, transport_norm: str, density_norm: str, backend: str,
                  names: dict[tuple[str, str], str], generator: torch.Generator | None,
-                 adopt: dict[str, nn.Parameter] | None = None):
+                 adopt: dict[str, nn.Parameter] | None = None, density_length=1.0):
         super().__init__()
         self.dim, self.transport_norm, self.density_norm, self.backend = dim, transport_norm, density_norm, backend
         first = next(iter(selected.values())).weight
@@ -97,6 +102,7 @@ class SpatialCosts(nn.Module):
         unknown = sorted(set(adopt) - set(self.sheets))
         if unknown:
             raise ValueError(f"positions= names {unknown}, which are not sheets; the sheets are {list(self.sheets)}")
+        self.lengths = self._per_sheet("density_length", density_length, positive=True)
         # per layer: (name, module, in key, out key, 1/c_T, and 1/c_V of its out sheet if it is the
         # sheet's first writer, else None)
         self._terms = []
@@ -108,6 +114,51 @@ class SpatialCosts(nn.Module):
     @property
     def layers(self) -> list[str]:
         return [n for n, _ in self._layers]
+
+    @property
+    def density_sheets(self) -> list[str]:
+        """The sheets with a density term: those some selected layer writes."""
+        return [s.name for s in self.sheets.values() if s.writers]
+
+    def _per_sheet(self, what: str, value, positive: bool = False, names=None) -> dict[str, float]:
+        """``{sheet: float}`` from one number or a mapping that names every sheet of ``names``
+        (default: every sheet) once."""
+        names = list(self.sheets) if names is None else names
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(names))
+            missing = sorted(set(names) - set(value))
+            if unknown or missing:
+                raise ValueError(f"{what} must name each sheet of {names}; unknown {unknown}, missing {missing}")
+            out = {k: value[k] for k in names}
+        else:
+            out = dict.fromkeys(names, value)
+        for k, v in out.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
+                    positive and v == 0):
+                raise ValueError(f"{what} for sheet {k!r} must be a finite number {'> 0' if positive else '>= 0'}, "
+                                 f"got {v!r}")
+        return {k: float(v) for k, v in out.items()}
+
+    def _per_layer(self, what: str, value) -> dict[str, float]:
+        """``{layer: float}`` from one number or a mapping that names every layer once."""
+        names = self.layers
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(names))
+            missing = sorted(set(names) - set(value))
+            if unknown or missing:
+                raise ValueError(f"{what} must name each layer ({names}); unknown {unknown}, missing {missing}")
+            out = {k: value[k] for k in names}
+        else:
+            out = dict.fromkeys(names, value)
+        for k, v in out.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{what} for layer {k!r} must be a finite number >= 0, got {v!r}")
+        return {k: float(v) for k, v in out.items()}
+
+    def _density(self, sheet: Sheet, scale: float) -> torch.Tensor:
+        p = self.positions[sheet.key]
+        length = self.lengths[sheet.name]
+        return fused_density_cost(p if length == 1.0 else p / length, scale=scale, backend=self.backend)
 
     def sheet(self, layer: str, port: str) -> Sheet:
         """The sheet that ``layer`` reads (``port="in"``) or writes (``"out"``)."""
@@ -153,24 +204,28 @@ class SpatialCosts(nn.Module):
         raise KeyError(f"{layer!r} is not a spatialized layer: {self.layers}")
 
     def density_cost(self, sheet: str, scale: float = 1.0) -> torch.Tensor:
-        """``scale * V(sheet)``, normalised as ``density_norm`` says."""
+        """``scale * V(sheet)``, normalised as ``density_norm`` says, at the sheet's density length."""
         s = self.sheets[sheet]
-        return fused_density_cost(self.positions[s.key], scale=scale / (s.size ** 2 if self.density_norm == "paper"
-                                                                        else s.size), backend=self.backend)
+        return self._density(s, scale / (s.size ** 2 if self.density_norm == "paper" else s.size))
 
-    def cost(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
-        """``(1/|L|) [alpha sum_l T(l) + beta sum_s V(s)]``, a 0-dim tensor with gradients for the
-        weights and the positions."""
+    def cost(self, alpha=1.0, beta=3.0) -> torch.Tensor:
+        """``(1/|L|) sum_l [alpha_l T(l) + beta_s V(s)]``, a 0-dim tensor with gradients for the
+        weights and the positions. ``alpha`` is one number or ``{layer: alpha_l}`` naming every
+        layer; ``beta`` one number or ``{sheet: beta_s}`` naming every sheet with a density
+        (:attr:`density_sheets`; a width rule's per-term weights)."""
         k = len(self._terms)
+        alphas = self._per_layer("alpha", alpha)
+        betas = self._per_sheet("beta", beta, names=self.density_sheets)
         total = None
-        for _, m, ki, ko, norm, dnorm in self._terms:
-            term = self._transport(m, ki, ko, alpha / k / norm)
+        for n, m, ki, ko, norm, dnorm in self._terms:
+            term = self._transport(m, ki, ko, alphas[n] / k / norm)
             if dnorm is not None:
-                term = term + fused_density_cost(self.positions[ko], scale=beta / k / dnorm, backend=self.backend)
+                s = self.sheets[self._sheet_of[n, "out"]]
+                term = term + self._density(s, betas[s.name] / k / dnorm)
             total = term if total is None else total + term
         return total
 
-    def forward(self, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
+    def forward(self, alpha=1.0, beta=3.0) -> torch.Tensor:
         return self.cost(alpha, beta)
 
     def param_groups(self, model: nn.Module | None = None, *, lr: float | None = None,
@@ -194,14 +249,15 @@ class SpatialCosts(nn.Module):
 
     def extra_repr(self) -> str:
         sheets = ", ".join(f"{s.name}: {s.size}" for s in self.sheets.values())
+        lengths = "" if all(v == 1.0 for v in self.lengths.values()) else f", density_length={self.lengths}"
         return (f"layers={len(self._terms)}, dim={self.dim}, transport_norm={self.transport_norm!r}, "
-                f"density_norm={self.density_norm!r}, sheets=[{sheets}]")
+                f"density_norm={self.density_norm!r}, sheets=[{sheets}]{lengths}")
 
 
 def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = None, infer: bool = True,
                transport_norm: str = "mean", density_norm: str = "neuron", backend: str = "auto",
                elementwise: tuple = (), attach: str | None = None, positions: dict | None = None,
-               generator: torch.Generator | None = None) -> SpatialCosts:
+               generator: torch.Generator | None = None, density_length=1.0) -> SpatialCosts:
     """Positions for the neurons of ``model``'s selected layers, and their spatial cost.
 
     Args:
@@ -221,6 +277,10 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
             Not for an ``nn.Sequential`` (its forward calls every child).
         positions: ``{sheet name: nn.Parameter}`` to use as those sheets' positions (shared, not
             copied, and not drawn: the RNG is left as it is), e.g. positions a model already owns.
+        density_length: the length unit of each sheet's density, ``exp(-d / l)``: one number or
+            ``{sheet name: l}`` naming every sheet; 1 (the default) is the paper's ``exp(-d)``. A
+            sheet made w times wider in the same area needs ``l / sqrt(w)`` to keep its neurons as
+            far apart in that unit (the width rule, docs/width-rule.md).
 
     Returns a :class:`SpatialCosts`; ``costs(alpha, beta)`` is the cost to add to the loss.
     """
@@ -237,7 +297,8 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
     names = {(n, p): str(s) for n, pair in (sheets or {}).items() for p, s in zip(("in", "out"), pair)
              if s is not None}
     costs = SpatialCosts(model, selected, ports, dim=dim, transport_norm=transport_norm, density_norm=density_norm,
-                         backend=backend, names=names, generator=generator, adopt=positions)
+                         backend=backend, names=names, generator=generator, adopt=positions,
+                         density_length=density_length)
     if attach is not None:
         if isinstance(model, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             raise ValueError(f"attach={attach!r}: a {type(model).__name__} runs or lists every child, so adding the "

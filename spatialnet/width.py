@@ -1,0 +1,173 @@
+"""The width rule: the values a net ``w`` times the paper's width trains with, so that the paper's
+setting carries over to it unchanged (the derivation: docs/width-rule.md).
+
+The rule compares the net with its reference, the same net with every hidden width divided by
+``w`` (the paper's net for its own shapes scaled); input and output widths stay. It holds four
+quantities at their reference values at initialisation, under Adam (which normalises each
+parameter's step, so only ratios inside one parameter's gradient, and learning rates, matter):
+
+1. the transport's pressure on one weight against the task loss's gradient on it (per layer):
+   ``alpha_l = alpha * (c_T(ref) / c_T) * r_l``, where ``r_l`` is how much smaller the task
+   gradient of one weight of layer l is than in the reference (standard parametrisation: the
+   backward signal into a hidden layer shrinks as 1 / sqrt(readout fan-in); the readout's own
+   gradient does not shrink);
+2. the transport's pull on one position against the density's push on it (per sheet, the mean
+   radial components over the sheet's neurons at the paper's N(0, 1) start):
+   ``beta_s = beta * (pull_s / pull_s(ref)) / (push_s / push_s(ref))``, the pull from the
+   layers that read and write the sheet, the push from the density's exact expectation
+   (:func:`density_push`);
+3. the positions' initial spread: N(0, 1) at every width, so every sheet covers the same ground;
+4. the density's length against the spacing that N neurons need on that ground:
+   ``length_s = length * sqrt(N_s(ref) / N_s)``.
+
+The weights' Adam learning rate follows muP: ``lr * fan_in(ref) / fan_in`` for each layer's
+weight matrix (the first layer's fan-in is the input's, so it keeps ``lr``), biases at ``lr``;
+the positions keep ``lr * pos_lr_scale``. At ``w = 1`` every value is the flag's.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+
+def _mean_abs_weight(init: str, fan_in: float, fan_out: float) -> float:
+    """E|w| at initialisation up to a factor common to every width (Glorot-uniform:
+    gain * sqrt(6 / (fan_in + fan_out)) / 2; nn.Linear's U(+-1/sqrt(fan_in)): 1 / (2 sqrt(fan_in)))."""
+    return math.sqrt(6.0 / (fan_in + fan_out)) if init == "glorot" else 1.0 / math.sqrt(fan_in)
+
+
+def _transport_norm(norm: str, n_out: float, n_in: float) -> float:
+    return 1.0 / n_out if norm == "paper" else 1.0 / (n_out * n_in)
+
+
+def _density_norm(norm: str, n: float) -> float:
+    return 1.0 / (n * n) if norm == "paper" else 1.0 / n
+
+
+@lru_cache(maxsize=256)
+def _pair_push(length: float) -> float:
+    """E[exp(-|x - y| / length) * u_xy . x / |x|] for x, y independent N(0, I_2), u_xy the unit
+    vector from y to x: the mean outward push one neuron of an N(0, 1) sheet gets from another.
+
+    With z = x - y ~ N(0, 2 I) and x | z ~ N(z / 2, I / 2), the inner mean E[x/|x| . z/|z| | z] is
+    the mean cosine of a 2-D Gaussian about its mean direction (a Rice law), and the outer one a
+    1-D integral over the Rayleigh law of |z|, by quadrature."""
+    from scipy import integrate
+    from scipy.special import ive
+
+    def mean_cos(r):  # x ~ N(a e, s^2 I), a = r / 2, s^2 = 1/2
+        a, s2 = r / 2.0, 0.5
+        k = a * a / (4 * s2)
+        return math.sqrt(math.pi) / 2 * (a / math.sqrt(2 * s2)) * (ive(0, k) + ive(1, k))
+
+    value, _ = integrate.quad(lambda r: math.exp(-r / length) * mean_cos(r) * (r / 2) * math.exp(-r * r / 4),
+                              0.0, math.inf, limit=200)
+    return value
+
+
+def density_push(norm: str, n: float, length: float) -> float:
+    """The mean outward push of V = c_V sum_ij exp(-d_ij / length) on one neuron of an N(0, 1)
+    sheet of ``n`` neurons, up to a factor common to every width: c_V (n - 1) E[pair] / length."""
+    return _density_norm(norm, n) * (n - 1) * _pair_push(float(length)) / length
+
+
+def width_rule(sizes, hidden_ref, spatial_layers, *, alpha: float, beta: float, lr: float, pos_lr: float,
+               transport_norm: str, density_norm: str, init: str, density_length: float = 1.0) -> dict:
+    """The per-layer values of the rule (see the module docstring) for a net of ``sizes``
+    (input, hidden..., output) against the reference whose hidden widths are ``hidden_ref``.
+
+    Returns ``{"alpha": {l: alpha_l}, "beta": {l: beta_l}, "density_length": {l: length_l},
+    "lr": {l: lr of W_l}, "bias_lr": lr, "pos_lr": ...}``, layers 1-based and keys strings (JSON);
+    alpha and beta for the spatial layers, lengths for every positioned layer."""
+    sizes = [float(s) for s in sizes]
+    ref = [sizes[0], *map(float, hidden_ref), sizes[-1]]
+    K = len(sizes) - 1
+    spatial = sorted(int(l) for l in spatial_layers)
+
+    def ebar(sz, l):  # E|w| of W_l, (sz[l], sz[l-1])
+        return _mean_abs_weight(init, sz[l - 1], sz[l])
+
+    # 1. r_l: the task gradient of one weight of layer l against the reference's; the backward
+    # signal into layer l's outputs is sum_k W_{l+1,k} delta_k, whose size goes as
+    # sqrt(N_{l+1}) E|W_{l+1}| times the signal one layer up (the output's is the loss's own)
+    r = {K: 1.0}
+    for l in range(K - 1, 0, -1):
+        r[l] = r[l + 1] * math.sqrt(sizes[l + 1] / ref[l + 1]) * ebar(sizes, l + 1) / ebar(ref, l + 1)
+    alpha_l = {l: alpha * (_transport_norm(transport_norm, ref[l], ref[l - 1])
+                           / _transport_norm(transport_norm, sizes[l], sizes[l - 1])) * r[l] for l in spatial}
+
+    # 4. lengths: sqrt(N_ref / N) on every positioned layer
+    positioned = sorted(set(spatial) | {l - 1 for l in spatial})
+    length = {l: density_length * math.sqrt(ref[l] / sizes[l]) for l in positioned}
+
+    # 2. the pull on a neuron of sheet s: from W_s (s its output: N_{s-1} connections) and from
+    # W_{s+1} (s its input: N_{s+1} connections), each alpha_l c_T E|w| per connection
+    def pull(sz, alphas, s):
+        total = 0.0
+        if s in alphas:
+            total += alphas[s] * _transport_norm(transport_norm, sz[s], sz[s - 1]) * sz[s - 1] * ebar(sz, s)
+        if s + 1 in alphas:
+            total += alphas[s + 1] * _transport_norm(transport_norm, sz[s + 1], sz[s]) * sz[s + 1] * ebar(sz, s + 1)
+        return total
+
+    alpha_ref = dict.fromkeys(spatial, alpha)
+    beta_l = {}
+    for s in spatial:  # every spatial layer's output sheet has a density term
+        pulls = pull(sizes, alpha_l, s) / pull(ref, alpha_ref, s) if alpha > 0 else 1.0
+        pushes = (density_push(density_norm, sizes[s], length[s])
+                  / density_push(density_norm, ref[s], density_length))
+        beta_l[s] = beta * pulls / pushes
+
+    lr_l = {l: lr * ref[l - 1] / sizes[l - 1] for l in range(1, K + 1)}
+    key = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
+    return {"alpha": key(alpha_l), "beta": key(beta_l), "density_length": key(length), "lr": key(lr_l),
+            "bias_lr": lr, "pos_lr": pos_lr}
+
+
+def measure_invariants(cfg, x, y, task=None, seeds=(0, 1, 2, 3)) -> dict:
+    """The rule's four quantities measured at initialisation (means over ``seeds``), for the
+    docs and the tests: the nets ``cfg`` describes, with the width rule's values, on one batch
+    ``(x, y, task)`` of ``cfg.mode``'s data (``data.TaskData.epoch_batches``).
+
+    - ``pressure/l``: RMS over W_l of the gradient of alpha_l T(l) / |L| against that of the task loss;
+    - ``pull_push/s``: the mean radial (towards the sheet's centroid) component of the transport's
+      gradient on sheet s's positions against the mean outward component of beta_s V(s) / |L|'s
+      descent direction;
+    - ``spread/s``: the RMS distance of sheet s's positions from their centroid;
+    - ``length_spacing/s``: the density length against the spacing N_s neurons have on that
+      ground, length_s sqrt(N_s) / spread_s.
+    """
+    import torch
+
+    from . import data as data_mod
+    from .config import TrainConfig, build_model
+
+    eff = cfg.effective()
+    L = list(cfg.spatial_layers)
+    alpha = {int(l): v for l, v in eff["alpha"].items()}
+    beta = {int(l): v for l, v in eff["beta"].items()}
+    sums: dict[str, float] = {}
+    for seed in seeds:
+        model = build_model(TrainConfig.from_dict({**cfg.to_dict(), "seed": seed}))
+        model.zero_grad()
+        (data_mod.task_loss_sum(model(x), y, task) / len(x)).backward()
+        task_grad = {l: model.layer(l).weight.grad.clone() for l in L}
+        out = {}
+        for l in L:
+            W = model.layer(l).weight
+            (g,) = torch.autograd.grad(model.transport_cost(l, alpha[l] / len(L)), W)
+            out[f"pressure/{l}"] = float(g.pow(2).mean().sqrt() / task_grad[l].pow(2).mean().sqrt())
+        transport = sum(model.transport_cost(l, alpha[l] / len(L)) for l in L)
+        pos = [model.layer(l).positions for l in L]
+        pulls = torch.autograd.grad(transport, pos)
+        for l, p, g_t in zip(L, pos, pulls):
+            (g_v,) = torch.autograd.grad(model.density_cost(l, beta[l] / len(L)), p)
+            r = p.detach() - p.detach().mean(0)
+            spread = r.pow(2).sum(1).mean().sqrt()
+            rhat = r / r.norm(dim=1, keepdim=True)
+            out[f"pull_push/{l}"] = float((g_t * rhat).sum(1).mean() / (-(g_v * rhat).sum(1).mean()))
+            out[f"spread/{l}"] = float(spread)
+            out[f"length_spacing/{l}"] = float(model.density_length(l) * len(p) ** 0.5 / spread)
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + v / len(seeds)
+    return sums
