@@ -18,7 +18,7 @@ setup(
         "torchvision>=0.19",
         "tqdm>=4.60",
         "matplotlib>=3.7",
-        "optuna>=3.6",
+        "optuna>=5.0",  # Trial.set_constraint: constrained sweeps
         "scikit-learn>=1.3",
         "networkx>=3.0",
     ],

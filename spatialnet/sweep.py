@@ -218,10 +218,15 @@ def _per_mode_value(per_seed: list[dict], key: str, op: str) -> float | None:
 
 def constraint_gaps(per_mode: dict, constraints) -> list[float]:
     """One gap per (constraint, mode it applies to): how far the worst seed misses it (<= 0: met)."""
-    gaps = []
+    return list(_named_gaps(per_mode, constraints).values())
+
+
+def _named_gaps(per_mode: dict, constraints) -> dict[str, float]:
+    gaps = {}
     for c in constraints:
         for mode in ([c.mode] if c.mode else list(per_mode)):
-            gaps.append(target_gap(_per_mode_value(per_mode[mode], c.key, c.op), c.op, c.limit))
+            gaps[f"{mode}.{c.key}{c.op}{c.limit:g}"] = target_gap(
+                _per_mode_value(per_mode[mode], c.key, c.op), c.op, c.limit)
     return gaps
 
 
@@ -261,7 +266,10 @@ def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir
         drops = [r["drop"] for m in modes for r in per_mode[m]]
         trial.set_user_attr("drop_std", statistics.stdev(drops) if len(drops) > 1 else 0.0)
         if constraints:
-            trial.set_user_attr("constraints", constraint_gaps(per_mode, constraints))
+            gaps = _named_gaps(per_mode, constraints)
+            trial.set_user_attr("constraints", list(gaps.values()))
+            for name, gap in gaps.items():  # TPE ranks infeasible trials after the feasible ones
+                trial.set_constraint(name, gap)
         scores = tuple(statistics.fmean(_score([r[k] for r in per_mode[m]], DIRECTIONS[k]) for m in modes)
                        for k in objectives)
         margin = constraint_margin(per_mode, constraints)
@@ -330,8 +338,7 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
     if exists and not resume:
         raise ValueError(f"study {study_name!r} already exists in {storage}; pass --resume to continue it "
                          f"or choose another --study")
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True,
-                                         constraints_func=_constraints_of if constraints else None)
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
     study = optuna.create_study(study_name=study_name, storage=store, directions=[DIRECTIONS[k] for k in objectives],
                                 sampler=sampler, load_if_exists=True)
     if not exists or "space" not in study.user_attrs:
@@ -359,10 +366,6 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
         study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log, objectives, modes, constraints),
                        n_trials=trials, catch=(), gc_after_trial=True)
     return study
-
-
-def _constraints_of(trial) -> list[float]:
-    return trial.user_attrs.get("constraints", [1.0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -179,6 +179,8 @@ def test_one_setting_over_several_modes_under_constraints(tmp_path):
         want = sum(sum(x["drop"] for x in v) / 2 for v in per_mode.values()) / 2
         assert t.values[1] == pytest.approx(want)
         assert len(t.user_attrs["constraints"]) == 8 + 4 + 2  # concat's targets, sequential's, nn in both
+        assert sorted(t.constraints.values()) == sorted(t.user_attrs["constraints"])  # what TPE reads
+        assert "sequential.drop<=0.05" in t.constraints
     runs = [p.name.split("-")[0] for p in (tmp_path / "runs").iterdir()]
     assert runs.count("concat") == runs.count("sequential") == 2 * len(study.trials)
     md = (tmp_path / "s.md").read_text()
