@@ -23,7 +23,8 @@ setup(
         "networkx>=3.0",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "pykeops>=2.2", "psutil>=5", "timm>=1.0"],
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "pykeops>=2.2", "psutil>=5", "timm>=1.0",
+                "pgserver>=0.1.4", "psycopg[binary]>=3.1"],  # a real PostgreSQL for the sweep tests
         "timm": ["timm>=1.0"],  # spatial_kernels.nn on timm models (results/vit-modules)
     },
     entry_points={"console_scripts": ["spatialnet=spatialnet.__main__:main"]},

@@ -64,7 +64,7 @@ def build_step(width: int, backend: str | None, device: str, weight_dtype: str =
     import torch
 
     from spatialnet.model import SpatialMLP
-    from spatialnet.optim import LOW_PRECISION, MasterWeights
+    from spatialnet.training.optim import LOW_PRECISION, MasterWeights
 
     torch.manual_seed(0)
     spatial = () if backend is None else (3, 4)
@@ -155,7 +155,7 @@ def _child_peak(width: int, backend: str, device: str, weight_dtype: str) -> dic
         torch.cuda.reset_peak_memory_stats()
     else:
         import spatialnet.model  # noqa: F401  (what build_step imports, loaded before the base)
-        import spatialnet.optim  # noqa: F401
+        import spatialnet.training.optim  # noqa: F401
 
         _warm_kernels(backend)
         base_mb = _status_mb("VmRSS")

@@ -12,15 +12,16 @@ offset, a constant lr, 30 epochs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from . import data as data_mod
-from .config import OPTIMIZERS, REGULAR_HPARAMS, SCHEDULES, TrainConfig
-from .evaluate import READOUT
+from .config import PRESETS, REGULAR_HPARAMS, TrainConfig
+from .analysis.evaluate import READOUT
 from .printout import print_eval as _print_eval, print_nets_table
-from .sweep import DEFAULT_SPACE
+from .studies.sweep import DEFAULT_SPACE
 
 
 def _int_list(name):
@@ -36,97 +37,60 @@ def _str_list(s: str) -> list[str]:
     return [v.strip() for v in s.split(",") if v.strip()]
 
 
-def _add_config_args(p: argparse.ArgumentParser, epochs: int | None = -1, eval_split: str = "val") -> None:
+def _flag_type(f: dataclasses.Field):
+    """The argparse type of a config field, from its default."""
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    if isinstance(default, list):
+        return _int_list(f"--{f.name.replace('_', '-')}") if all(isinstance(v, int) for v in default) else _str_list
+    return type(default)
+
+
+# flags a command sets itself, or leaves out: per command, the config fields it does not expose
+PER_RUN_FIELDS = ("mode", "net", "seed")
+
+
+def _add_config_args(p: argparse.ArgumentParser, *, skip=PER_RUN_FIELDS, defaults: dict | None = None,
+                     helps: dict | None = None) -> None:
+    """One flag per ``TrainConfig`` field (its metadata's help and choices), except ``skip``.
+
+    The flags' argparse defaults are suppressed, so that ``_config`` can tell a flag given from
+    one left out: a left-out field takes ``defaults`` (the command's own), else ``--preset``'s
+    value, else the config's default."""
     d = TrainConfig()
-    p.add_argument("--hidden", type=_int_list("--hidden"), default=d.hidden,
-                   help="hidden widths, comma-separated (default 128,128,128,256)")
-    p.add_argument("--spatial-layers", type=_int_list("--spatial-layers"), default=d.spatial_layers,
-                   help="1-based Linear-layer indices with costs (default 3,4,5: third hidden, fourth, output)")
-    p.add_argument("--tasks", type=_str_list, default=d.tasks,
-                   help="tasks learnt at once, comma-separated: mnist, fashion, pmnist<k> (MNIST with "
-                        "a fixed pixel permutation k); 10 output neurons each (default mnist,fashion)")
-    p.add_argument("--epochs", type=int, default=d.epochs if epochs == -1 else epochs,
-                   help=f"default {d.epochs}" + ("" if epochs == -1 else
-                        "; the demo: 30 on the full data, 200 on the embedded subset"))
-    p.add_argument("--alpha", type=float, default=d.alpha, help="transport weight (paper 1)")
-    p.add_argument("--beta", type=float, default=d.beta, help="density weight (paper 3)")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (paper 0.005)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
-                   help="adam, or sgd (with momentum 0.9)")
-    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
-                   help="learning-rate schedule (default constant; cosine: decay to 0 over the run)")
-    p.add_argument("--transport-norm", choices=("paper", "mean"), default=d.transport_norm,
-                   help="T(l) scaled by 1/(N_l N_{l-1}), the mean over connections as the authors' code "
-                        "took it (mean, default), or by 1/N_l as the paper prints it (paper: prunes most "
-                        "weights, costs accuracy and gives no clusters; results/README.md)")
-    p.add_argument("--density-norm", choices=("paper", "neuron"), default=d.density_norm,
-                   help="V(l) scaled by 1/N_l^2 (paper) or 1/N_l (neuron)")
-    p.add_argument("--pos-lr-scale", type=float, default=d.pos_lr_scale,
-                   help="learning rate of the neuron positions relative to --lr")
-    p.add_argument("--width-rule", choices=("auto", "none"), default=d.width_rule,
-                   help="auto (default): for hidden layers w times the paper's mean width (w > 1), scale alpha, "
-                        "beta and the density length per layer and the weights' lr (muP) so that the paper's "
-                        "setting carries over (docs/width-rule.md); none: the flags as given")
-    p.add_argument("--density-length", type=float, default=d.density_length,
-                   help="the density's length unit at the paper's width, V sums exp(-d / length) (default 1, the paper)")
-    p.add_argument("--cost-warmup", type=float, default=d.cost_warmup,
-                   help="epochs over which the spatial loss ramps up from 0 (0: off, the paper)")
-    p.add_argument("--head-offset", type=float, default=d.head_offset,
-                   help="start the two output heads this far apart (0: paper's N(0,1) for all)")
-    p.add_argument("--init", choices=("torch", "glorot"), default=d.init,
-                   help="glorot (Glorot-uniform, zero biases) or torch (nn.Linear's default)")
-    p.add_argument("--init-gain", type=float, default=d.init_gain,
-                   help=f"Glorot gain (default {d.init_gain:g}, the paper-hparams runs too; the recipe before issue 14 used 2; 4 is "
-                        f"Glorot & Bengio's advice for sigmoids)")
-    p.add_argument("--transport", choices=("distance", "constant"), default=d.transport,
-                   help="distance (default, the paper) or constant: the L1-only control, every distance "
-                        "in T replaced by the layer's mean distance (is space needed at all?)")
-    p.add_argument("--freeze-positions", action="store_true",
-                   help="the frozen-positions control: the weights learn, the positions keep their "
-                        "initial values")
-    p.add_argument("--activation", choices=("sigmoid", "relu", "tanh"), default=d.activation)
-    p.add_argument("--dim", type=int, default=d.dim, help="coordinates per neuron, 1..3")
-    p.add_argument("--max-train", type=int, default=0, help="use only this many training images per dataset")
-    p.add_argument("--val-size", type=int, default=d.val_size,
-                   help="validation images held out of each training set (-1: 5000 on the full data, 400 on "
-                        "the subset; 0: none, train on all), a fixed draw (spatialnet/data.py)")
-    p.add_argument("--eval-split", choices=("val", "test"), default=eval_split,
-                   help=f"what the read-out reads (default {eval_split}): the validation split, for every choice "
-                        f"of setting, or the test sets, for final tables only")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch/numba threads per process")
-    p.add_argument("--eval-every", type=int, default=d.eval_every,
-                   help="also evaluate and split every K epochs (default 0: at the end only)")
-    p.add_argument("--weight-dtype", choices=("float32", "bfloat16"), default=d.weight_dtype,
-                   help="dtype of the weights and biases (positions stay float32); bfloat16 needs the "
-                        "triton backend, i.e. a CUDA device; the optimiser steps float32 master copies")
-    p.add_argument("--compile", action="store_true", help="torch.compile each step's loss (forward and backward)")
-    _add_data_args(p, default="full")
-
-
-def _add_data_args(p, default):
-    p.add_argument("--data", choices=("full", "subset", "auto"), default=default,
-                   help="full MNIST/Fashion-MNIST (downloaded when missing), the embedded subset, or "
-                        "auto (full when its files are present, else the subset)")
-    p.add_argument("--data-dir", default=None,
-                   help="data folder (else $SPATIALNET_DATA, else ~/.cache/spatialnet)")
+    defaults = defaults or {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        name = f"--{f.name.replace('_', '-')}"
+        shown = defaults.get(f.name, getattr(d, f.name))
+        shown = ",".join(map(str, shown)) if isinstance(shown, list) else shown
+        help_ = (helps or {}).get(f.name) or f.metadata["help"] + f" (default {shown})"
+        if isinstance(getattr(d, f.name), bool):
+            p.add_argument(name, action="store_true", default=argparse.SUPPRESS, help=help_)
+            continue
+        # choices are checked by TrainConfig.validate (a one-line error naming them), shown here
+        choices = f.metadata["choices"]
+        p.add_argument(name, type=_flag_type(f), default=argparse.SUPPRESS, metavar="|".join(choices) if choices else None,
+                       help=help_)
+    p.add_argument("--preset", choices=sorted(PRESETS), default=argparse.SUPPRESS,
+                   help="start from an earlier setting instead of the defaults (flags given still win): "
+                        + "; ".join(f"{k}: {' '.join(f'{n}={v}' for n, v in sorted(vals.items()))}"
+                                    for k, vals in sorted(PRESETS.items())))
+    p.add_argument("--data-dir", default=None, help="data folder (else $SPATIALNET_DATA, else ~/.cache/spatialnet)")
+    p.set_defaults(_config_defaults=defaults)
 
 
 def _config(args, **over) -> TrainConfig:
-    keys = ("epochs", "hidden", "spatial_layers", "tasks", "alpha", "beta", "lr", "batch_size", "optimizer",
-            "schedule", "transport_norm", "density_norm", "transport", "freeze_positions", "cost_warmup", "pos_lr_scale", "width_rule", "density_length", "head_offset",
-            "init", "init_gain", "activation", "dim", "max_train", "val_size", "eval_split", "threads", "eval_every", "weight_dtype",
-            "compile", "data")
-    kw = {k: getattr(args, k) for k in keys}
-    for k in ("mode", "net", "seed"):
-        if hasattr(args, k):
-            kw[k] = getattr(args, k)
-    kw.update(over)
+    """The run's config: the field's default, then ``--preset``, then the command's defaults, then
+    the flags given, then ``over`` (what the command fixes)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    kw = {**PRESETS.get(getattr(args, "preset", None), {}), **getattr(args, "_config_defaults", {}), **given,
+          **over}
     return TrainConfig(**kw).validate()
 
 
 def cmd_train(args) -> int:
-    from .train import init_distributed_from_env, train
+    from .training import init_distributed_from_env, train
     cfg = _config(args)
     started = init_distributed_from_env(args.device)
     try:
@@ -142,9 +106,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_split(args) -> int:
-    from .checkpoint import model_from_checkpoint
-    from .evaluate import evaluate
-    from .train import load_data
+    from .training.checkpoint import model_from_checkpoint
+    from .analysis.evaluate import evaluate
+    from .data import load_data
     model, cfg, _ = model_from_checkpoint(args.checkpoint)
     data = args.data or cfg.data
     if data == "subset":
@@ -160,8 +124,8 @@ def cmd_split(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .plots import animate_positions, plot_figures
-    from .checkpoint import model_from_checkpoint
+    from .studies.plots import animate_positions, plot_figures
+    from .training.checkpoint import model_from_checkpoint
     if args.animate:
         gif = animate_positions(args.checkpoint, Path(args.out) / "positions.gif" if args.out else None)
         print(f"wrote {gif}")
@@ -174,7 +138,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import reproduce
+    from .studies.table1 import reproduce
     base = _config(args, mode="concat", net="spatial", seed=0)
     if base.data == "subset":
         print(data_mod.SUBSET_BANNER)
@@ -188,11 +152,8 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
-DEMO_KEYS = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "per_layer", "eval_split")
-
-
 def cmd_dead_tol(args) -> int:
-    from .sensitivity import run_sensitivity
+    from .studies.dead_tol import run_sensitivity
     tols = [float(t) for t in args.tols.split(",") if t.strip()]
     run_sensitivity(args.runs, args.out, tols, args.eval_split, args.data_dir)
     print(Path(args.out).with_suffix(".md").read_text())
@@ -200,45 +161,21 @@ def cmd_dead_tol(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from ._io import write_json
-    from .plots import plot_figures
-    from .checkpoint import model_from_checkpoint
-    from .train import train
-    t0 = time.time()
-    if args.data == "auto" and not data_mod.full_data_present(args.data_dir):
+    from .studies.demo import run_demo
+    data = getattr(args, "data", "auto")
+    if data == "auto" and not data_mod.full_data_present(args.data_dir):
         print(f"full data not found under {data_mod.default_data_dir(args.data_dir)}; using the embedded subset")
-    ds = data_mod.load(args.data, args.data_dir)
-    if args.epochs is None:  # the subset has 8 steps per epoch: 200 of them are 1 600 steps
-        args.epochs = 30 if ds.source == "full" else 200
-    out = Path(args.out)
-    results = {}
-    for net in ("spatial", "regular"):
-        # the regular net at its own settings (the paper's lr, gain 1): a fair baseline
-        cfg = _config(args, mode="concat", net=net, seed=args.seed, data=ds.source,
-                      **(REGULAR_HPARAMS if net == "regular" else {}))
-        results[net] = train(cfg, out / net, data_dir=args.data_dir, dataset=ds, progress=not args.no_progress,
-                             log=print if net == "spatial" else (lambda *a: None))
-    print(f"\nconcat mode, {ds.source} data"
-          f"{f' ({cfg.max_train} training images per dataset)' if cfg.max_train else ''}, {cfg.epochs} epochs, "
-          f"seed {cfg.seed}: before (full) and after (split) splitting each net into its tasks' subnetworks")
-    print_nets_table(results, cfg.eval_split)
-    write_json(out / "demo.json", {net: {k: r[k] for k in DEMO_KEYS} | {"tasks": r["tasks"]}
-                                   for net, r in results.items()}
-               | {"settings": {"data": ds.source, "epochs": cfg.epochs, "seed": cfg.seed,
-                               "seconds": round(time.time() - t0, 1)}})
-    model, cfg, _ = model_from_checkpoint(out / "spatial" / "checkpoint.pt")
-    for p in plot_figures(model, cfg.split_layers, out, tasks=cfg.tasks,
-                          title=f"demo: concat/spatial ({ds.source} data)"):
-        print(f"wrote {p}")
-    from .plots import animate_positions
-    print(f"wrote {animate_positions(out / 'spatial', out / 'positions.gif')}")
-    print(f"wrote {out / 'demo.json'}; demo took {time.time() - t0:.0f} s")
+    ds = data_mod.load(data, args.data_dir)
+    # the subset has 8 steps per epoch: 200 of them are 1 600 steps
+    epochs = getattr(args, "epochs", 30 if ds.source == "full" else 200)
+    base = _config(args, mode="concat", net="spatial", seed=args.seed, data=ds.source, epochs=epochs)
+    run_demo(base, args.out, ds, data_dir=args.data_dir, progress=not args.no_progress)
     return 0
 
 
 def cmd_grid(args) -> int:
-    from .grid import run_grid
-    from .tasks import check_tasks
+    from .studies.grid import run_grid
+    from .data.tasks import check_tasks
     if (args.hidden_list is None) == (args.tasks_list is None):
         raise ValueError("grid: give exactly one of --hidden-list and --tasks-list")
     hidden_list = tasks_list = None
@@ -259,13 +196,14 @@ def cmd_grid(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import parse_constraints, parse_space, run_sweep, write_report
+    from .studies.sweep import parse_constraints, parse_space, run_sweep, write_report
     params = parse_space(args.param or DEFAULT_SPACE)
-    modes = args.modes or [args.mode]
+    first = _config(args, seed=0)
+    modes = args.modes or [first.mode]
     for m in modes:
         data_mod.check_mode(m)
     constraints = parse_constraints(args.constraint, modes)
-    base = _config(args, mode=modes[0], net=args.net, seed=0)
+    base = _config(args, mode=modes[0], seed=0)
     if base.data == "subset":
         print(data_mod.SUBSET_BANNER)
     study = run_sweep(base, args.study, args.storage, params, trials=args.trials, seeds=args.seeds,
@@ -280,20 +218,30 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from .studies.catalog import STUDIES, run_study
+    if args.list or not args.name:
+        for s in STUDIES.values():
+            print(f"{s.name}: {s.question}")
+            for step in s.steps:
+                print(f"    {step}")
+            print(f"    writes results/{{{', '.join(s.outputs)}}}")
+        return 0
+    run_study(args.name, args.extra, data_dir=args.data_dir)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="spatialnet", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one net (torchrun --nproc-per-node=N -m spatialnet train for DDP)")
-    p.add_argument("--mode", default="concat", help=f"one of {data_mod.MODES}")
-    p.add_argument("--net", choices=("regular", "spatial"), default="spatial")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/train", help="folder for checkpoint.pt, metrics.json, result.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", default="auto", help="auto (cuda:$LOCAL_RANK when CUDA is there, else cpu), cpu, cuda:0, ...")
     p.add_argument("--no-progress", action="store_true")
-    _add_config_args(p)
+    _add_config_args(p, skip=())
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("split", help="split a trained net and compare each task's subnetwork with the full net")
@@ -337,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2,
                    help="runs trained in parallel (one thread each; on a GPU they share it)")
     p.add_argument("--device", default="auto", help="auto (cuda when CUDA is there, else cpu), cpu, cuda, ...")
-    _add_config_args(p, eval_split="test")
+    _add_config_args(p, defaults={"eval_split": "test"})
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("grid", help="a grid of runs: hidden widths or task lists x modes x nets x seeds, "
@@ -352,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=None, help="checkpoints of every run (default runs/NAME; resumable)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
-    _add_config_args(p, eval_split="test")
+    _add_config_args(p, defaults={"eval_split": "test"})
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("sweep", help="search hyper-parameters with Optuna for full accuracy and a small split drop",
@@ -360,7 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(maximised) and the mean drop after the split (minimised). The study is "
                                    "stored in --storage; several processes can run `spatialnet sweep ... "
                                    "--resume` on one study at once.")
-    p.add_argument("--mode", default="sequential", help=f"one of {data_mod.MODES}")
     p.add_argument("--modes", type=_str_list, default=None,
                    help="train every trial in each of these modes (one setting for all), e.g. concat,mix,sequential; "
                         "the objectives are then means over the modes (default: --mode alone)")
@@ -368,7 +315,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a constraint on a read-out, met by the worst seed of each mode (repeatable); 'targets': "
                         "the spatial net's targets of each mode (evaluate.TARGETS), e.g. nn>=0.4, stacked<=0.3, "
                         "sequential.drop<=0.05")
-    p.add_argument("--net", choices=("regular", "spatial"), default="spatial")
     p.add_argument("--study", default="sequential", help="study name")
     p.add_argument("--storage", default=None,
                    help="SQLAlchemy URL of the study's database (default sqlite:///runs/sweeps/STUDY.db)")
@@ -389,16 +335,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objectives", type=_str_list, default=["full", "drop"],
                    help="what the sweep optimises, full and drop first, then any of silhouette, ari, "
                         "share_norm, dead_fraction, newman_q, nn, stacked, on_next (e.g. full,drop,silhouette,nn)")
-    _add_config_args(p)
+    _add_config_args(p, skip=("seed",), defaults={"mode": "sequential"})
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("study", help="run a study of results/ as it is declared (spatialnet/studies/catalog.py)")
+    p.add_argument("name", nargs="?", default=None, help="the study (see --list)")
+    p.add_argument("--list", action="store_true", help="list the studies, their commands and outputs")
+    p.add_argument("--data-dir", default=None, help="data folder for every step (as $SPATIALNET_DATA)")
+    p.add_argument("extra", nargs=argparse.REMAINDER,
+                   help="further flags for every spatialnet step, after --, e.g. -- --workers 1")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="train the spatial and the regular net (concat), split both, print "
                                     "their table and modularity, draw the spatial net's figures")
     p.add_argument("--out", default="spatialnet-demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-    _add_config_args(p, epochs=None)
-    p.set_defaults(func=cmd_demo, data="auto")
+    _add_config_args(p, skip=PER_RUN_FIELDS, defaults={"data": "auto"},
+                     helps={"epochs": "epochs (default 30 on the full data, 200 on the embedded subset)"})
+    p.set_defaults(func=cmd_demo)
     return ap
 
 

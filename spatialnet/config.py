@@ -22,65 +22,96 @@ from dataclasses import dataclass, field
 import torch
 
 from . import data as data_mod
-from .model import TRANSPORTS, SpatialMLP, check_spatial_layers
-from .tasks import DEFAULT_TASKS, check_tasks
+from spatial_kernels.nn import DENSITY_ALIASES, DENSITY_NORMS, TRANSPORT_ALIASES, TRANSPORT_NORMS
+from spatial_kernels.nn import density_norm as canonical_density_norm, transport_norm as canonical_transport_norm
+
+from .model import ACTIVATIONS, INITS, TRANSPORTS, SpatialMLP, check_spatial_layers
+from .data.tasks import DEFAULT_TASKS, check_tasks
 
 NETS = ("regular", "spatial")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
-# how a run is executed, not what it computes: a checkpoint resumes whatever these are
-RUNTIME_KEYS = ("threads", "eval_every", "compile", "eval_split")
 WEIGHT_DTYPES = ("float32", "bfloat16")
 WIDTH_RULES = ("auto", "none")
+DATA_SOURCES = ("full", "subset", "auto")
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
 PAPER_MEAN_HIDDEN = 160  # (128 + 128 + 128 + 256) / 4
 # the regular net's own settings in studies (issue 14: a fair baseline): the paper's lr, gain 1.
 # At the spatial net's lr 0.0024 and gain 2, the greedy split gave every regular seed's layer 3
 # whole to MNIST; at these, the regular concat drop is 0.006 with balanced groups.
 REGULAR_HPARAMS = {"lr": 0.005, "init_gain": 1.0}
 PAPER_HPARAMS = {"alpha": 1.0, "beta": 3.0, "lr": 0.005, "pos_lr_scale": 1.0, "init_gain": 1.0,
-                 "head_offset": 0.0, "density_norm": "paper"}
+                 "head_offset": 0.0, "density_norm": "per_pair"}
 # the defaults before issue 14 (selected on the test sets); kept to read the earlier records
 RECIPE_2025_HPARAMS = {"alpha": 9.0, "beta": 20.0, "lr": 0.0024, "pos_lr_scale": 0.85, "init_gain": 2.0,
-                       "head_offset": 1.6, "density_norm": "neuron"}
+                       "head_offset": 1.6, "density_norm": "per_neuron"}
+# the settings --preset names (the defaults are the chosen setting)
+PRESETS = {"paper": PAPER_HPARAMS, "recipe-2025": RECIPE_2025_HPARAMS}
+
+
+def _field(default, help: str, choices=None, *, runtime: bool = False):
+    """A config field with what the command line says of it (``cli.py`` makes one flag per field)."""
+    meta = {"help": help, "choices": choices, "runtime": runtime}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run; the defaults are the recipe (see the module docstring)."""
-    mode: str = "concat"
-    net: str = "spatial"
-    seed: int = 0
-    epochs: int = 30
-    hidden: list = field(default_factory=lambda: [128, 128, 128, 256])
-    spatial_layers: list = field(default_factory=lambda: [3, 4, 5])
-    tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS))
-    alpha: float = 1.6
-    beta: float = 0.4
-    lr: float = 0.005
-    batch_size: int = 256
-    optimizer: str = "adam"
-    schedule: str = "constant"
-    transport_norm: str = "mean"
-    density_norm: str = "paper"
-    activation: str = "sigmoid"
-    dim: int = 2
-    init: str = "glorot"
-    init_gain: float = 1.0
-    head_offset: float = 0.0  # heads' start apart; applies when the output layer is spatial
-    transport: str = "distance"   # constant: the L1-only control (every distance -> the layer's mean)
-    freeze_positions: bool = False  # the frozen-positions control: positions keep their initial values
-    pos_lr_scale: float = 10.0  # learning rate of the positions = lr * pos_lr_scale
-    width_rule: str = "auto"   # auto: alpha, beta, the density length and the lr follow the width (effective())
-    density_length: float = 1.0  # the density's length unit at the paper's width (V sums exp(-d / length))
-    cost_warmup: float = 0.0    # epochs over which the spatial loss ramps linearly from 0 to full
-    threads: int = 1            # torch and numba threads per process (not part of the identity)
-    data: str = "full"          # full | subset | auto
-    max_train: int = 0          # >0: use only this many training images per dataset (probes)
-    val_size: int = -1          # validation images carved per dataset: -1 auto (5000 full, 400 subset), 0 none
-    eval_split: str = "val"     # what the read-out reads: val (selection) or test (final tables); not identity
-    weight_dtype: str = "float32"  # bfloat16: weights and biases (not positions) in bf16, float32 masters; GPU (triton)
-    eval_every: int = 0         # >0: also evaluate and split after every K-th epoch (not identity)
-    compile: bool = False       # torch.compile the step's loss, forward and backward (not identity)
+    """Everything that defines a run; the defaults are the recipe (see the module docstring).
+    Each field's metadata is its command-line flag's help and choices (``cli.py``)."""
+    mode: str = _field("concat", "input mode", data_mod.MODES)
+    net: str = _field("spatial", "spatial (the costs) or regular (the same MLP without them)", NETS)
+    seed: int = _field(0, "seed of the weights, positions and batches (report seeds 0-4; selection >= 100)")
+    epochs: int = _field(30, "epochs")
+    hidden: list = _field([128, 128, 128, 256], "hidden widths, comma-separated (the paper's 128,128,128,256)")
+    spatial_layers: list = _field([3, 4, 5], "1-based Linear-layer indices with costs (the paper's 3,4,5: third "
+                                             "hidden, fourth, output)")
+    tasks: list = _field(list(DEFAULT_TASKS), "tasks learnt at once, comma-separated: mnist, fashion, pmnist<k> "
+                                              "(MNIST with a fixed pixel permutation k); 10 outputs each")
+    alpha: float = _field(1.6, "transport weight (the paper's 1)")
+    beta: float = _field(0.4, "density weight (the paper's 3)")
+    lr: float = _field(0.005, "Adam learning rate of the weights (the paper's 0.005)")
+    batch_size: int = _field(256, "batch size (the paper's 256)")
+    optimizer: str = _field("adam", "adam, or sgd (with momentum 0.9)", OPTIMIZERS)
+    schedule: str = _field("constant", "learning-rate schedule: constant, or cosine (decay to 0 over the run)", SCHEDULES)
+    transport_norm: str = _field("per_connection", "T(l) over 1/(N_l N_{l-1}), the mean over connections as the "
+                                 "authors' code took it (per_connection; old name mean), or over 1/N_l as the "
+                                 "paper prints it (per_out; old name paper)",
+                                 TRANSPORT_NORMS + tuple(TRANSPORT_ALIASES))
+    density_norm: str = _field("per_pair", "V(l) over 1/N_l^2, the paper's (per_pair; old name paper), or 1/N_l "
+                               "(per_neuron; old name neuron)", DENSITY_NORMS + tuple(DENSITY_ALIASES))
+    activation: str = _field("sigmoid", "activation of the hidden layers (the paper's sigmoid)", ACTIVATION_NAMES)
+    dim: int = _field(2, "coordinates per neuron, 1..3")
+    init: str = _field("glorot", "glorot (Glorot-uniform, zero biases) or torch (nn.Linear's default)", INITS)
+    init_gain: float = _field(1.0, "Glorot gain (4 is Glorot & Bengio's advice for sigmoids)")
+    head_offset: float = _field(0.0, "start the output heads this far apart (0: the paper's N(0, 1) for all); "
+                                     "applies when the output layer is spatial")
+    transport: str = _field("distance", "distance (the paper) or constant: the L1-only control, every distance in "
+                                        "T replaced by the layer's mean distance (is space needed at all?)", TRANSPORTS)
+    freeze_positions: bool = _field(False, "the frozen-positions control: the weights learn, the positions keep "
+                                           "their initial values")
+    pos_lr_scale: float = _field(10.0, "learning rate of the positions relative to --lr")
+    width_rule: str = _field("auto", "auto: for hidden layers w times the paper's mean width (w > 1), alpha, beta "
+                                     "and the density length per layer and the weights' lr (muP) follow the width "
+                                     "(docs/width-rule.md); none: the flags as given", WIDTH_RULES)
+    density_length: float = _field(1.0, "the density's length unit at the paper's width: V sums exp(-d / length) "
+                                        "(1, the paper's)")
+    cost_warmup: float = _field(0.0, "epochs over which the spatial loss ramps up linearly from 0 (0: off, the paper)")
+    threads: int = _field(1, "torch and numba threads per process", runtime=True)
+    data: str = _field("full", "full MNIST/Fashion-MNIST (downloaded when missing), the embedded subset, or auto "
+                               "(full when its files are present, else the subset)", DATA_SOURCES)
+    max_train: int = _field(0, "use only this many training images per dataset (0: all; probes)")
+    val_size: int = _field(-1, "validation images held out of each training set (-1: 5000 on the full data, 400 "
+                               "on the subset; 0: none, train on all), a fixed draw (spatialnet/data)")
+    eval_split: str = _field("val", "what the read-out reads: the validation split (every choice of setting) or "
+                                    "the test sets (final tables only)", data_mod.EVAL_SPLITS, runtime=True)
+    weight_dtype: str = _field("float32", "dtype of the weights and biases (positions stay float32); bfloat16 "
+                                          "needs the triton backend (a CUDA device); float32 master copies",
+                               WEIGHT_DTYPES)
+    eval_every: int = _field(0, "also evaluate and split every K epochs (0: at the end only)", runtime=True)
+    compile: bool = _field(False, "torch.compile each step's loss, forward and backward", runtime=True)
 
     def validate(self) -> "TrainConfig":
         data_mod.check_mode(self.mode)
@@ -131,7 +162,13 @@ class TrainConfig:
             raise ValueError(f"eval_split must be one of {data_mod.EVAL_SPLITS}, got {self.eval_split!r}")
         if self.eval_split == "val" and self.val_size == 0:
             raise ValueError("eval_split 'val' needs a validation split: val_size must not be 0")
-        if self.data not in ("full", "subset", "auto"):
+        self.transport_norm = canonical_transport_norm(self.transport_norm)
+        self.density_norm = canonical_density_norm(self.density_norm)
+        if self.activation not in ACTIVATION_NAMES:
+            raise ValueError(f"activation must be one of {ACTIVATION_NAMES}, got {self.activation!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.data not in DATA_SOURCES:
             raise ValueError(f"data must be 'full', 'subset' or 'auto', got {self.data!r}")
         return self
 
@@ -191,6 +228,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"config has unknown keys {sorted(unknown)}")
         return cls(**d).validate()
+
+
+# how a run is executed, not what it computes: a checkpoint resumes whatever these are
+RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["runtime"])
 
 
 def build_model(cfg: TrainConfig) -> SpatialMLP:

@@ -7,8 +7,8 @@ puts its costs on the third hidden layer, the fourth and the output: ``spatial_l
 
 For a spatial layer l (with N_l neurons at positions p_l and weights W_l)::
 
-    T(l) = c_T(l) * fused_transport_cost(W_l, p_{l-1}, p_l)     c_T = 1/N_l (paper) or 1/(N_l N_{l-1}) (mean)
-    V(l) = c_V(l) * fused_density_cost(p_l / len_l)            c_V = 1/N_l^2 (paper) or 1/N_l (neuron)
+    T(l) = c_T(l) * fused_transport_cost(W_l, p_{l-1}, p_l)     c_T = 1/N_l (per_out) or 1/(N_l N_{l-1}) (per_connection)
+    V(l) = c_V(l) * fused_density_cost(p_l / len_l)            c_V = 1/N_l^2 (per_pair) or 1/N_l (per_neuron)
     spatial_loss = (1/|L|) * sum_{l in L} [alpha_l * T(l) + beta_l * V(l)]
 
 ``len_l`` is layer l's density length (1, the paper's exp(-d), unless ``density_lengths`` says
@@ -39,12 +39,11 @@ import torch
 from torch import nn
 
 from spatial_kernels import fused_transport_cost
-from spatial_kernels.nn import spatialize
+from spatial_kernels.nn import density_norm as canonical_density_norm, spatialize, transport_divisor
+from spatial_kernels.nn import transport_norm as canonical_transport_norm
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
-TRANSPORT_NORMS = ("paper", "mean")
 TRANSPORTS = ("distance", "constant")
-DENSITY_NORMS = ("paper", "neuron")
 INITS = ("torch", "glorot")
 
 
@@ -120,10 +119,12 @@ class SpatialMLP(nn.Module):
             gives the regular network (no positions at all).
         activation: ``"sigmoid"`` (paper), ``"relu"`` or ``"tanh"``; none after the last layer.
         dim: coordinates per neuron, 1..3.
-        transport_norm: ``"paper"`` (1/N_l) or ``"mean"`` (1/(N_l N_{l-1}), the mean over
-            connections, as the authors' public code took it).
-        density_norm: ``"paper"`` (1/N_l^2, the mean over pairs) or ``"neuron"`` (1/N_l: the
+        transport_norm: ``"per_out"`` (1/N_l, the paper's printed formula) or ``"per_connection"``
+            (1/(N_l N_{l-1}), the mean over connections, as the authors' public code took it).
+        density_norm: ``"per_pair"`` (1/N_l^2, the paper's) or ``"per_neuron"`` (1/N_l: the
             mean over neurons of each neuron's summed repulsion, so it does not fade with width).
+            The names of ``spatial_kernels.nn.norms``; the old ``paper``, ``mean`` and ``neuron``
+            are accepted.
         init: ``"torch"`` (nn.Linear's U(+-1/sqrt(fan_in))) or ``"glorot"`` (Glorot-uniform with
             gain ``init_gain``, zero biases; Glorot & Bengio suggest gain 4 for sigmoid units).
             Positions are drawn from N(0, 1).
@@ -140,18 +141,15 @@ class SpatialMLP(nn.Module):
     """
 
     def __init__(self, sizes: Sequence[int], spatial_layers: Sequence[int] = (3, 4, 5),
-                 activation: str = "sigmoid", *, dim: int = 2, transport_norm: str = "paper",
-                 density_norm: str = "paper", init: str = "torch", init_gain: float = 4.0, head_offset: float = 0.0,
+                 activation: str = "sigmoid", *, dim: int = 2, transport_norm: str = "per_out",
+                 density_norm: str = "per_pair", init: str = "torch", init_gain: float = 4.0, head_offset: float = 0.0,
                  num_heads: int = 2, transport: str = "distance", freeze_positions: bool = False,
                  backend: str = "auto", density_lengths=1.0):
         super().__init__()
         sizes = _check_sizes(sizes)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if transport_norm not in TRANSPORT_NORMS:
-            raise ValueError(f"transport_norm must be one of {TRANSPORT_NORMS}, got {transport_norm!r}")
-        if density_norm not in DENSITY_NORMS:
-            raise ValueError(f"density_norm must be one of {DENSITY_NORMS}, got {density_norm!r}")
+        transport_norm, density_norm = canonical_transport_norm(transport_norm), canonical_density_norm(density_norm)
         if dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {dim!r}")
         if transport not in TRANSPORTS:
@@ -256,7 +254,7 @@ class SpatialMLP(nn.Module):
         kernel, which then stores dW already weighted (no W-sized pass in backward)."""
         W = self.layer(l).weight
         n_out, n_in = W.shape
-        norm = n_out if self.transport_norm == "paper" else n_out * n_in
+        norm = transport_divisor(self.transport_norm, n_out, n_in)
         p_in, p_out = self.layer(l - 1).positions, self.layer(l).positions
         if self.transport == "constant":  # L1-only control: sum |w| times the mean distance
             with torch.no_grad():

@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+from spatial_kernels.nn import density_divisor, transport_divisor
+
 
 def _mean_abs_weight(init: str, fan_in: float, fan_out: float) -> float:
     """E|w| at initialisation up to a factor common to every width (Glorot-uniform:
@@ -37,11 +39,11 @@ def _mean_abs_weight(init: str, fan_in: float, fan_out: float) -> float:
 
 
 def _transport_norm(norm: str, n_out: float, n_in: float) -> float:
-    return 1.0 / n_out if norm == "paper" else 1.0 / (n_out * n_in)
+    return 1.0 / transport_divisor(norm, n_out, n_in)
 
 
 def _density_norm(norm: str, n: float) -> float:
-    return 1.0 / (n * n) if norm == "paper" else 1.0 / n
+    return 1.0 / density_divisor(norm, n)
 
 
 @lru_cache(maxsize=256)

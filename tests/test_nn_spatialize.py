@@ -31,7 +31,8 @@ def _hand_cost(layers, alpha, beta, tnorm, dnorm):
     return total / len(layers)
 
 
-def _check_against_hand(model, costs, triples, alpha=9.0, beta=20.0, tnorm="mean", dnorm="neuron"):
+def _check_against_hand(model, costs, triples, alpha=9.0, beta=20.0, tnorm="mean", dnorm="paper"):
+    # tnorm, dnorm: spatialize's defaults (per_connection, per_pair) by their old names
     params = [p for p in model.parameters() if p.dim() > 1] + list(costs.positions.values())
     got = costs(alpha, beta)
     g_got = torch.autograd.grad(got, params)
@@ -134,7 +135,7 @@ def test_float32_residual_and_conv_on_the_fused_backends(backend):
         d = {id(p): p.detach().double().requires_grad_(True) for p in params}
         P = lambda n, port: d[id(costs.positions_of(n, port))]  # noqa: E731
         want = _hand_cost([(d[id(m.get_submodule(n).weight)], P(n, "in"), P(n, "out")) for n in names],
-                          9.0, 20.0, "mean", "neuron")
+                          9.0, 20.0, "mean", "paper")  # spatialize's defaults
         g_want = torch.autograd.grad(want, [d[id(p)] for p in params])
         assert got.dtype == torch.float32
         torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=0)
@@ -296,7 +297,7 @@ def test_double_backward():
     q = p.detach().clone().requires_grad_(True)
     P = ref.positions_of
     hand = _hand_cost([(model[0].weight, q, P("0", "out")), (model[2].weight, P("2", "in"), P("2", "out"))],
-                      1.0, 3.0, "mean", "neuron")
+                      1.0, 3.0, "mean", "paper")
     (h1,) = torch.autograd.grad(hand, q, create_graph=True)
     h2 = torch.autograd.grad((h1 * v).sum(), q)[0]
     torch.testing.assert_close(g, h1.detach(), rtol=1e-9, atol=1e-12)
@@ -344,3 +345,33 @@ def test_errors_name_the_module():
         spatialize(Twice(), ["fc"])
     with pytest.raises(ValueError, match=r"cannot infer the sheets of layer 'fc1'.*input \(16 neurons\).*'fc2' input"):
         spatialize(Untraceable(), ["fc2", "fc1"])
+
+
+def test_a_lazy_layer_not_yet_initialised_is_a_clear_error():
+    model = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 4))
+    with pytest.raises(ValueError, match=r"layer '0' is a lazy LazyLinear .*forward pass"):
+        spatialize(model, ["0", "2"])
+    model(torch.randn(2, 5))  # now it is an nn.Linear(5, 8)
+    costs = spatialize(model, ["0", "2"])
+    assert [s.size for s in costs.sheets.values()] == [5, 8, 4]
+
+
+def test_a_module_registered_under_two_names_is_one_layer():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(6, 6)
+            self.b = self.a  # the same module, a second name
+            self.out = nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.out(torch.relu(self.b(torch.relu(self.a(x)))))
+
+    m = Tied()
+    for names in (["a", "out"], ["b", "out"], ["a", "b", "out"]):
+        costs = spatialize(m, names, infer=False)
+        assert costs.layers == ["a", "out"], names
+    torch.testing.assert_close(spatialize(m, ["b", "out"], infer=False,
+                                          generator=torch.Generator().manual_seed(0))(),
+                               spatialize(m, ["a", "out"], infer=False,
+                                          generator=torch.Generator().manual_seed(0))())

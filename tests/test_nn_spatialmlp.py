@@ -14,10 +14,10 @@ def _old_spatial_loss(m, alpha, beta):
     for l in m.spatial_layers:
         W, p_in, p_out = m.layer(l).weight, m.layer(l - 1).positions, m.layer(l).positions
         n_out, n_in = W.shape
-        norm = n_out if m.transport_norm == "paper" else n_out * n_in
+        norm = n_out if m.transport_norm == "per_out" else n_out * n_in  # the model keeps the new names
         n = p_out.shape[0]
         total = total + (fused_transport_cost(W, p_in, p_out, scale=alpha / k / norm, backend=m.backend)
-                         + fused_density_cost(p_out, scale=beta / k / (n * n if m.density_norm == "paper" else n),
+                         + fused_density_cost(p_out, scale=beta / k / (n * n if m.density_norm == "per_pair" else n),
                                               backend=m.backend))
     return total
 

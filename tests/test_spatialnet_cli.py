@@ -134,7 +134,7 @@ def test_grid_of_widths_and_of_tasks(tmp_path, capsys):
 
 
 def test_grid_table_rows_of_fewer_tasks_fill_every_column():
-    from spatialnet.grid import grid_markdown
+    from spatialnet.studies.grid import grid_markdown
 
     def rec(tasks, net):
         m = len(tasks)

@@ -5,7 +5,7 @@ import torch
 
 from spatialnet.config import TrainConfig, build_model
 from spatialnet.model import SpatialMLP
-from spatialnet.train import _make_optimizer
+from spatialnet.training.loop import _make_optimizer
 
 
 @pytest.mark.parametrize("norm", ["paper", "mean"])
@@ -62,8 +62,8 @@ def test_frozen_positions_stay_and_weights_learn():
 
 
 def test_frozen_and_constant_survive_a_checkpoint(tmp_path):
-    from spatialnet.checkpoint import model_from_checkpoint
-    from spatialnet.train import train
+    from spatialnet.training.checkpoint import model_from_checkpoint
+    from spatialnet.training import train
     cfg = TrainConfig(hidden=[8, 8, 8, 8], epochs=1, data="subset", max_train=64,
                       freeze_positions=True, transport="constant").validate()
     train(cfg, tmp_path, progress=False, log=lambda *a: None)

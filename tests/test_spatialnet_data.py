@@ -1,4 +1,6 @@
 """Input modes, pairing, the embedded subset and the missing-data message."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -109,7 +111,7 @@ def test_missing_files_message(tmp_path, monkeypatch):
 
 def test_data_dir_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("SPATIALNET_DATA", str(tmp_path / "env"))
-    assert D.default_data_dir("/x/y") == D.Path("/x/y")
+    assert D.default_data_dir("/x/y") == Path("/x/y")
     assert D.default_data_dir() == tmp_path / "env"
     monkeypatch.delenv("SPATIALNET_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -7,8 +7,8 @@ import pytest
 import torch
 from networkx.algorithms.community import modularity
 
-from spatialnet.modularity import chain_measures, cluster_quality, cross_task_share, layer_segregation, newman_q
-from spatialnet.references import synthetic_chain, synthetic_references
+from spatialnet.analysis.modularity import chain_measures, cluster_quality, cross_task_share, layer_segregation, newman_q
+from spatialnet.studies.references import synthetic_chain, synthetic_references
 
 N = 200
 
@@ -124,7 +124,7 @@ def test_share_chance_is_the_permutation_mean_and_sees_collapsed_groups():
 
 @pytest.fixture(scope="module")
 def crowd():
-    from spatialnet.references import score_crowding
+    from spatialnet.studies.references import score_crowding
     return score_crowding()
 
 
@@ -149,8 +149,8 @@ def test_crowding_ranks_references_as_a_person_would(crowd):
 
 
 def test_crowding_reads_in_the_density_length_and_ignores_the_dead():
-    from spatialnet.modularity import crowding
-    from spatialnet.references import crowding_references
+    from spatialnet.analysis.modularity import crowding
+    from spatialnet.studies.references import crowding_references
     p = torch.tensor(crowding_references()["lattice"])
     g = torch.zeros(len(p), dtype=torch.long)
     base = crowding(p, g)

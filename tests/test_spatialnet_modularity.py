@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from spatialnet.model import SpatialMLP
-from spatialnet.modularity import layer_segregation, measures, segregation
-from spatialnet.split import greedy_split, model_split, task_masks
+from spatialnet.analysis.modularity import layer_segregation, measures, segregation
+from spatialnet.analysis.split import greedy_split, model_split, task_masks
 
 
 def _net(weights, positions=None):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from spatialnet.optim import MasterWeights
+from spatialnet.training.optim import MasterWeights
 
 
 def _grads(step, shape):

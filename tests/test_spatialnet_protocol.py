@@ -5,7 +5,9 @@ import torch
 
 from spatialnet import data as data_mod
 from spatialnet.config import TrainConfig
-from spatialnet.train import POSITIONS_FILE, load_data, train
+from spatialnet.training.positions import POSITIONS_FILE
+from spatialnet.data import load_data
+from spatialnet.training import train
 
 
 def _rows(x):
@@ -45,7 +47,7 @@ def test_config_reads_validation_by_default_and_refuses_val_without_one():
 
 
 def test_sweep_refuses_report_seeds_and_the_test_sets(tmp_path):
-    from spatialnet.sweep import parse_space, run_sweep
+    from spatialnet.studies.sweep import parse_space, run_sweep
     params = parse_space(["alpha=1:2"])
     base = TrainConfig(data="subset").validate()
     with pytest.raises(ValueError, match=">= 100"):
@@ -75,7 +77,7 @@ def test_positions_saved_every_epoch_and_resume_keeps_them(tmp_path):
 
 def test_position_track_drops_rows_past_the_checkpoint(tmp_path):
     from spatialnet.config import build_model
-    from spatialnet.train import PositionTrack
+    from spatialnet.training.positions import PositionTrack
     model = build_model(TrainConfig(hidden=[4, 4, 4, 4]).validate())
     t = PositionTrack(tmp_path / POSITIONS_FILE, 0, model)
     for e in (1, 2, 3):
@@ -93,7 +95,7 @@ def test_position_track_drops_rows_past_the_checkpoint(tmp_path):
 def test_multi_objective_sweep_scores_cluster_quality_and_dead(tmp_path):
     import statistics
 
-    from spatialnet.sweep import parse_space, run_sweep
+    from spatialnet.studies.sweep import parse_space, run_sweep
     base = TrainConfig(data="subset", hidden=[8, 8, 8, 8], epochs=1, max_train=64).validate()
     study = run_sweep(base, "m", f"sqlite:///{tmp_path}/m.db", parse_space(["alpha=1:2"]), trials=1,
                       seeds=(100, 101), runs_dir=tmp_path / "runs", objectives=("full", "drop", "silhouette",
@@ -119,7 +121,7 @@ def test_configs_from_before_the_validation_split_trained_on_everything():
 
 
 def test_dead_tol_rereads_a_run(tmp_path):
-    from spatialnet.sensitivity import run_sensitivity
+    from spatialnet.studies.dead_tol import run_sensitivity
     cfg = TrainConfig(hidden=[8, 8, 8, 8], epochs=1, data="subset", max_train=64).validate()
     train(cfg, tmp_path / "concat-spatial-seed0", progress=False, log=lambda *a: None)
     recs = run_sensitivity([tmp_path / "concat-spatial-seed0"], tmp_path / "sens", tols=(0.0, 0.1, 10.0))
@@ -129,7 +131,7 @@ def test_dead_tol_rereads_a_run(tmp_path):
 
 
 def test_targets_say_plainly_what_is_not_met():
-    from spatialnet.reproduce import summarise, targets_markdown
+    from spatialnet.studies.table1 import summarise, targets_markdown
     good = {"seeds": [0, 1], "full": [0.93, 0.93], "split": [0.93, 0.925], "silhouette": [0.6, 0.55],
             "silhouette_null": [0.0, 0.0], "ari": [0.95, 0.97], "ari_null": [0.0, 0.0], "share_norm": [0.05, 0.04],
             "dead_fraction": [0.4, 0.45], "nn": [0.5, 0.45], "stacked": [0.1, 0.2],

@@ -10,7 +10,7 @@ import pytest
 
 from spatialnet import data as data_mod
 from spatialnet.config import REGULAR_HPARAMS, TrainConfig
-from spatialnet.train import train
+from spatialnet.training import train
 
 EPOCHS = 250
 

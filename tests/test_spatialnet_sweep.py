@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spatialnet.cli import main
-from spatialnet.sweep import Param, pareto, parse_param
+from spatialnet.studies.sweep import Param, pareto, parse_param
 
 pytest.importorskip("optuna")
 
@@ -126,7 +126,7 @@ def test_killed_worker_loses_at_most_its_running_epoch(tmp_path):
 
 def test_resume_tells_what_differs():
     from spatialnet.config import TrainConfig
-    from spatialnet.sweep import _study_differences
+    from spatialnet.studies.sweep import _study_differences
     fixed = {k: v for k, v in TrainConfig().identity().items() if k not in ("alpha", "seed")}
     stored = {"space": {"alpha": "alpha=1:2"}, "seeds": [0, 1], "fixed": dict(fixed)}
     assert _study_differences(stored, {"alpha": "alpha=1:2"}, fixed, [0, 1]) == ""
@@ -141,8 +141,8 @@ def test_resume_tells_what_differs():
 
 
 def test_constraints_syntax_and_targets():
-    from spatialnet.evaluate import TARGETS
-    from spatialnet.sweep import Constraint, parse_constraints
+    from spatialnet.analysis.evaluate import TARGETS
+    from spatialnet.studies.sweep import Constraint, parse_constraints
     got = parse_constraints(["nn>=0.4", "sequential.drop<=0.05"], ["concat", "sequential"])
     assert got == [Constraint("nn", ">=", 0.4), Constraint("drop", "<=", 0.05, "sequential")]
     assert [c.spec() for c in got] == ["nn>=0.4", "sequential.drop<=0.05"]
@@ -155,7 +155,7 @@ def test_constraints_syntax_and_targets():
 
 
 def test_gaps_read_the_worst_seed_of_each_mode():
-    from spatialnet.sweep import Constraint, constraint_gaps, constraint_margin
+    from spatialnet.studies.sweep import Constraint, constraint_gaps, constraint_margin
     per_mode = {"concat": [{"nn": 0.5, "drop": 0.0}, {"nn": 0.3, "drop": 0.02}],
                 "mix": [{"nn": 0.6, "drop": 0.0}, {"nn": 0.5, "drop": 0.001}]}
     cons = [Constraint("nn", ">=", 0.4), Constraint("drop", "<=", 0.01, "mix")]

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from spatialnet import data as D
-from spatialnet.tasks import build_tasks, check_tasks, display_name, pixel_permutation
-from spatialnet.train import TrainConfig, train
+from spatialnet.data.tasks import build_tasks, check_tasks, display_name, pixel_permutation
+from spatialnet.config import TrainConfig
+from spatialnet.training import train
 
 THREE = ("mnist", "fashion", "pmnist1")
 

@@ -6,8 +6,11 @@ import torch
 
 from spatialnet import data as D
 from spatialnet._io import write_json
-from spatialnet.train import (NonFiniteLossError, TrainConfig, evaluate, load_checkpoint, load_data,
-                              model_from_checkpoint, train)
+from spatialnet.training import NonFiniteLossError, train
+from spatialnet.config import TrainConfig
+from spatialnet.analysis.evaluate import evaluate
+from spatialnet.training.checkpoint import load_checkpoint, model_from_checkpoint
+from spatialnet.data import load_data
 
 TINY = dict(data="subset", max_train=256, batch_size=64, hidden=[16, 16, 16, 24], epochs=2)
 
@@ -66,7 +69,7 @@ def test_resume_equals_uninterrupted(tmp_path, subset):
         if calls["n"] > 4:  # 256 images / 64 = 4 steps per epoch
             raise KeyboardInterrupt
         return real(*a)
-    import spatialnet.train as T
+    import spatialnet.training.loop as T
     T.data_mod.task_loss_sum = dies_in_epoch_2
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -90,7 +93,7 @@ def test_resume_equals_uninterrupted(tmp_path, subset):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, subset, monkeypatch):
-    import spatialnet.train as T
+    import spatialnet.training.loop as T
     real, calls = D.task_loss_sum, {"n": 0}
 
     def nan_in_epoch_2(*a):
@@ -144,7 +147,7 @@ def test_bad_config(kw, err, name):
 
 def test_sizes_must_fit_the_data():
     from spatialnet.model import SpatialMLP
-    from spatialnet.train import task_accuracy
+    from spatialnet.analysis.evaluate import task_accuracy
     m = SpatialMLP([784, 8, 20], (2,))
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 784\)"):
         task_accuracy(m, torch.rand(3, 1568), torch.zeros(3, dtype=torch.long), 0)
@@ -160,7 +163,7 @@ def test_atomic_json_never_half_written(tmp_path):
 
 
 def test_bad_device():
-    from spatialnet.train import resolve_device
+    from spatialnet.training import resolve_device
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="device 'banana'"):
         resolve_device("banana")
@@ -188,7 +191,7 @@ def test_eval_every_and_resume_across_runtime_keys(tmp_path, subset):
 
 def test_nonfinite_loss_found_between_host_reads(tmp_path, subset, monkeypatch):
     # the host reads the finite flag every 3 steps; the error still names the first bad step
-    import spatialnet.train as T
+    import spatialnet.training.loop as T
     real, calls = D.task_loss_sum, {"n": 0}
 
     def inf_at_step_2(*a):
@@ -250,7 +253,7 @@ def test_bfloat16_weights(tmp_path, subset, monkeypatch):
 
 
 def test_default_heads_start_apart_only_where_the_output_is_spatial():
-    from spatialnet.train import build_model
+    from spatialnet.config import build_model
     torch.manual_seed(0)
     ref = build_model(TrainConfig(head_offset=0.0).validate()).layer(5).positions.detach()
     moved = build_model(TrainConfig(head_offset=1.6).validate()).layer(5).positions.detach()
@@ -260,3 +263,27 @@ def test_default_heads_start_apart_only_where_the_output_is_spatial():
     torch.testing.assert_close(shift[10:], torch.tensor([[-1.6, 0.0]]).expand(10, 2), atol=1e-6, rtol=0)
     # costs on hidden layers only: there is no output position to offset, and that is no error
     build_model(TrainConfig(spatial_layers=[3, 4]).validate())
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_few_lines_in_a_file(tmp_path):
+    import io
+
+    from spatialnet.training.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    lines = []
+    plain = Progress(30, 0, "concat/spatial/seed0", lines.append, stream=io.StringIO())
+    for e in range(1, 31):
+        plain.update(e, {"loss": "0.1"})
+    plain.close()
+    # a file or a pipe: every third epoch of 30 (ten lines), the last included, no bar
+    assert len(lines) == 10 and lines[-1].startswith("concat/spatial/seed0: epoch 30/30 loss 0.1")
+    term, said = Terminal(), []
+    bar = Progress(30, 0, "x", said.append, stream=term)
+    for e in range(1, 31):
+        bar.update(e, {"loss": "0.1"})
+    bar.close()
+    assert said == [] and "30/30" in term.getvalue()  # tqdm drew its bar on the terminal

@@ -17,7 +17,7 @@ SEEDS = tuple(range(8))
 
 @pytest.fixture(scope="module")
 def batch():
-    from spatialnet.train import load_data
+    from spatialnet.data import load_data
     td = load_data(TrainConfig(data="subset").validate(), dataset=data_mod.load_subset())
     x, y, task = next(td.epoch_batches(0, 256))
     return x, y, task
@@ -88,7 +88,7 @@ def test_the_rule_at_4x_scales_lengths_and_learning_rates_as_derived():
 
 def test_the_optimiser_gets_the_rule_s_learning_rates():
     from spatialnet.config import build_model
-    from spatialnet.train import _make_optimizer
+    from spatialnet.training.loop import _make_optimizer
     cfg = TrainConfig(hidden=[32, 32, 320, 1536], lr=0.005, pos_lr_scale=2.0).validate()  # mean 480: w = 3
     model = build_model(cfg)
     opt, _ = _make_optimizer(model, cfg, 10)

@@ -6,8 +6,11 @@
 Neurons live on sheets (``sheets.py`` says how they are inferred); ``costs.py`` holds the
 positions and the cost. This layer knows modules and sheets; the kernels below know tensors only.
 """
-from .costs import DENSITY_NORMS, TRANSPORT_NORMS, Sheet, SpatialCosts, channel_strength, spatialize
+from .costs import Sheet, SpatialCosts, channel_strength, spatialize
+from .norms import (DENSITY_ALIASES, DENSITY_NORMS, TRANSPORT_ALIASES, TRANSPORT_NORMS, density_divisor, density_norm,
+                    transport_divisor, transport_norm)
 from .sheets import ELEMENTWISE_MODULES, SUPPORTED
 
-__all__ = ["DENSITY_NORMS", "ELEMENTWISE_MODULES", "SUPPORTED", "Sheet", "SpatialCosts", "TRANSPORT_NORMS",
-           "channel_strength", "spatialize"]
+__all__ = ["DENSITY_ALIASES", "DENSITY_NORMS", "ELEMENTWISE_MODULES", "SUPPORTED", "Sheet", "SpatialCosts",
+           "TRANSPORT_ALIASES", "TRANSPORT_NORMS", "channel_strength", "density_divisor", "density_norm", "spatialize",
+           "transport_divisor", "transport_norm"]

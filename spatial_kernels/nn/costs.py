@@ -3,11 +3,13 @@ the spatial cost ``(1/|L|) sum_l alpha T(l) + beta sum_s V(s)`` through the fuse
 
 For a selected layer l reading sheet ``a`` (``N_a`` neurons) and writing sheet ``b`` (``N_b``)::
 
-    T(l) = c_T * fused_transport_cost(W_l, p_a, p_b)     c_T = 1/N_b (paper) or 1/(N_b N_a) (mean)
+    T(l) = c_T * fused_transport_cost(W_l, p_a, p_b)     c_T = 1/N_b (per_out) or 1/(N_b N_a) (per_connection)
 
 and for every sheet s that some selected layer writes, once however many write it::
 
-    V(s) = c_V * fused_density_cost(p_s / l_s)            c_V = 1/N_s^2 (paper) or 1/N_s (neuron)
+    V(s) = c_V * fused_density_cost(p_s / l_s)            c_V = 1/N_s^2 (per_pair) or 1/N_s (per_neuron)
+
+(the normalisations' names: ``norms.py``).
 
 with ``l_s`` the sheet's density length (``density_length``; 1, the paper's exp(-d), by default:
 then the positions go in as they are).
@@ -31,10 +33,8 @@ from torch import nn
 
 from ..density import fused_density_cost
 from ..transport import fused_transport_cost
+from .norms import density_divisor, density_norm as _density_norm, transport_divisor, transport_norm as _transport_norm
 from .sheets import infer_ports, port_size, select_layers
-
-TRANSPORT_NORMS = ("paper", "mean")
-DENSITY_NORMS = ("paper", "neuron")
 
 @dataclass(frozen=True)
 class Sheet:
@@ -64,7 +64,7 @@ class SpatialCosts(nn.Module):
     positions alone (``positions.<sheet key>``), and the model keeps its class and forward.
     """
 
-    def __init__(self, model: nn.Module, selected: dict[str, nn.Module], ports: list[list[tuple[str, str]]], *,
+    def __init__(self, selected: dict[str, nn.Module], ports: list[list[tuple[str, str]]], *,
                  dim: int, transport_norm: str, density_norm: str, backend: str,
                  names: dict[tuple[str, str], str], generator: torch.Generator | None,
                  adopt: dict[str, nn.Parameter] | None = None, density_length=1.0):
@@ -108,8 +108,8 @@ class SpatialCosts(nn.Module):
         self._terms = []
         for n, m in self._layers:
             a, b = self.sheets[self._sheet_of[n, "in"]], self.sheets[self._sheet_of[n, "out"]]
-            dnorm = (b.size ** 2 if density_norm == "paper" else b.size) if b.writers[0] == n else None
-            self._terms.append((n, m, a.key, b.key, b.size if transport_norm == "paper" else b.size * a.size, dnorm))
+            dnorm = density_divisor(density_norm, b.size) if b.writers[0] == n else None
+            self._terms.append((n, m, a.key, b.key, transport_divisor(transport_norm, b.size, a.size), dnorm))
 
     @property
     def layers(self) -> list[str]:
@@ -206,7 +206,7 @@ class SpatialCosts(nn.Module):
     def density_cost(self, sheet: str, scale: float = 1.0) -> torch.Tensor:
         """``scale * V(sheet)``, normalised as ``density_norm`` says, at the sheet's density length."""
         s = self.sheets[sheet]
-        return self._density(s, scale / (s.size ** 2 if self.density_norm == "paper" else s.size))
+        return self._density(s, scale / density_divisor(self.density_norm, s.size))
 
     def cost(self, alpha=1.0, beta=3.0) -> torch.Tensor:
         """``(1/|L|) sum_l [alpha_l T(l) + beta_s V(s)]``, a 0-dim tensor with gradients for the
@@ -255,7 +255,7 @@ class SpatialCosts(nn.Module):
 
 
 def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = None, infer: bool = True,
-               transport_norm: str = "mean", density_norm: str = "neuron", backend: str = "auto",
+               transport_norm: str = "per_connection", density_norm: str = "per_pair", backend: str = "auto",
                elementwise: tuple = (), attach: str | None = None, positions: dict | None = None,
                generator: torch.Generator | None = None, density_length=1.0) -> SpatialCosts:
     """Positions for the neurons of ``model``'s selected layers, and their spatial cost.
@@ -268,8 +268,10 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
         sheets: ``{layer: (in_sheet, out_sheet)}`` names; ports named alike are one sheet, ``None``
             leaves a port to inference. ``infer=False`` turns inference off (every port not named
             gets a sheet of its own).
-        transport_norm: ``"mean"`` (1/(N_out N_in), the default of spatialnet's recipe) or
-            ``"paper"`` (1/N_out). density_norm: ``"neuron"`` (1/N) or ``"paper"`` (1/N^2).
+        transport_norm: ``"per_connection"`` (1/(N_out N_in), the mean over connections: the
+            default, spatialnet's) or ``"per_out"`` (1/N_out, the paper's printed formula).
+            density_norm: ``"per_pair"`` (1/N^2, the paper's: the default) or ``"per_neuron"`` (1/N).
+            The old names ``mean``, ``paper`` and ``neuron`` are accepted (``norms.py``).
         backend: passed to the fused ops (``"auto"``, ``"reference"``, ``"numba"``, ``"triton"``).
         elementwise: further module classes whose output neuron j is input neuron j.
         attach: a name under which the returned module is added to ``model`` (so that
@@ -286,17 +288,14 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
     """
     if isinstance(dim, bool) or dim not in (1, 2, 3):
         raise ValueError(f"dim must be 1, 2 or 3 (coordinates per neuron), got {dim!r}")
-    if transport_norm not in TRANSPORT_NORMS:
-        raise ValueError(f"transport_norm must be one of {TRANSPORT_NORMS}, got {transport_norm!r}")
-    if density_norm not in DENSITY_NORMS:
-        raise ValueError(f"density_norm must be one of {DENSITY_NORMS}, got {density_norm!r}")
+    transport_norm, density_norm = _transport_norm(transport_norm), _density_norm(density_norm)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     selected = select_layers(model, layers)
     ports = infer_ports(model, selected, sheets, infer, tuple(elementwise))
     names = {(n, p): str(s) for n, pair in (sheets or {}).items() for p, s in zip(("in", "out"), pair)
              if s is not None}
-    costs = SpatialCosts(model, selected, ports, dim=dim, transport_norm=transport_norm, density_norm=density_norm,
+    costs = SpatialCosts(selected, ports, dim=dim, transport_norm=transport_norm, density_norm=density_norm,
                          backend=backend, names=names, generator=generator, adopt=positions,
                          density_length=density_length)
     if attach is not None:

@@ -67,11 +67,15 @@ def select_layers(model: nn.Module, layers) -> dict[str, nn.Module]:
     if not layers:
         raise ValueError("layers is empty: name at least one nn.Linear / nn.Conv1d / nn.Conv2d")
     named = dict(model.named_modules())
+    # a module registered under several names (weight tying) is one layer, under its first name
+    # (the one named_modules and torch.fx use); its other names select it too
+    first = {id(m): n for n, m in named.items()}
+    alias = {n: first[id(m)] for n, m in model.named_modules(remove_duplicate=False) if n}
     chosen: set[str] = set()
     for pattern in layers:
         if not isinstance(pattern, str):
             raise TypeError(f"layers must hold str names or glob patterns, got {pattern!r}")
-        hits = [n for n in named if n and fnmatch.fnmatchcase(n, pattern)]
+        hits = sorted({alias[n] for n in alias if fnmatch.fnmatchcase(n, pattern)}, key=list(named).index)
         ok = [n for n in hits if isinstance(named[n], SUPPORTED)]
         if not hits:
             some = [n for n, m in named.items() if isinstance(m, SUPPORTED)][:8]
@@ -84,6 +88,10 @@ def select_layers(model: nn.Module, layers) -> dict[str, nn.Module]:
         chosen.update(ok)
     out = {n: named[n] for n in named if n in chosen}
     for name, m in out.items():
+        if any(isinstance(p, nn.parameter.UninitializedParameter) for p in m.parameters(recurse=False)):
+            raise ValueError(f"layer {name!r} is a lazy {type(m).__name__} whose shape is not known yet (its "
+                             f"in_features is {getattr(m, 'in_features', getattr(m, 'in_channels', '?'))}): run "
+                             f"one forward pass through the model before spatialize(), so that it has a weight")
         if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups != 1:
             raise ValueError(f"layer {name!r} is a {type(m).__name__} with groups={m.groups}; only groups=1 is "
                              f"supported (every output channel reads every input channel)")

@@ -1,7 +1,7 @@
 """Makes spatialnet/assets/subset.npz: a small real MNIST + Fashion-MNIST subset shipped with the
 package, so the demo and the tests run on a fresh machine with no network.
 
-    python scripts/make_subset.py --data-dir /work/shared/datasets
+    python -m spatialnet.data.make_subset --data-dir DIR
 
 Per dataset: 2 000 train images (200 per class) from the train split and 1 000 test images
 (100 per class) from the test split, drawn with a fixed seed; uint8 pixels, compressed npz.
@@ -9,13 +9,11 @@ Per dataset: 2 000 train images (200 per class) from the train split and 1 000 t
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from spatialnet.data import SUBSET_PATH, load_full  # noqa: E402
+from .mnist import SUBSET_PATH, load_full
 
 
 def balanced(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
@@ -25,7 +23,8 @@ def balanced(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndar
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=None, help="folder with MNIST/raw and FashionMNIST/raw")
+    ap.add_argument("--data-dir", default=None,
+                    help="folder with MNIST/raw and FashionMNIST/raw (else $SPATIALNET_DATA, else ~/.cache/spatialnet)")
     ap.add_argument("--out", default=str(SUBSET_PATH))
     ap.add_argument("--train-per-class", type=int, default=200)
     ap.add_argument("--test-per-class", type=int, default=100)

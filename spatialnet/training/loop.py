@@ -27,46 +27,18 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from . import data as data_mod
-from ._io import save_torch, write_json
-# the config, checkpoints and evaluation live in their own modules; their names are kept here too
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: F401
-from .config import (NETS, OPTIMIZERS, RUNTIME_KEYS, SCHEDULES, WIDTH_RULES, TrainConfig,  # noqa: F401
-                     build_model)
-from .evaluate import evaluate, task_accuracy  # noqa: F401
-from .model import SpatialMLP
+from .. import data as data_mod
+from .._io import write_json
+from ..analysis.evaluate import evaluate
+from ..config import TrainConfig, build_model
+from ..data import load_data
+from ..model import SpatialMLP
+from .checkpoint import load_checkpoint, save_checkpoint
 from .optim import LOW_PRECISION, MasterWeights
+from .positions import POSITIONS_FILE, PositionTrack
+from .progress import Progress
 
 SYNC_EVERY = 100  # steps between host reads of the loss sums and the finite flag
-POSITIONS_FILE = "positions.pt"
-
-
-class PositionTrack:
-    """The positions of every positioned layer after each epoch (epoch 0: the initial ones), in
-    ``run/positions.pt``: ``{"epochs": [0, 1, ...], "layers": {"l": (E, N_l, D) float32}}``,
-    rewritten atomically each epoch (4 kB an epoch for the paper's net). On resume the rows after
-    the checkpoint's epoch are dropped, and a run without the file starts it at that epoch."""
-
-    def __init__(self, path: Path, start_epoch: int, model):
-        self.path, self.epochs, self.rows = path, [], {}
-        if start_epoch > 0 and path.is_file():
-            old = torch.load(path, map_location="cpu", weights_only=True)
-            keep = [i for i, e in enumerate(old["epochs"]) if e <= start_epoch]
-            self.epochs = [old["epochs"][i] for i in keep]
-            self.rows = {l: [p[i] for i in keep] for l, p in old["layers"].items()}
-        if not self.epochs or self.epochs[-1] != start_epoch:
-            self.append(start_epoch, model)
-
-    def append(self, epoch: int, model) -> None:
-        if not any(hasattr(lin, "positions") for lin in model.layers):
-            return
-        self.epochs.append(epoch)
-        for l, lin in enumerate(model.layers, start=1):
-            if hasattr(lin, "positions"):
-                self.rows.setdefault(str(l), []).append(lin.positions.detach().float().cpu().clone())
-        save_torch(self.path, {"epochs": self.epochs, "layers": {l: torch.stack(r) for l, r in self.rows.items()}})
-
-
 class NonFiniteLossError(ValueError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -80,20 +52,6 @@ def set_threads(n: int) -> None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     except ImportError:
         pass
-
-
-def load_data(cfg: TrainConfig, data_dir=None, dataset: data_mod.DoubleMNIST | None = None) -> data_mod.TaskData:
-    ds = dataset if dataset is not None else data_mod.load(cfg.data, data_dir)
-    # the validation split is carved first, so max_train and every mode see the same one
-    ds = data_mod.with_validation(ds, data_mod.val_size(ds.source, cfg.val_size), cfg.eval_split)
-    if cfg.max_train:
-        t = ds.train
-        ds = data_mod.DoubleMNIST(data_mod.Split(t.mnist_x[:cfg.max_train], t.mnist_y[:cfg.max_train],
-                                                 t.fashion_x[:cfg.max_train], t.fashion_y[:cfg.max_train]),
-                                  ds.test, ds.source)
-    td = data_mod.TaskData(ds, cfg.mode, cfg.seed, cfg.tasks)
-    td.eval_split = cfg.eval_split
-    return td
 
 
 def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
@@ -223,11 +181,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
     # a resumed run's clock continues from its last saved epoch: the history's seconds and
     # train_seconds count the whole training, not only this process's part
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{cfg.mode}/{cfg.net}/seed{cfg.seed}",
-                   unit="epoch", dynamic_ncols=True)
+    bar = Progress(cfg.epochs, start_epoch, f"{cfg.mode}/{cfg.net}/seed{cfg.seed}", log) \
+        if progress and rank == 0 else None
     track = PositionTrack(out_dir / POSITIONS_FILE, start_epoch, model) if rank == 0 else None
     ev = None
     for epoch in range(start_epoch, cfg.epochs):
@@ -278,8 +233,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
                 post = dict(loss=f"{task_loss:.3f}", sp=f"{sp_loss:.3f}")
                 if ev is not None:
                     post.update(full=f"{ev['full']:.3f}", split=f"{ev['split']:.3f}")
-                bar.set_postfix(post)
-                bar.update(1)
+                bar.update(epoch + 1, post)
         if world > 1:
             dist.barrier()
     if bar is not None:

@@ -17,20 +17,18 @@ finished run. Besides full and split accuracy, every run records the modularity 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from ._io import write_json, write_text
-from .data import MODES
-from .config import REGULAR_HPARAMS, TrainConfig
-from .evaluate import READOUT, TARGETS, target_gap
-from .train import train
+from .._io import write_json, write_text
+from ..analysis.evaluate import READOUT, TARGETS, target_gap
+from ..analysis.stats import ci95
+from ..config import REGULAR_HPARAMS, TrainConfig
+from ..data import MODES
+from .runs import cli_flags, machine, rerun_line, run_jobs
 
 REPORT_SEEDS = (0, 1, 2, 3, 4)
 PAPER = {  # Table 1: (mean, std) of full, split, drop
@@ -38,79 +36,6 @@ PAPER = {  # Table 1: (mean, std) of full, split, drop
     "mix": {"regular": ((.88, .04), (.70, .17), (.19, .20)), "spatial": ((.89, .04), (.89, .03), (.00, .00))},
     "sequential": {"regular": ((.92, .05), (.33, .20), (.60, .20)), "spatial": ((.92, .05), (.84, .08), (.07, .07))},
 }
-
-
-def run_name(cfg: TrainConfig) -> str:
-    return f"{cfg.mode}-{cfg.net}-seed{cfg.seed}"
-
-
-def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
-    """The run's result when it finished with this config and was read on the same split
-    (else None; a finished run read on the other split is re-read from its checkpoint)."""
-    try:
-        res = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        old = TrainConfig.from_dict(res.get("config", {})).identity()
-    except (TypeError, ValueError):
-        return None
-    return res if (old == cfg.identity() and "share_norm" in res
-                   and res.get("eval_split") == cfg.eval_split) else None
-
-
-def _worker(args):
-    cfg_dict, run_dir, data_dir, device, *tag = args
-    cfg = TrainConfig.from_dict(cfg_dict)
-    res = _finished(Path(run_dir), cfg)
-    if res is None:
-        res = train(cfg, run_dir, resume=True, data_dir=data_dir, progress=False, device=device,
-                    log=lambda *a: None)
-    return (cfg_dict, res, *tag)
-
-
-def run_jobs(jobs, workers: int, record) -> None:
-    """Trains ``jobs`` (``(config dict, run dir, data dir, device[, tag])``, runs already finished
-    are read back) on ``workers`` processes, calling ``record(config dict, result[, tag])`` as each
-    one ends."""
-    if workers > 1:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, maxtasksperchild=1) as pool:
-            for out in pool.imap_unordered(_worker, jobs):
-                record(*out)
-    else:
-        for job in jobs:
-            record(*_worker(job))
-
-
-def machine(workers: int, threads: int, device: str) -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, {workers} runs at a time, {threads} thread(s) each, "
-            f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""))
-
-
-def cli_flags(cfg: TrainConfig, skip=("mode", "net", "seed", "data")) -> str:
-    """The command-line flags that give ``cfg`` (its identity), for the rerun lines."""
-    def flag(k, v):
-        name = f"--{k.replace('_', '-')}"
-        if isinstance(v, bool):  # store_true flags
-            return name if v else ""
-        return f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}"
-    return " ".join(f for f in (flag(k, v) for k, v in cfg.identity().items() if k not in skip) if f)
-
-
-def _mean_std(xs):
-    return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
-def ci95(xs) -> tuple[float, float] | None:
-    """(mean, half-width of the 95 % t-interval) over seeds; half-width 0 for one seed."""
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return None
-    if len(xs) < 2:
-        return (xs[0], 0.0)
-    from scipy.stats import t
-    return (statistics.fmean(xs), float(t.ppf(0.975, len(xs) - 1)) * statistics.stdev(xs) / len(xs) ** 0.5)
 
 
 # the variants of the Table 1 study: the treatment, the paper's baseline and the controls of
@@ -275,9 +200,9 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes
                 "variant_doc": "; ".join(f"{v}: {doc[v]}" for v in variants),
                 "overrides": {v: VARIANTS[v] for v in variants}, "workers": workers,
                 "machine": machine(workers, base.threads, device), "torch": torch.__version__,
-                "rerun": f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --modes {','.join(modes)} "
-                         f"--variants {','.join(variants)} --workers {workers} --eval-split {base.eval_split} "
-                         + cli_flags(base)}
+                "rerun": rerun_line(f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --modes {','.join(modes)} "
+                                    f"--variants {','.join(variants)} --workers {workers} --eval-split {base.eval_split} "
+                                    + cli_flags(base))}
     results: dict = {}
     t0 = time.time()
 
@@ -303,7 +228,7 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes
         except ImportError as exc:  # a bare GPU image may lack matplotlib: the table is written
             log(f"figures not drawn: {exc}")
             return results
-        from .checkpoint import model_from_checkpoint
+        from ..training.checkpoint import model_from_checkpoint
         for mode in modes:
             run = runs_dir / f"{mode}-spatial-seed{seeds[0]}"
             model, cfg, _ = model_from_checkpoint(run / "checkpoint.pt")

@@ -16,9 +16,9 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ._io import _atomic  # noqa: E402
-from .split import model_split  # noqa: E402
-from .tasks import DEFAULT_TASKS, display_name  # noqa: E402
+from .._io import _atomic  # noqa: E402
+from ..analysis.split import model_split  # noqa: E402
+from ..data.tasks import DEFAULT_TASKS, display_name  # noqa: E402
 
 TASK_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
                 "tab:pink", "tab:olive", "tab:cyan")
@@ -112,23 +112,18 @@ def animate_positions(run_dir, out: str | Path | None = None, fps: int = 4) -> P
     """A GIF of the positions epoch by epoch (``run_dir/positions.pt``, written by training),
     every neuron of the split layers coloured by the *final* split's task (dead in grey), so one
     sees where each task's neurons came from. Axis limits are fixed over the frames."""
-    import torch
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    from .checkpoint import model_from_checkpoint
-    from .train import POSITIONS_FILE
+    from ..training.checkpoint import model_from_checkpoint
+    from ..training.positions import load_positions
 
     run_dir = Path(run_dir)
     if run_dir.is_file():  # a checkpoint path: its folder
         run_dir = run_dir.parent
-    track_path = run_dir / POSITIONS_FILE
-    if not track_path.is_file():
-        raise FileNotFoundError(f"{track_path} does not exist: train the run with this version of "
-                                f"spatialnet (positions are saved after every epoch), or give a run folder")
+    track = load_positions(run_dir)
     model, cfg, _ = model_from_checkpoint(run_dir / "checkpoint.pt")
     layers = _layers_with_positions(model, cfg.split_layers)
     assignment = model_split(model, cfg.split_layers, cfg.num_tasks)
-    track = torch.load(track_path, map_location="cpu", weights_only=True)
     epochs = track["epochs"]
     frames = {l: track["layers"][str(l)].numpy() for l in layers}  # [E, N, D]
     task_names = [display_name(t) for t in cfg.tasks]

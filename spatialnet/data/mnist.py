@@ -43,7 +43,7 @@ MODES = ("concat", "mix", "sequential")
 DATASETS = ("MNIST", "FashionMNIST")
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-SUBSET_PATH = Path(__file__).resolve().parent / "assets" / "subset.npz"
+SUBSET_PATH = Path(__file__).resolve().parents[1] / "assets" / "subset.npz"
 NUM_CLASSES = 10
 VAL_SIZE = {"full": 5000, "subset": 400}  # validation images per dataset, by data source
 VAL_SEED = 20_261_114
@@ -292,3 +292,19 @@ def task_loss_sum(logits: torch.Tensor, y: torch.Tensor, task) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(heads.reshape(-1, NUM_CLASSES), y.reshape(-1), reduction="sum")
     own = heads.gather(1, task.view(B, 1, 1).expand(B, 1, NUM_CLASSES)).squeeze(1)  # [B, 10]
     return torch.nn.functional.cross_entropy(own, y, reduction="sum")
+
+
+def load_data(cfg, data_dir=None, dataset: DoubleMNIST | None = None) -> TaskData:
+    """The TaskData of a run's config (``config.TrainConfig``: data, val_size, eval_split,
+    max_train, mode, seed, tasks), from ``dataset`` when given (already loaded), else from disk."""
+    ds = dataset if dataset is not None else load(cfg.data, data_dir)
+    # the validation split is carved first, so max_train and every mode see the same one
+    ds = with_validation(ds, val_size(ds.source, cfg.val_size), cfg.eval_split)
+    if cfg.max_train:
+        t = ds.train
+        ds = DoubleMNIST(Split(t.mnist_x[:cfg.max_train], t.mnist_y[:cfg.max_train],
+                                                 t.fashion_x[:cfg.max_train], t.fashion_y[:cfg.max_train]),
+                                  ds.test, ds.source)
+    td = TaskData(ds, cfg.mode, cfg.seed, cfg.tasks)
+    td.eval_split = cfg.eval_split
+    return td

@@ -15,11 +15,12 @@ import statistics
 import time
 from pathlib import Path
 
-from ._io import write_json, write_text
-from .config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig
-from .evaluate import READOUT
-from .reproduce import cli_flags, machine, run_jobs
-from .tasks import display_name
+from .._io import write_json, write_text
+from ..config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig
+from ..analysis.evaluate import READOUT
+from ..analysis.stats import fmt_mean_std
+from .runs import cli_flags, machine, rerun_line, run_jobs
+from ..data.tasks import display_name
 
 RECORD_KEYS = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "dead_per_layer", "per_layer",
                "eval_split", "train_seconds")
@@ -34,14 +35,6 @@ def variant_label(cfg: TrainConfig, axis: str) -> str:
 
 def _slug(cfg: TrainConfig, axis: str) -> str:
     return "-".join(map(str, cfg.hidden)) if axis == "hidden" else "-".join(cfg.tasks)
-
-
-def _ms(xs, spec=".3f") -> str:
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "–"
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.fmean(xs):{spec}} ± {sd:{spec}}"
 
 
 def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
@@ -63,14 +56,14 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
     keys = sorted(groups, key=lambda k: (order.get(k[0], 99), k[1], k[2]))
     for key in keys:
         rs = groups[key]
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {_ms([r['full'] for r in rs])} | "
-                     f"{_ms([r['split'] for r in rs])} | {_ms([r['drop'] for r in rs])} | "
-                     f"{_ms([r['silhouette'] for r in rs])} ({_ms([r['silhouette_null'] for r in rs])}) | "
-                     f"{_ms([r['ari'] for r in rs])} ({_ms([r['ari_null'] for r in rs])}) | "
-                     f"{_ms([r.get('nn') for r in rs])} ({_ms([r.get('nn_null') for r in rs])}) | "
-                     f"{_ms([r.get('stacked') for r in rs], '.2f')} | "
-                     f"{_ms([r['share_norm'] for r in rs])} | {_ms([r['newman_q'] for r in rs])} | "
-                     f"{_ms([r['dead_fraction'] for r in rs], '.2f')} |")
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {fmt_mean_std([r['full'] for r in rs])} | "
+                     f"{fmt_mean_std([r['split'] for r in rs])} | {fmt_mean_std([r['drop'] for r in rs])} | "
+                     f"{fmt_mean_std([r['silhouette'] for r in rs])} ({fmt_mean_std([r['silhouette_null'] for r in rs])}) | "
+                     f"{fmt_mean_std([r['ari'] for r in rs])} ({fmt_mean_std([r['ari_null'] for r in rs])}) | "
+                     f"{fmt_mean_std([r.get('nn') for r in rs])} ({fmt_mean_std([r.get('nn_null') for r in rs])}) | "
+                     f"{fmt_mean_std([r.get('stacked') for r in rs], '.2f')} | "
+                     f"{fmt_mean_std([r['share_norm'] for r in rs])} | {fmt_mean_std([r['newman_q'] for r in rs])} | "
+                     f"{fmt_mean_std([r['dead_fraction'] for r in rs], '.2f')} |")
     if axis == "tasks":
         most = max(r["num_tasks"] for r in records)
         lines += ["", "Per task, full → split (mean over seeds):", "",
@@ -114,9 +107,11 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
     flag = "--hidden-list" if axis == "hidden" else "--tasks-list"
     settings = {"axis": axis, "variants": variants, "modes": list(modes), "nets": list(nets), "seeds": list(seeds),
                 "data": base.data, "eval_split": base.eval_split, "regular_hparams": REGULAR_HPARAMS, "machine": machine(workers, base.threads, device),
-                "rerun": f"spatialnet grid --name {name} {flag} '{';'.join(','.join(map(str, v)) for v in values)}' "
-                         f"--modes {','.join(modes)} --nets {','.join(nets)} --seeds {','.join(map(str, seeds))} "
-                         f"--workers {workers} --eval-split {base.eval_split} " + cli_flags(base, skip=("mode", "net", "seed", "data", axis))}
+                "rerun": rerun_line(
+                    f"spatialnet grid --name {name} {flag} '{';'.join(','.join(map(str, v)) for v in values)}' "
+                    f"--modes {','.join(modes)} --nets {','.join(nets)} --seeds {','.join(map(str, seeds))} "
+                    f"--workers {workers} --eval-split {base.eval_split} "
+                    + cli_flags(base, skip=("mode", "net", "seed", "data", axis)))}
     records: list[dict] = []
     t0 = time.time()
 
@@ -136,7 +131,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
     run_jobs(jobs, workers, record)
     if figures and "spatial" in nets:
         from .plots import plot_figures
-        from .checkpoint import model_from_checkpoint
+        from ..training.checkpoint import model_from_checkpoint
         for v in values:
             for mode in modes:
                 vcfg = TrainConfig.from_dict({**base.to_dict(), axis: list(v), "mode": mode, "net": "spatial",

@@ -2,7 +2,7 @@
 the depth? A small ViT on the 28x56 MNIST | Fashion-MNIST image (patch 4, two 10-way heads in
 one 20-way head), trained with and without the costs from one seed, side by side.
 
-    python scripts/nn_vit_modules.py --out results/vit-modules
+    python -m spatialnet.studies.vit_modules --out results/vit-modules
 
 The costs (spatial_kernels.nn.spatialize) go on every block's mlp.fc1 and mlp.fc2 and on the head:
 the sheets inferred are one hidden sheet per block and one residual-stream sheet (every fc2
@@ -20,19 +20,17 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _nn_common import accuracy, as_image, concat_data, time_steps  # noqa: E402
+from spatial_kernels.nn import spatialize
 
-from spatial_kernels.nn import spatialize  # noqa: E402
-from spatialnet.data import task_loss_sum  # noqa: E402
-from spatialnet.modularity import chain_measures  # noqa: E402
-from spatialnet.split import DEAD_TOL, greedy_split  # noqa: E402
+from ..analysis.modularity import chain_measures
+from ..analysis.split import DEAD_TOL, greedy_split
+from ..data import task_loss_sum
+from .timing import accuracy, as_image, concat_data, time_steps
 
 LAYERS = ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2", "head"]
 # the head reads the class token (x[:, 0], not element-wise): named onto the residual stream
@@ -137,6 +135,8 @@ def train(a, variant: str, seed: int, td):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", default=None,
+                   help="data folder (else $SPATIALNET_DATA, else ~/.cache/spatialnet)")
     p.add_argument("--out", default="results/vit-modules")
     p.add_argument("--seeds", default="0")
     p.add_argument("--variants", default="plain,spatial", help="plain (no costs) and/or spatial")
@@ -167,7 +167,7 @@ def main():
     os.environ.setdefault("NUMBA_NUM_THREADS", str(a.threads))
     records = []
     for seed in (int(s) for s in a.seeds.split(",")):
-        td = concat_data(seed)
+        td = concat_data(seed, a.data_dir)
         for variant in a.variants.split(","):
             records.append(train(a, variant, seed, td))
             Path(a.out + ".json").write_text(json.dumps({"config": vars(a), "runs": records}, indent=1))

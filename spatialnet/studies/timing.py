@@ -1,5 +1,6 @@
-"""Shared by scripts/nn_*.py: the concat data, evaluation, and timing a training step with and
-without the spatial costs, alternately, on one model."""
+"""Shared by the studies of spatialized timm and torchvision models (``vit_modules.py``,
+``wide_mlp.py``): the concat data, evaluation, and timing a training step with and without the
+spatial costs, alternately, on one model."""
 from __future__ import annotations
 
 import copy
@@ -8,14 +9,13 @@ import time
 
 import torch
 
-from spatialnet import data as D
-
-DATA_DIR = "../shared/datasets"
+from .. import data as D
 
 
-def concat_data(seed: int, data_dir: str = DATA_DIR) -> D.TaskData:
+def concat_data(seed: int, data_dir=None) -> D.TaskData:
     """MNIST + Fashion-MNIST side by side (1568-d), 5000 images per dataset held out of training
-    (spatialnet's validation split, not read here), evaluated on the test sets."""
+    (spatialnet's validation split, not read here), evaluated on the test sets; the data folder
+    as every command takes it (``data_dir``, else $SPATIALNET_DATA, else the cache)."""
     ds = D.load("full", data_dir)
     return D.TaskData(D.with_validation(ds, D.val_size(ds.source), "test"), "concat", seed)
 

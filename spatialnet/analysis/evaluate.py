@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from . import data as data_mod
-from .config import TrainConfig
-from .model import SpatialMLP
+from .. import data as data_mod
+from ..config import TrainConfig
+from ..model import SpatialMLP
 from .modularity import measures
 from .split import model_split, task_masks
 

@@ -66,6 +66,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .stats import mean
+
 PERMUTATIONS = 20
 NULL_SEED = 0
 KMEANS_SEED = 0
@@ -238,11 +240,6 @@ def layer_segregation(p: torch.Tensor, g: torch.Tensor, k: int = SEGREGATION_K) 
     return float((observed - chance) / (1 - chance))
 
 
-def _mean(xs):
-    xs = [x for x in xs if x is not None]
-    return float(np.mean(xs)) if xs else None
-
-
 def chain_measures(labels: Sequence, num_tasks: int, weights: Sequence | None = None,
                    positions: Sequence | None = None, names: Sequence | None = None,
                    permutations: int = PERMUTATIONS, seed: int = NULL_SEED,
@@ -265,7 +262,7 @@ def chain_measures(labels: Sequence, num_tasks: int, weights: Sequence | None = 
             row.update(crowding(positions[k], g, 1.0 if lengths is None else float(lengths[k]),
                                 positions[k + 1] if nxt else None, labels[k + 1] if nxt else None, seed=seed))
         per_layer[name] = row
-    out = {c: _mean([per_layer[names[k]].get(c) for k in hidden]) for c in (*CLUSTER_KEYS, *CROWDING_KEYS)}
+    out = {c: mean([per_layer[names[k]].get(c) for k in hidden]) for c in (*CLUSTER_KEYS, *CROWDING_KEYS)}
     dead = {names[k]: per_layer[names[k]]["dead"] for k in range(len(labels))}
     n_hidden = sum(per_layer[names[k]]["neurons"] for k in hidden)
     out.update(dead=sum(dead.values()), dead_per_layer=dead,
@@ -296,4 +293,4 @@ def segregation(model, assignment: dict[int, torch.Tensor], k: int = SEGREGATION
     """The mean 5-NN segregation over the split layers with positions (earlier records only)."""
     values = [layer_segregation(model.layer(l).positions, g.to(model.layer(l).positions.device), k)
               for l, g in sorted(assignment.items()) if hasattr(model.layer(l), "positions")]
-    return _mean(values)
+    return mean(values)

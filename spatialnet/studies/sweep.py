@@ -35,10 +35,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._io import _atomic, write_json, write_text
-from .config import RUNTIME_KEYS, TrainConfig
-from .evaluate import READOUT, TARGETS, target_gap
-from .train import train
+from .._io import _atomic, write_json, write_text
+from ..config import RUNTIME_KEYS, TrainConfig
+from ..analysis.evaluate import READOUT, TARGETS, target_gap
+from ..analysis.stats import mean
+from spatial_kernels.nn import density_norm, transport_norm
+from ..training import train
 
 # The knobs the recipe issue names, over ranges that hold every value tried by hand.
 DEFAULT_SPACE = ("alpha=0.3:30:log", "beta=0.3:30:log", "lr=0.001:0.01:log", "epochs=20:60",
@@ -162,10 +164,10 @@ def run_dir(runs_dir, cfg: TrainConfig) -> Path:
 
 
 def _score(xs, direction):
-    xs = [x for x in xs if x is not None]
-    if not xs:
+    m = mean(xs)
+    if m is None:
         return -1.0 if direction == "maximize" else 2.0
-    return statistics.fmean(xs)
+    return m
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ class Constraint:
 
 def parse_constraints(specs, modes) -> list[Constraint]:
     """``KEY<=V``, ``KEY>=V``, ``MODE.KEY<=V`` or ``targets`` (``evaluate.TARGETS`` of each mode)."""
-    from .data import MODES
+    from ..data import MODES
     out = []
     for spec in specs or ():
         spec = spec.strip()
@@ -289,8 +291,11 @@ def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> s
     if stored["seeds"] != seeds:
         return f"seeds (stored: {stored['seeds']})"
     defaults = TrainConfig().identity()
-    changed = {k: (stored["fixed"].get(k, defaults.get(k)), v) for k, v in fixed.items()
-               if stored["fixed"].get(k, defaults.get(k)) != v}
+    old = dict(stored["fixed"])
+    for k, canonical in (("transport_norm", transport_norm), ("density_norm", density_norm)):
+        if k in old:  # a study stored before the norms were named by meaning: the old names read as the new
+            old[k] = canonical(old[k])
+    changed = {k: (old.get(k, defaults.get(k)), v) for k, v in fixed.items() if old.get(k, defaults.get(k)) != v}
     return f"fixed config (stored vs now: {changed})" if changed else ""
 
 
@@ -303,7 +308,7 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
     trained in every one of ``modes`` (default: ``base.mode``), under ``constraints``
     (:class:`Constraint`, :func:`parse_constraints`)."""
     import optuna
-    from .data import check_mode
+    from ..data import check_mode
 
     modes = list(modes or [base.mode])
     for m in modes:
@@ -402,11 +407,6 @@ def pareto(rows: list[dict]) -> list[dict]:
     return sorted(front, key=lambda r: -r["full"])
 
 
-def _mean(xs):
-    xs = [x for x in (xs or []) if x is not None]
-    return statistics.fmean(xs) if xs else None
-
-
 def _feasible(row: dict) -> bool:
     return row["margin"] is not None and row["margin"] >= 0
 
@@ -433,7 +433,7 @@ def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: 
         p = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
         cells = [fmt(v) for v in r["values"]] + ([fmt(r["margin"], "+.3f")] if constraints else [])
         for m in modes:
-            cells += [fmt(_mean(r["per_mode"][m].get(k))) for k in REPORT_KEYS]
+            cells += [fmt(mean(r["per_mode"][m].get(k))) for k in REPORT_KEYS]
         return f"| {r['number']} | " + " | ".join(cells) + f" | {p} |"
 
     head_cells = list(objectives) + (["margin"] if constraints else [])

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from ._io import save_torch
-from .config import TrainConfig, build_model
-from .model import SpatialMLP
+from .._io import save_torch
+from ..config import TrainConfig, build_model
+from ..model import SpatialMLP
 
 CHECKPOINT_FORMAT = "spatialnet-checkpoint"
 CHECKPOINT_VERSION = 1

@@ -1,12 +1,14 @@
-"""Markdown tables from the JSON of scripts/nn_vit_modules.py and scripts/nn_wide_mlp.py.
+"""Markdown tables from the JSON of ``vit_modules.py`` and ``wide_mlp.py``.
 
-    python scripts/nn_tables.py results/vit-modules.json results/wide-torchvision-mlp.json
-    python scripts/nn_tables.py --merge A.json B.json   # one ViT summary over the runs of several files
+    python -m spatialnet.studies.module_tables results/vit-modules.json results/wide-torchvision-mlp.json
+    python -m spatialnet.studies.module_tables --merge A.json B.json   # one ViT summary over several files
 """
 from __future__ import annotations
 
 import json
 import sys
+
+from ..analysis.stats import mean, present
 
 
 def f(x, d=3):
@@ -50,10 +52,10 @@ def _ratio(res):
 
 
 def _mean_range(xs, d=3) -> str:
-    xs = [x for x in xs if x is not None]
+    xs = present(xs)
     if not xs:
         return "–"
-    m = sum(xs) / len(xs)
+    m = mean(xs)
     return f"{m:.{d}f}" if len(xs) == 1 else f"{m:.{d}f} ({min(xs):.{d}f}–{max(xs):.{d}f})"
 
 

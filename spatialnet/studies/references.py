@@ -109,7 +109,7 @@ CROWDING_CHAINS = ("on next", "beside next")
 def score_crowding(n: int = 200, seed: int = 0) -> dict[str, dict]:
     import torch
 
-    from .modularity import crowding
+    from ..analysis.modularity import crowding
     out = {}
     for name, p in crowding_references(n, seed).items():
         out[name] = crowding(torch.tensor(p), torch.zeros(n, dtype=torch.long))
@@ -123,7 +123,7 @@ CHAINS = ("disjoint", "noisy", "random", "collapsed")
 
 
 def score_chains(seed: int = 0) -> dict[str, dict]:
-    from .modularity import chain_measures
+    from ..analysis.modularity import chain_measures
     out = {}
     for kind in CHAINS:
         w, g = synthetic_chain(kind, seed)
@@ -135,7 +135,7 @@ def score_chains(seed: int = 0) -> dict[str, dict]:
 def score_references(n: int = 200, seed: int = 0) -> dict[str, dict]:
     import torch
 
-    from .modularity import cluster_quality, layer_segregation
+    from ..analysis.modularity import cluster_quality, layer_segregation
     out = {}
     for name, (p, g) in synthetic_references(n, seed).items():
         pt, gt = torch.tensor(p), torch.tensor(g)
@@ -146,7 +146,7 @@ def score_references(n: int = 200, seed: int = 0) -> dict[str, dict]:
 def main(argv=None) -> int:
     from pathlib import Path
 
-    from ._io import write_json, write_text
+    from .._io import write_json, write_text
     args = sys.argv[1:] if argv is None else list(argv)
     out = Path(args[0] if args else "results/measures-references")
     scores = score_references()

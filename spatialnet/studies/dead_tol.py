@@ -9,11 +9,11 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ._io import write_json, write_text
-from .checkpoint import model_from_checkpoint
-from .config import TrainConfig
-from .evaluate import READOUT, evaluate
-from .train import load_data
+from .._io import write_json, write_text
+from ..training.checkpoint import model_from_checkpoint
+from ..config import TrainConfig
+from ..analysis.evaluate import READOUT, evaluate
+from ..data import load_data
 
 DEFAULT_TOLS = (0.03, 0.1, 0.3)
 COLUMNS = ("drop", "silhouette", "ari", "share_norm", "newman_q", "dead_fraction", "dead_delta")

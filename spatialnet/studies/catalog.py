@@ -1,0 +1,110 @@
+"""Every study whose outputs live under results/, declared once: what it asks, the commands that
+make it (``spatialnet`` subcommands, or ``python -m`` of a study module), and what it writes.
+
+    spatialnet study --list                 # the studies and their commands
+    spatialnet study table1 [--data-dir D]  # run one: every step, resumable (finished runs are read back)
+
+The runner (``spatialnet study``), the tables (their "Rerun:" line names the study) and README's
+rerun lines read this declaration; ``tests/test_spatialnet_studies.py`` checks that each one
+parses and that README names each study it cites by this command.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REPORT = "--seeds 0,1,2,3,4 --eval-split test"
+SELECTION = "--seeds 100,101 --eval-split val"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    question: str
+    steps: tuple[str, ...]   # each: "spatialnet ARGS" or "python -m MODULE ARGS"
+    outputs: tuple[str, ...]  # under results/
+
+    def commands(self) -> list[list[str]]:
+        """Each step as its argv (shell-quoted words); a ValueError for a step of another kind."""
+        import shlex
+        out = []
+        for step in self.steps:
+            words = shlex.split(step)
+            if not (words[:1] == ["spatialnet"] or words[:2] == ["python", "-m"]):
+                raise ValueError(f"study {self.name!r}: a step is 'spatialnet ...' or 'python -m MODULE ...', "
+                                 f"got {step!r}")
+            out.append(words)
+        return out
+
+
+_STUDIES = (
+    Study("references", "Do the measures rank synthetic layouts as a person would (clusters, sheets, crowding)?",
+          ("python -m spatialnet.studies.references results/measures-references",),
+          ("measures-references.md", "measures-references.json")),
+    Study("selection", "Which one setting (alpha, beta, the positions' lr, a cost warm-up) meets the targets in "
+                       "every mode at 1x, on the validation split?",
+          ("spatialnet sweep --study one-setting-val --resume --trials 22 --modes concat,mix,sequential "
+           "--seeds 100,101 --constraint targets --objectives full,drop,silhouette,nn "
+           "--param alpha=0.3:10:log --param beta=0.3:30:log --param pos_lr_scale=0.3:10:log "
+           "--param cost_warmup=0:10 --epochs 30 --head-offset 0 --heartbeat 120 "
+           "--report results/sweeps/one-setting-val.md",),
+          ("sweeps/one-setting-val.md", "sweeps/one-setting-val.json", "sweeps/one-setting-val.png")),
+    Study("table1", "Table 1 at the defaults: every mode, the spatial net beside the regular net, L1 only and "
+                    "frozen positions, on the report seeds and the test sets.",
+          (f"spatialnet reproduce --modes concat,mix,sequential --variants spatial,regular,l1-only,frozen {REPORT} "
+           "--workers 2 --out results --runs-dir runs/table1",),
+          ("table1.md", "table1.json", "figure1-<mode>.png", "figure2-<mode>.png", "positions-<mode>.gif")),
+    Study("wide", "Does the width rule carry the defaults to 2x, 4x and 8x the paper's widths?",
+          ("spatialnet grid --name wide --hidden-list '128,128,128,256;256,256,256,512;512,512,512,1024;"
+           "1024,1024,1024,2048' --modes concat,mix --nets spatial,regular --seeds 0,1,2 --eval-split test "
+           "--workers 2 --out results",),
+          ("wide.json", "wide/table.md", "wide/figure1-*.png")),
+    Study("tasks", "Do the defaults carry to three and four tasks (MNIST, Fashion-MNIST, permuted MNIST)?",
+          ("spatialnet grid --name tasks --tasks-list 'mnist,fashion,pmnist1;mnist,fashion,pmnist1,pmnist2' "
+           "--modes concat --nets spatial,regular --seeds 0,1 --eval-split test --workers 2 --out results",),
+          ("tasks.json", "tasks/table.md")),
+)
+STUDIES = {s.name: s for s in _STUDIES}
+
+
+def study(name: str) -> Study:
+    if name not in STUDIES:
+        raise ValueError(f"no study {name!r}; the studies are {', '.join(STUDIES)} (spatialnet study --list)")
+    return STUDIES[name]
+
+
+def run_study(name: str, extra: list[str] | None = None, data_dir=None, log=print) -> None:
+    """Runs every step of study ``name``: ``extra`` (e.g. ``--workers 1``) is appended to each
+    ``spatialnet`` step, ``data_dir`` reaches every step as $SPATIALNET_DATA. The tables it
+    writes name the study in their "Rerun:" line."""
+    import os
+    import runpy
+    import sys
+
+    from . import runs
+
+    s = study(name)
+    env = os.environ.get("SPATIALNET_DATA")
+    if data_dir:
+        os.environ["SPATIALNET_DATA"] = str(data_dir)
+    runs.CURRENT_STUDY = name
+    try:
+        for words, step in zip(s.commands(), s.steps):
+            log(f"[study {name}] {step}")
+            if words[0] == "spatialnet":
+                from ..cli import main
+                if main(words[1:] + list(extra or [])) != 0:
+                    raise ValueError(f"study {name!r}: this step failed: {step}")
+            else:
+                argv = sys.argv
+                sys.argv = [words[2], *words[3:]]
+                try:
+                    runpy.run_module(words[2], run_name="__main__", alter_sys=True)
+                finally:
+                    sys.argv = argv
+    finally:
+        runs.CURRENT_STUDY = None
+        if data_dir:
+            if env is None:
+                os.environ.pop("SPATIALNET_DATA", None)
+            else:
+                os.environ["SPATIALNET_DATA"] = env

@@ -1,0 +1,83 @@
+"""The pool that trains a study's runs: each run a ``train`` run in its own folder, resumable, and
+read back instead of retrained when it already finished with the same config; several at a
+time in spawned processes. Also what a study writes about itself: the machine, and the
+command-line flags that give a config (its rerun line)."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from ..training import train
+
+# the catalog's study being run (``catalog.run_study``), named in the tables' rerun lines
+CURRENT_STUDY: str | None = None
+
+
+def rerun_line(command: str) -> str:
+    """What a table says reruns it: its study (``spatialnet study NAME``, which runs this command)
+    when one is being run, else the command itself."""
+    return f"spatialnet study {CURRENT_STUDY}` (runs `{command}" if CURRENT_STUDY else command
+
+
+def run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.mode}-{cfg.net}-seed{cfg.seed}"
+
+
+def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
+    """The run's result when it finished with this config and was read on the same split
+    (else None; a finished run read on the other split is re-read from its checkpoint)."""
+    try:
+        res = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        old = TrainConfig.from_dict(res.get("config", {})).identity()
+    except (TypeError, ValueError):
+        return None
+    return res if (old == cfg.identity() and "share_norm" in res
+                   and res.get("eval_split") == cfg.eval_split) else None
+
+
+def _worker(args):
+    cfg_dict, run_dir, data_dir, device, *tag = args
+    cfg = TrainConfig.from_dict(cfg_dict)
+    res = _finished(Path(run_dir), cfg)
+    if res is None:
+        res = train(cfg, run_dir, resume=True, data_dir=data_dir, progress=False, device=device,
+                    log=lambda *a: None)
+    return (cfg_dict, res, *tag)
+
+
+def run_jobs(jobs, workers: int, record) -> None:
+    """Trains ``jobs`` (``(config dict, run dir, data dir, device[, tag])``, runs already finished
+    are read back) on ``workers`` processes, calling ``record(config dict, result[, tag])`` as each
+    one ends."""
+    if workers > 1:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, maxtasksperchild=1) as pool:
+            for out in pool.imap_unordered(_worker, jobs):
+                record(*out)
+    else:
+        for job in jobs:
+            record(*_worker(job))
+
+
+def machine(workers: int, threads: int, device: str) -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, {workers} runs at a time, {threads} thread(s) each, "
+            f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""))
+
+
+def cli_flags(cfg: TrainConfig, skip=("mode", "net", "seed", "data")) -> str:
+    """The command-line flags that give ``cfg`` (its identity), for the rerun lines."""
+    def flag(k, v):
+        name = f"--{k.replace('_', '-')}"
+        if isinstance(v, bool):  # store_true flags
+            return name if v else ""
+        return f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}"
+    return " ".join(f for f in (flag(k, v) for k, v in cfg.identity().items() if k not in skip) if f)
