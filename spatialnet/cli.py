@@ -19,7 +19,6 @@ from pathlib import Path
 
 from . import data as data_mod
 from .config import PRESETS, REGULAR_HPARAMS, TrainConfig
-from .analysis.evaluate import READOUT
 from .printout import print_eval as _print_eval, print_nets_table
 from .studies.sweep import DEFAULT_SPACE
 

@@ -20,6 +20,9 @@ from .split import model_split, task_masks
 READOUT = ("full", "split", "drop", "silhouette", "silhouette_null", "ari", "ari_null", "nn", "nn_null", "stacked",
            "on_next", "cross_task_share", "share_chance", "share_norm", "newman_q", "dead", "dead_fraction",
            "dead_delta")
+# what every study keeps of a run: the read-out and its per-task and per-layer detail
+RECORD = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "dead_per_layer", "per_layer", "eval_split",
+          "tasks")
 DEAD_DELTA_MAX = 0.002
 
 # The spatial net's targets per mode (issue 20), as (read-out key, "<=" or ">=", limit), met when

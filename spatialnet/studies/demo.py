@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 
 from .._io import write_json
-from ..analysis.evaluate import READOUT
+from ..analysis.evaluate import RECORD
 from ..config import REGULAR_HPARAMS, TrainConfig
 from ..printout import print_nets_table
 from ..training import train
 
-DEMO_KEYS = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "per_layer", "eval_split")
 
 
 def run_demo(base: TrainConfig, out, dataset, *, data_dir=None, progress: bool = True, log=print) -> dict:
@@ -34,8 +33,7 @@ def run_demo(base: TrainConfig, out, dataset, *, data_dir=None, progress: bool =
         f"{f' ({cfg.max_train} training images per dataset)' if cfg.max_train else ''}, {cfg.epochs} epochs, "
         f"seed {cfg.seed}: before (full) and after (split) splitting each net into its tasks' subnetworks")
     print_nets_table(results, cfg.eval_split)
-    write_json(out / "demo.json", {net: {k: r[k] for k in DEMO_KEYS} | {"tasks": r["tasks"]}
-                                   for net, r in results.items()}
+    write_json(out / "demo.json", {net: {k: r[k] for k in RECORD} for net, r in results.items()}
                | {"settings": {"data": dataset.source, "epochs": cfg.epochs, "seed": cfg.seed,
                                "seconds": round(time.time() - t0, 1)}})
     model, cfg, _ = model_from_checkpoint(out / "spatial" / "checkpoint.pt")

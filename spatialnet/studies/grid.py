@@ -17,13 +17,12 @@ from pathlib import Path
 
 from .._io import write_json, write_text
 from ..config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig
-from ..analysis.evaluate import READOUT
+from ..analysis.evaluate import RECORD
 from ..analysis.stats import fmt_mean_std
 from .runs import cli_flags, machine, rerun_line, run_jobs
 from ..data.tasks import display_name
 
-RECORD_KEYS = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "dead_per_layer", "per_layer",
-               "eval_split", "train_seconds")
+RECORD_KEYS = (*RECORD, "train_seconds")
 
 
 def variant_label(cfg: TrainConfig, axis: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .._io import write_json, write_text
-from ..analysis.evaluate import READOUT, TARGETS, target_gap
+from ..analysis.evaluate import READOUT, RECORD, TARGETS, target_gap
 from ..analysis.stats import ci95
 from ..config import REGULAR_HPARAMS, TrainConfig
 from ..data import MODES
@@ -51,7 +51,7 @@ VARIANTS = {
     "offset-1.6": {"head_offset": 1.6},
 }
 MEASURES = tuple(k for k in READOUT if k not in ("full", "split", "drop"))
-PER_RUN = ("full", "split", "full_per_task", "split_per_task", "split_sizes", "per_layer", *MEASURES)
+PER_RUN = RECORD
 
 
 def variant_config(base: TrainConfig, mode: str, variant: str, seed: int) -> TrainConfig:
