@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import data as data_mod
 from .config import PRESETS, REGULAR_HPARAMS, TrainConfig
-from .printout import print_eval as _print_eval, print_nets_table
+from .analysis.printout import print_eval as _print_eval
 from .studies.sweep import DEFAULT_SPACE
 
 
@@ -217,8 +217,46 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def run_study(name: str, extra: list[str] | None = None, data_dir=None, log=print) -> None:
+    """Runs every step of study ``name``: ``extra`` (e.g. ``--workers 1``) is appended to each
+    ``spatialnet`` step, ``data_dir`` reaches every step as $SPATIALNET_DATA. The tables it
+    writes name the study in their "Rerun:" line."""
+    import os
+    import runpy
+    import sys
+
+    from .studies import runs
+    from .studies.catalog import study
+
+    s = study(name)
+    env = os.environ.get("SPATIALNET_DATA")
+    if data_dir:
+        os.environ["SPATIALNET_DATA"] = str(data_dir)
+    runs.CURRENT_STUDY = name
+    try:
+        for words, step in zip(s.commands(), s.steps):
+            log(f"[study {name}] {step}")
+            if words[0] == "spatialnet":
+                if main(words[1:] + list(extra or [])) != 0:
+                    raise ValueError(f"study {name!r}: this step failed: {step}")
+            else:
+                argv = sys.argv
+                sys.argv = [words[2], *words[3:]]
+                try:
+                    runpy.run_module(words[2], run_name="__main__", alter_sys=True)
+                finally:
+                    sys.argv = argv
+    finally:
+        runs.CURRENT_STUDY = None
+        if data_dir:
+            if env is None:
+                os.environ.pop("SPATIALNET_DATA", None)
+            else:
+                os.environ["SPATIALNET_DATA"] = env
+
+
 def cmd_study(args) -> int:
-    from .studies.catalog import STUDIES, run_study
+    from .studies.catalog import STUDIES
     if args.list or not args.name:
         for s in STUDIES.values():
             print(f"{s.name}: {s.question}")

@@ -4,8 +4,8 @@ make it (``spatialnet`` subcommands, or ``python -m`` of a study module), and wh
     spatialnet study --list                 # the studies and their commands
     spatialnet study table1 [--data-dir D]  # run one: every step, resumable (finished runs are read back)
 
-The runner (``spatialnet study``), the tables (their "Rerun:" line names the study) and README's
-rerun lines read this declaration; ``tests/test_spatialnet_studies.py`` checks that each one
+The runner (``spatialnet study``, ``cli.run_study``), the tables (their "Rerun:" line names the
+study) and README's rerun lines read this declaration; ``tests/test_spatialnet_studies.py`` checks that each one
 parses and that README names each study it cites by this command.
 """
 from __future__ import annotations
@@ -70,41 +70,3 @@ def study(name: str) -> Study:
     if name not in STUDIES:
         raise ValueError(f"no study {name!r}; the studies are {', '.join(STUDIES)} (spatialnet study --list)")
     return STUDIES[name]
-
-
-def run_study(name: str, extra: list[str] | None = None, data_dir=None, log=print) -> None:
-    """Runs every step of study ``name``: ``extra`` (e.g. ``--workers 1``) is appended to each
-    ``spatialnet`` step, ``data_dir`` reaches every step as $SPATIALNET_DATA. The tables it
-    writes name the study in their "Rerun:" line."""
-    import os
-    import runpy
-    import sys
-
-    from . import runs
-
-    s = study(name)
-    env = os.environ.get("SPATIALNET_DATA")
-    if data_dir:
-        os.environ["SPATIALNET_DATA"] = str(data_dir)
-    runs.CURRENT_STUDY = name
-    try:
-        for words, step in zip(s.commands(), s.steps):
-            log(f"[study {name}] {step}")
-            if words[0] == "spatialnet":
-                from ..cli import main
-                if main(words[1:] + list(extra or [])) != 0:
-                    raise ValueError(f"study {name!r}: this step failed: {step}")
-            else:
-                argv = sys.argv
-                sys.argv = [words[2], *words[3:]]
-                try:
-                    runpy.run_module(words[2], run_name="__main__", alter_sys=True)
-                finally:
-                    sys.argv = argv
-    finally:
-        runs.CURRENT_STUDY = None
-        if data_dir:
-            if env is None:
-                os.environ.pop("SPATIALNET_DATA", None)
-            else:
-                os.environ["SPATIALNET_DATA"] = env

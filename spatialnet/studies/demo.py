@@ -9,7 +9,7 @@ from pathlib import Path
 from .._io import write_json
 from ..analysis.evaluate import RECORD
 from ..config import REGULAR_HPARAMS, TrainConfig
-from ..printout import print_nets_table
+from ..analysis.printout import print_nets_table
 from ..training import train
 
 

@@ -7,7 +7,7 @@ def _fmt(v, spec=".3f") -> str:
 
 
 def print_eval(ev: dict, header: str) -> None:
-    from .data.tasks import display_name
+    from ..data.tasks import display_name
     print(header)
     print(f"{'task':18s} {'full':>8s} {'split':>8s} {'drop':>8s}")
     for t, name in enumerate(ev["tasks"]):
