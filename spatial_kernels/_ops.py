@@ -17,6 +17,7 @@ call these operators; ``backend="reference"`` stays plain autograd and never com
 from __future__ import annotations
 
 import importlib
+import os
 
 import torch
 from torch import Tensor
@@ -59,8 +60,12 @@ def _upstream(g: Tensor, grad: Tensor) -> Tensor:
 
 @torch.library.custom_op("spatial_kernels::transport", mutates_args=(), device_types=("cpu", "cuda"))
 def transport(W: Tensor, p_in: Tensor, p_out: Tensor, scale: float, backend: str,
-              need_W: bool, need_p_in: bool, need_p_out: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(scale * T, scale * dT/dW, scale * dT/dp_in, scale * dT/dp_out)``, empty where not needed."""
+              need_W: bool, need_p_in: bool, need_p_out: bool,
+              defer_W: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(scale * T, scale * dT/dW, scale * dT/dp_in, scale * dT/dp_out)``, empty where not needed.
+
+    ``defer_W``: dT/dW is not made here (``need_W`` is then False); the backward adds it into
+    ``W.grad`` itself, after the task gradient has reached it (see :func:`_transport_backward`)."""
     impl = _module("transport", backend)
     if not (need_W or need_p_in or need_p_out):
         value = impl.transport_value(W, p_in, p_out)
@@ -71,7 +76,7 @@ def transport(W: Tensor, p_in: Tensor, p_out: Tensor, scale: float, backend: str
 
 
 @transport.register_fake
-def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out):
+def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out, defer_W=False):
     # dW: numba writes a contiguous array, triton one in W's memory layout (empty_like)
     dW = (torch.empty_like(W) if backend == "triton" else W.new_empty(W.shape)) if need_W else W.new_empty(0)
     return (p_in.new_empty(()), dW, p_in.new_empty(p_in.shape) if need_p_in else p_in.new_empty(0),
@@ -93,8 +98,13 @@ def _refuse_double_backward(backend: str) -> None:
 
 
 def _transport_setup(ctx, inputs, output):
-    ctx.backend = inputs[4]
-    ctx.save_for_backward(*output[1:])
+    W, p_in, p_out, scale, backend = inputs[:5]
+    ctx.backend, ctx.scale = backend, scale
+    ctx.defer = len(inputs) > 8 and bool(inputs[8])
+    if ctx.defer:  # W's part of the gradient is made in backward: keep what it needs
+        ctx.save_for_backward(*output[1:], W, p_in, p_out)
+    else:
+        ctx.save_for_backward(*output[1:])
     ctx.mark_non_differentiable(*output[1:])
     # The gradient outputs never receive a gradient: without this, autograd would fill a
     # W-sized zero tensor for dW on every backward (measured: 2 fresh 268 MB fills at 8192^2).
@@ -103,12 +113,97 @@ def _transport_setup(ctx, inputs, output):
 
 def _transport_backward(ctx, grad, _dW, _g_in, _g_out):
     if grad is None:  # grads are not materialised (see _transport_setup)
-        return None, None, None, None, None, None, None, None
+        return None, None, None, None, None, None, None, None, None
     _refuse_double_backward(ctx.backend)
-    dW, g_in, g_out = ctx.saved_tensors
     need = ctx.needs_input_grad
-    return (_upstream(dW, grad) if need[0] else None, _upstream(g_in, grad) if need[1] else None,
-            _upstream(g_out, grad) if need[2] else None, None, None, None, None, None)
+    if ctx.defer:
+        dW, g_in, g_out, W, p_in, p_out = ctx.saved_tensors
+        grad_W = _deferred_W_grad(ctx, W, p_in, p_out, grad) if need[0] else None
+    else:
+        dW, g_in, g_out = ctx.saved_tensors
+        grad_W = _upstream(dW, grad) if need[0] else None
+    return (grad_W, _upstream(g_in, grad) if need[1] else None,
+            _upstream(g_out, grad) if need[2] else None, None, None, None, None, None, None)
+
+
+def _deferred_W_grad(ctx, W, p_in, p_out, grad) -> Tensor | None:
+    """W's part of the gradient of a deferred transport (``defer_W``).
+
+    When this backward will run W's AccumulateGrad (``loss.backward()``), the part goes straight
+    into ``W.grad`` in the kernel's one pass, once the whole backward is done: the engine then
+    has summed every other gradient of W (the task's, and any earlier micro-batch's) there, so
+    the kernel reads W and read-modify-writes W.grad, and no W-sized dW is made or summed. The
+    callback runs before ``backward()`` returns, so an optimiser, a clip or a scaler that follows
+    sees the whole gradient. Otherwise (``torch.autograd.grad``, or ``backward(inputs=...)``
+    without W), the gradient is made here and returned, as in the present path."""
+    impl = _module("transport", ctx.backend)
+    if not _accumulates_into(W):
+        return impl.transport_accumulate_dW(W, p_in, p_out, ctx.scale, grad.detach(), None)
+    upstream = grad.detach()
+
+    def accumulate():
+        with torch.no_grad():
+            G = W.grad
+            if G is None:
+                W.grad = impl.transport_accumulate_dW(W, p_in, p_out, ctx.scale, upstream, None)
+            elif _writable_like(G, W, ctx.backend):
+                impl.transport_accumulate_dW(W, p_in, p_out, ctx.scale, upstream, G)
+            else:  # a gradient of another layout or dtype: made apart, then summed
+                G.add_(impl.transport_accumulate_dW(W, p_in, p_out, ctx.scale, upstream, None).to(G))
+
+    torch.autograd.Variable._execution_engine.queue_callback(accumulate)
+    return None
+
+
+def _accumulates_into(W: Tensor) -> bool:
+    """This backward runs W's AccumulateGrad (it will add into W.grad)."""
+    with torch.enable_grad():  # the saved W is the leaf itself: its AccumulateGrad node
+        accumulator = torch.autograd.graph.get_gradient_edge(W).node
+    try:
+        return torch._C._will_engine_execute_node(accumulator)
+    except RuntimeError:  # "... currently running autograd.grad()": it never writes .grad
+        return False
+
+
+def _writable_like(G: Tensor, W: Tensor, backend: str) -> bool:
+    """The kernel can add into G in place: W's shape, dtype, device and strides, dense (and
+    contiguous for numba, which reads W through a contiguous numpy view)."""
+    return (G.layout == torch.strided and G.shape == W.shape and G.dtype == W.dtype and G.device == W.device
+            and G.stride() == W.stride() and not G.requires_grad
+            and (backend != "numba" or G.is_contiguous()))
+
+
+# The transport's fast path: W's gradient added into W.grad in the kernel's pass (``defer_W``).
+_accumulate = os.environ.get("SPATIAL_KERNELS_ACCUMULATE", "1") not in ("0", "false", "False", "")
+
+
+def set_accumulate(enabled: bool) -> None:
+    """Turns the fast path for W's gradient on (the default) or off (the transport then always
+    returns its dW to autograd, which sums it with the task gradient)."""
+    global _accumulate
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+    _accumulate = enabled
+
+
+def accumulate_path(W: Tensor) -> str | None:
+    """Why W's transport gradient cannot be added into ``W.grad`` in the kernel's pass (None: it
+    can, the fast path runs). The present path (dW made in the forward, summed by autograd)
+    serves every case named here."""
+    if not _accumulate:
+        return "turned off (set_accumulate(False) or SPATIAL_KERNELS_ACCUMULATE=0)"
+    if not (torch.is_grad_enabled() and W.requires_grad):
+        return "W needs no gradient"
+    if not W.is_leaf:
+        return "W is not a leaf tensor (a view or a computed weight has no .grad of its own)"
+    if not _eager():
+        return "inside a traced graph (torch.compile, AOTAutograd, make_fx): autograd's order is the compiler's"
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return ("torch.distributed is initialised: DDP's bucketed all-reduce must see the whole gradient when "
+                "W's accumulation hook fires")
+    if W._backward_hooks or getattr(W, "_post_accumulate_grad_hooks", None):
+        return "W has gradient hooks, which must see the whole gradient"
+    return None
 
 
 transport.register_autograd(_transport_backward, setup_context=_transport_setup)

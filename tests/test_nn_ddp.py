@@ -1,5 +1,7 @@
 """A spatialized model attached to its costs (``attach=``) under DistributedDataParallel: two
-gloo processes, each on half of the batch, take the same steps as one process on all of it."""
+gloo processes, each on half of the batch, take the same steps as one process on all of it (one
+process adds the transport's gradient into W.grad in the kernel's pass; under DDP autograd sums
+it, so that the all-reduce sees the whole gradient)."""
 import os
 import socket
 import subprocess
@@ -34,9 +36,13 @@ out, world = sys.argv[1], int(sys.argv[2])
 rank = int(os.environ.get("RANK", 0))
 m = model()
 net = m
+from spatial_kernels import _ops
+assert _ops.accumulate_path(m.body[2].weight) is None  # one process: the fast path
 if world > 1:
     dist.init_process_group("gloo")
     net = nn.parallel.DistributedDataParallel(m)
+    # DDP's bucketed all-reduce must see the whole gradient: the present path, and it says so
+    assert "torch.distributed is initialised" in _ops.accumulate_path(m.body[2].weight)
 opt = torch.optim.Adam(m.spatial.param_groups(m, lr=1e-2, position_lr=3e-2))
 g = torch.Generator().manual_seed(2)
 for _ in range(3):

@@ -179,6 +179,7 @@ class _LaunchSpy:
 def spies(monkeypatch):
     out = {}
     for module, name in [(transport_triton, "_transport_fwd_kernel"), (transport_triton, "_transport_fwd_bwd_kernel"),
+                         (transport_triton, "_transport_accumulate_kernel"),
                          (density_triton, "_density_fwd_kernel"), (density_triton, "_density_fwd_bwd_kernel")]:
         out[name] = _LaunchSpy(getattr(module, name))
         monkeypatch.setattr(module, name, out[name])
@@ -196,6 +197,7 @@ def test_no_grad_runs_only_the_value_kernels(spies):
         d = fused_density_cost(*_leaves(p_in), backend="triton")
     t_plain = fused_transport_cost(W, p_in, p_out, backend="triton")  # nothing requires grad
     assert _launch_counts(spies) == {"_transport_fwd_kernel": 2, "_transport_fwd_bwd_kernel": 0,
+                                     "_transport_accumulate_kernel": 0,
                                      "_density_fwd_kernel": 1, "_density_fwd_bwd_kernel": 0}
     assert not t.requires_grad and not d.requires_grad and t_plain.grad_fn is None
     assert_close_scaled(t, _transport_truth(W, p_in, p_out)[0], torch.float32, "transport value")
@@ -217,14 +219,28 @@ def test_dW_is_not_written_when_W_needs_no_grad(spies):
 
 
 def test_one_pass_gives_value_and_every_gradient(spies):
+    from spatial_kernels import _ops
     W, p_in, p_out = _transport_inputs(17, 33, 3, torch.float32)
-    leaves = _leaves(W, p_in, p_out)
-    fused_transport_cost(*leaves, backend="triton").backward()
+    # the present path (autograd sums dW): value and every gradient in one pass
+    _ops.set_accumulate(False)
+    try:
+        fused_transport_cost(*_leaves(W, p_in, p_out), backend="triton").backward()
+    finally:
+        _ops.set_accumulate(True)
     (p,) = _leaves(p_in)
     fused_density_cost(p, backend="triton").backward()
     assert _launch_counts(spies) == {"_transport_fwd_kernel": 0, "_transport_fwd_bwd_kernel": 1,
+                                     "_transport_accumulate_kernel": 0,
                                      "_density_fwd_kernel": 0, "_density_fwd_bwd_kernel": 1}
     assert spies["_transport_fwd_bwd_kernel"].launches[0]["STORE_DW"] is True
+    # the fast path: the forward's pass stores no dW; one pass adds it into W.grad after backward
+    leaves = _leaves(W, p_in, p_out)
+    fused_transport_cost(*leaves, backend="triton").backward()
+    assert spies["_transport_fwd_bwd_kernel"].launches[1]["STORE_DW"] is False
+    (acc,) = spies["_transport_accumulate_kernel"].launches
+    assert acc["ACCUMULATE"] is False  # W.grad was None: written, not added into
+    _, ref_grads = _transport_truth(W, p_in, p_out)
+    assert_close_scaled(leaves[0].grad, ref_grads[0], torch.float32, "dW")
 
 
 def test_bitwise_deterministic():

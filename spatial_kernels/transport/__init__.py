@@ -39,6 +39,9 @@ def fused_transport_cost(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tenso
     if name == "reference" or W.numel() == 0:
         cost = transport_cost_reference(W, p_in, p_out)
         return cost if scale == 1.0 else cost * scale
-    value, _, _, _ = _ops.transport(W, p_in, p_out, scale, name, _ops.needs_grad(W), _ops.needs_grad(p_in),
-                                    _ops.needs_grad(p_out))
+    need_W = _ops.needs_grad(W)
+    # the fast path: W's gradient added into W.grad in the kernel's pass (_ops.accumulate_path)
+    defer = need_W and _ops.accumulate_path(W) is None
+    value, _, _, _ = _ops.transport(W, p_in, p_out, scale, name, need_W and not defer, _ops.needs_grad(p_in),
+                                    _ops.needs_grad(p_out), defer)
     return value

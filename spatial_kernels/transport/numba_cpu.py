@@ -145,6 +145,46 @@ def _transport_taps_fwd_bwd_kernel(W, K, pin, pout, rows_per_chunk, row_val, dW,
             g_out[2, i] = gz
 
 
+# dW straight into a gradient: G[i, j] = (accumulate ? G[i, j] : 0) + up * sign(W[i, j]) * dW_scale * d_ij,
+# the transport's part of W.grad added where the task gradient already lies (one read of W, one
+# read-modify-write of G); the product is rounded as the saved dW times the upstream gradient
+# would be, so that G ends bit for bit as autograd's sum of the two would.
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _transport_accumulate_kernel(W, pin, pout, rows_per_chunk, G, accumulate, dW_scale, up, zero):
+    n_out, n_in = W.shape
+    n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
+    for c in prange(n_chunks):
+        for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
+            ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            for j in range(n_in):
+                w = W[i, j]
+                dx = ox - pin[0, j]
+                dy = oy - pin[1, j]
+                dz = oz - pin[2, j]
+                sd = dW_scale * np.sqrt(dx * dx + dy * dy + dz * dz)
+                v = (sd if w > 0 else (-sd if w < 0 else zero)) * up
+                G[i, j] = G[i, j] + v if accumulate else v
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _transport_taps_accumulate_kernel(W, K, pin, pout, rows_per_chunk, G, accumulate, dW_scale, up, zero):
+    n_out = W.shape[0]
+    n_in = W.shape[1] // K
+    n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
+    for c in prange(n_chunks):
+        for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
+            ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            for j in range(n_in):
+                dx = ox - pin[0, j]
+                dy = oy - pin[1, j]
+                dz = oz - pin[2, j]
+                sd = dW_scale * np.sqrt(dx * dx + dy * dy + dz * dz)
+                for k in range(K):
+                    w = W[i, j * K + k]
+                    v = (sd if w > 0 else (-sd if w < 0 else zero)) * up
+                    G[i, j * K + k] = G[i, j * K + k] + v if accumulate else v
+
+
 def _taps(W: torch.Tensor) -> int:
     """Kernel taps per (out, in) pair: 1 for a Linear weight, prod(kernel) for a conv weight."""
     return int(np.prod(W.shape[2:], dtype=np.int64)) if W.dim() > 2 else 1
@@ -203,3 +243,22 @@ def _scaled(g: np.ndarray, scale: float) -> torch.Tensor:
 
 def _rows_per_chunk(n_out: int) -> int:
     return max(1, -(-n_out // num_chunks(n_out)))
+
+
+def transport_accumulate_dW(W, p_in, p_out, scale: float, upstream: torch.Tensor, grad: torch.Tensor | None):
+    """``upstream * scale * dT/dW`` added into ``grad`` in place (one pass over W and ``grad``),
+    or written into a new tensor when ``grad`` is None (returned). ``grad`` must be a contiguous
+    CPU tensor of W's shape and dtype."""
+    n_out, n_in = W.shape[:2]
+    K = _taps(W)
+    W_np = to_numpy(W).reshape(n_out, n_in * K)
+    out = _buffers.empty(tuple(W.shape), W.dtype) if grad is None else grad
+    G_np = out.detach().numpy().reshape(n_out, n_in * K)
+    t = W_np.dtype.type
+    args = (soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), G_np, grad is not None, t(scale),
+            t(float(upstream)), t(0))
+    if K == 1:
+        _transport_accumulate_kernel(W_np, *args)
+    else:
+        _transport_taps_accumulate_kernel(W_np, K, *args)
+    return out

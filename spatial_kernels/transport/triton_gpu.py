@@ -196,6 +196,38 @@ def _transport_fwd_bwd_kernel(
         tl.store(in_part_ptr + 2 * n_in + offs_n, -tl.sum(hz, axis=0), mask=mask_n)
 
 
+@triton.jit
+def _transport_accumulate_kernel(
+    W_ptr, p_in_ptr, p_out_ptr, G_ptr, up_ptr,
+    n_out, n_in, stride_wm, stride_wn, stride_wk, stride_gm, stride_gn, stride_gk,
+    rows_per_program, dW_scale,
+    D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, NUM_STAGES: tl.constexpr,
+    TAPS: tl.constexpr, ACCUMULATE: tl.constexpr,
+):
+    """``G (+)= up * dW_scale * dT/dW`` over this program's block: W's part of the gradient added
+    where the task gradient already lies (``ACCUMULATE``: one read of W and one read-modify-write
+    of G), or written into a fresh G. ``up`` (the upstream gradient, a device scalar) is read
+    here, so the host never waits for the GPU."""
+    pid_n, pid_r, offs_n, mask_n, ix, iy, iz, row_start, row_end = _program_block(
+        p_in_ptr, n_out, n_in, rows_per_program, D, BLOCK_N)
+    up = tl.load(up_ptr).to(tl.float32)
+    for start_m in tl.range(row_start, row_end, BLOCK_M, num_stages=NUM_STAGES):
+        offs_m, mask_m, mask, ox, oy, oz, b_w, b_a, offs_w = _row_tile(
+            W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS)
+        _, _, _, d, _ = _pair_geometry(ox, oy, oz, ix, iy, iz)
+        sd = dW_scale * d
+        offs_g = offs_m[:, None] * stride_gm + offs_n[None, :] * stride_gn
+        for k in tl.static_range(0, TAPS):
+            if k == 0:
+                b_wk = b_w
+            else:  # a conv weight's other taps: read again, from cache
+                b_wk = tl.load(W_ptr + offs_w + k * stride_wk, mask=mask, other=0.0).to(tl.float32)
+            v = tl.where(b_wk > 0, sd, tl.where(b_wk < 0, -sd, 0.0)) * up
+            if ACCUMULATE:
+                v += tl.load(G_ptr + offs_g + k * stride_gk, mask=mask, other=0.0).to(tl.float32)
+            tl.store(G_ptr + offs_g + k * stride_gk, v.to(G_ptr.dtype.element_ty), mask=mask)
+
+
 def _positions(p: torch.Tensor) -> torch.Tensor:
     return p.detach().contiguous()
 
@@ -282,3 +314,25 @@ def transport_fwd(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor,
 def _scaled_sum(part: torch.Tensor, scale: float) -> torch.Tensor:
     g = part.sum(dim=0).t().contiguous()
     return g if scale == 1.0 else g.mul_(scale)
+
+
+def transport_accumulate_dW(W, p_in, p_out, scale: float, upstream: torch.Tensor, grad: torch.Tensor | None):
+    """``upstream * scale * dT/dW`` added into ``grad`` in place (one pass over W and ``grad``,
+    any strides), or written into a new tensor in W's layout when ``grad`` is None (returned).
+    ``upstream`` is a device scalar, read by the kernel."""
+    shape = W.shape
+    Wt = _as_taps(W)
+    n_out, n_in, taps = Wt.shape
+    out = torch.empty_like(W) if grad is None else grad
+    G = out.detach().view(shape)
+    G = G.unsqueeze(2) if G.dim() == 2 else G.flatten(2)
+    grid, rows_per_program = _grid(n_out, n_in)
+    up = upstream.detach().reshape(1).to(device=W.device, dtype=torch.float32)
+    with on_device(W.device):
+        _transport_accumulate_kernel[grid](
+            Wt, _positions(p_in), _positions(p_out), G, up,
+            n_out, n_in, Wt.stride(0), Wt.stride(1), Wt.stride(2), G.stride(0), G.stride(1), G.stride(2),
+            rows_per_program, float(scale), D=p_in.shape[1], BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
+            NUM_STAGES=_stages(taps), TAPS=taps, ACCUMULATE=grad is not None, num_warps=NUM_WARPS,
+        )
+    return out
