@@ -211,7 +211,7 @@ def cmd_sweep(args) -> int:
                       modes=modes, constraints=constraints)
     report = Path(args.report.format(study=args.study))
     rows = write_report(study, report, report.with_suffix(".png"), min_full=args.min_full,
-                        title=f"{base.mode}/{base.net}")
+                        title=f"{','.join(modes)}/{base.net}")
     print(f"study {args.study}: {len(rows)} complete trials; wrote {report}, {report.with_suffix('.json')}, "
           f"{report.with_suffix('.png')}")
     return 0

@@ -396,7 +396,9 @@ def trial_rows(study) -> list[dict]:
                      "drop_std": t.user_attrs.get("drop_std"), "params": dict(t.params),
                      "per_seed": next(iter(lists.values())) if len(lists) == 1 else None, "per_mode": lists,
                      "margin": constraint_margin(per_mode, constraints),
-                     "mode_margin": {m: constraint_margin(per_mode, constraints, [m]) for m in per_mode}})
+                     "mode_margin": {m: constraint_margin(per_mode, constraints, [m]) for m in per_mode},
+                     "group_margin": {",".join(g): constraint_margin(per_mode, constraints, list(g))
+                                      for g in _groups(list(per_mode))}})
     return rows
 
 
@@ -405,6 +407,13 @@ def pareto(rows: list[dict]) -> list[dict]:
     front = [r for r in rows if not any(o["full"] >= r["full"] and o["drop"] <= r["drop"] and
                                         (o["full"] > r["full"] or o["drop"] < r["drop"]) for o in rows)]
     return sorted(front, key=lambda r: -r["full"])
+
+
+def _groups(modes: list[str]) -> list[tuple[str, ...]]:
+    """The groups of all modes but one (when there are three or more): where one setting might
+    serve several modes though not every one."""
+    import itertools
+    return list(itertools.combinations(modes, len(modes) - 1)) if len(modes) >= 3 else []
 
 
 def _feasible(row: dict) -> bool:
@@ -450,6 +459,11 @@ def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: 
                "smallest of (limit − value) / |limit| over them (≥ 0: every one met).", "",
                "## Feasible trials by margin", "", *head,
                *map(line, sorted((r for r in rows if _feasible(r)), key=lambda r: -r["margin"])[:10])]
+        for g in _groups(modes):
+            key = ",".join(g)
+            best = sorted(rows, key=lambda r: -(r["group_margin"][key] if r["group_margin"][key] is not None else -9))[:5]
+            md += ["", f"## {' and '.join(g)}: the best margins on their constraints", "",
+                   *[f"- trial {r['number']}: margin {r['group_margin'][key]:+.3f}" for r in best]]
         for m in modes:
             best = sorted(rows, key=lambda r: -(r["mode_margin"][m] if r["mode_margin"][m] is not None else -9))[:5]
             md += ["", f"## {m}: the best margins on its own constraints", "", *head, *map(line, best)]
