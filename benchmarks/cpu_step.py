@@ -133,6 +133,51 @@ def transport_point(n: int, reps: int) -> dict:
             "copy_GBps": 2 * n * n * 4 / med["copy"] / 1e9}
 
 
+def in_step_point(n: int, reps: int, batch: int = 256) -> dict:
+    """The transport inside a step where a task gradient (``x @ W.T``'s) also reaches W.grad:
+    task-only steps and task + transport steps, the transport's gradient added into W.grad in
+    the kernel's pass (the fast path) or summed by autograd (the present path), taken in turn;
+    what the transport adds is the median of the paired differences, in copies of W."""
+    import torch
+
+    from spatial_kernels import _ops, fused_transport_cost
+
+    g = torch.Generator().manual_seed(0)
+    W = (torch.randn(n, n, generator=g) / n ** 0.5).requires_grad_(True)
+    p_in = torch.randn(n, 2, generator=g).requires_grad_(True)
+    p_out = torch.randn(n, 2, generator=g).requires_grad_(True)
+    x = torch.randn(batch, n, generator=g)
+    src, dst = torch.randn(n, n, generator=g), torch.empty(n, n)
+
+    def step(kind: str):
+        W.grad = p_in.grad = p_out.grad = None  # optimizer.zero_grad()
+        loss = (x @ W.T).square().mean()
+        if kind != "task":
+            _ops.set_accumulate(kind == "fast")
+            loss = loss + fused_transport_cost(W, p_in, p_out, scale=1.0 / (n * n))
+        loss.backward()
+        _ops.set_accumulate(True)
+
+    kinds = ("task", "fast", "present")
+    for k in kinds:
+        step(k)
+    rows = {k: [] for k in (*kinds, "copy")}
+    for _ in range(reps):  # in turn: the machine's load falls on every kind alike
+        for k in kinds:
+            rows[k].append(_median(lambda: step(k), 1))
+        rows["copy"].append(_median(lambda: dst.copy_(src), 1))
+    copy = statistics.median(rows["copy"])
+    out = {"n": n, "batch": batch, "copy_s": copy, "task_step_s": statistics.median(rows["task"])}
+    for k in ("fast", "present"):
+        diffs = [b - a for a, b in zip(rows["task"], rows[k])]
+        d = statistics.median(diffs)
+        q1, q3 = statistics.quantiles(diffs, n=4)[0], statistics.quantiles(diffs, n=4)[2]
+        out.update({f"{k}_step_s": statistics.median(rows[k]), f"{k}_added_s": d, f"{k}_copies": d / copy,
+                    f"{k}_copies_iqr": [q1 / copy, q3 / copy]})
+    out["samples"] = rows
+    return out
+
+
 def density_point(n: int, reps: int, peak: float) -> dict:
     import torch
 
@@ -154,6 +199,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[8192, 16384])
     ap.add_argument("--density-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[4096, 16384])
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--step-reps", type=int, default=15, help="rounds of the in-a-step comparison")
     args = ap.parse_args(argv)
     import torch
 
@@ -163,6 +209,10 @@ def main(argv=None) -> None:
     for n in args.sizes:
         transport.append(transport_point(n, args.reps))
         print(json.dumps(transport[-1]), flush=True)
+    in_step = []
+    for n in args.sizes:
+        in_step.append(in_step_point(n, args.step_reps))
+        print(json.dumps({k: v for k, v in in_step[-1].items() if k != "samples"}), flush=True)
     density = [density_point(n, args.reps, peak) for n in args.density_sizes]
     for r in density:
         print(json.dumps(r), flush=True)
@@ -175,8 +225,8 @@ def main(argv=None) -> None:
             "fma_peak_per_s": [peak, peak_after]}
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"cpu-step-{today}"
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "transport": transport, "density": density},
-                                                    indent=1))
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "transport": transport, "in_step": in_step,
+                                                     "density": density}, indent=1))
     md = [f"# CPU costs inside a training step, {today}", "",
           f"{machine}; torch {torch.__version__}; load average at the end "
           f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}. `python -m benchmarks.cpu_step`.", "",
@@ -188,6 +238,19 @@ def main(argv=None) -> None:
     for r in transport:
         md.append(f"| {r['n']}² | {r['copy_s'] * 1e3:.1f} ms | {r['copy_GBps']:.0f} | {r['step_s'] * 1e3:.1f} ms | "
                   f"**{r['step_copies']:.2f}** | {r['fresh_step_s'] * 1e3:.1f} ms | {r['fresh_step_copies']:.2f} |")
+    md += ["", "## The transport inside a step where the task gradient also reaches W.grad", "",
+           f"A step: `.grad = None`, the loss `(x @ W.T).square().mean()` (x {in_step[0]['batch'] if in_step else 256} "
+           f"x n) plus the transport, backward. Task-only steps and the two transport paths taken in turn, "
+           f"{args.step_reps} rounds; what the transport adds = the median of the paired differences "
+           f"(interquartile range in brackets), in copies of W. fast: W's gradient added into W.grad in "
+           f"the kernel's pass; present: dW made in the forward and summed by autograd.", "",
+           "| W | copy of W | task step | + transport, fast | copies | + transport, present | copies |",
+           "|---|---|---|---|---|---|---|"]
+    for r in in_step:
+        md.append(f"| {r['n']}² | {r['copy_s'] * 1e3:.1f} ms | {r['task_step_s'] * 1e3:.0f} ms | "
+                  f"{r['fast_added_s'] * 1e3:+.1f} ms | **{r['fast_copies']:.2f}** ({r['fast_copies_iqr'][0]:.2f}–"
+                  f"{r['fast_copies_iqr'][1]:.2f}) | {r['present_added_s'] * 1e3:+.1f} ms | {r['present_copies']:.2f} "
+                  f"({r['present_copies_iqr'][0]:.2f}–{r['present_copies_iqr'][1]:.2f}) |")
     md += ["", "## Density forward+backward against the FMA peak", "",
            f"FMA peak of this CPU (`fma_peak`, {FMA_CHAINS} chains per lane, float32): "
            f"{peak / 1e9:.1f} G FMA/s before, {peak_after / 1e9:.1f} after. "

@@ -50,17 +50,23 @@ def _restore():
     _ops.set_accumulate(True)
 
 
+@pytest.mark.parametrize("shape", [(37, 29), (300, 50)])
 @pytest.mark.parametrize("backend,dtype", CASES)
-def test_a_step_is_bit_for_bit_the_present_path(backend, dtype):
-    W, p_in, p_out, x = _setup(backend, dtype)
+def test_a_step_is_bit_for_bit_the_present_path(backend, dtype, shape):
+    W, p_in, p_out, x = _setup(backend, dtype, shape)
 
     def step():
         (_task(W, x) + fused_transport_cost(W, p_in, p_out, scale=0.37, backend=backend)).backward()
 
     assert _ops.accumulate_path(W) is None
     fast, slow = _run(True, step, W, p_in, p_out), _run(False, step, W, p_in, p_out)
-    for a, b in zip(fast, slow):
-        assert torch.equal(a, b)
+    assert torch.equal(fast[0], slow[0])
+    # the positions' sums: in the same order for few rows per chunk; with 4 or more (300 rows in
+    # 64 chunks), numba's planar kernel takes four rows per pass, an order of its own
+    for a, b, what in zip(fast[1:], slow[1:], ("p_in", "p_out")):
+        if shape[0] <= 64:
+            assert torch.equal(a, b), what
+        assert_close_scaled(a, b, dtype, what)
     # and the reference's autograd agrees
     ref = _run(True, lambda: (_task(W, x) + fused_transport_cost(W, p_in, p_out, scale=0.37,
                                                                    backend="reference")).backward(), W, p_in, p_out)

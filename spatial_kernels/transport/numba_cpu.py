@@ -79,6 +79,91 @@ def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, 
             g_out[2, i] = gz
 
 
+# Value and both position gradients for planar positions (D <= 2) without dW: the forward of the
+# fast path, whose dW goes straight into W.grad after backward (transport_accumulate_dW). Four
+# rows share each pass over j: the column sums of grad p_in are read and written once per four
+# elements, and the input positions loaded once, instead of per element; the padded third
+# coordinate is left out. At 8192^2 on 2 cores this takes 13 ms where the 3-D one-row kernel took
+# 23 (reading W alone: 11; benchmarks/README.md).
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _transport_planar_fwd_kernel(W, pin, pout, rows_per_chunk, row_val, g_out, g_in_part, zero):
+    n_out, n_in = W.shape
+    n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
+    for c in prange(n_chunks):
+        gx_in = g_in_part[c, 0]
+        gy_in = g_in_part[c, 1]
+        lo, hi = c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)
+        i = lo
+        while i + 3 < hi:
+            ox0, oy0 = pout[0, i], pout[1, i]
+            ox1, oy1 = pout[0, i + 1], pout[1, i + 1]
+            ox2, oy2 = pout[0, i + 2], pout[1, i + 2]
+            ox3, oy3 = pout[0, i + 3], pout[1, i + 3]
+            acc0 = acc1 = acc2 = acc3 = zero
+            gx0 = gx1 = gx2 = gx3 = zero
+            gy0 = gy1 = gy2 = gy3 = zero
+            for j in range(n_in):
+                px = pin[0, j]
+                py = pin[1, j]
+                dx0 = ox0 - px
+                dy0 = oy0 - py
+                dx1 = ox1 - px
+                dy1 = oy1 - py
+                dx2 = ox2 - px
+                dy2 = oy2 - py
+                dx3 = ox3 - px
+                dy3 = oy3 - py
+                d0 = np.sqrt(dx0 * dx0 + dy0 * dy0)
+                d1 = np.sqrt(dx1 * dx1 + dy1 * dy1)
+                d2 = np.sqrt(dx2 * dx2 + dy2 * dy2)
+                d3 = np.sqrt(dx3 * dx3 + dy3 * dy3)
+                a0 = abs(W[i, j])
+                a1 = abs(W[i + 1, j])
+                a2 = abs(W[i + 2, j])
+                a3 = abs(W[i + 3, j])
+                acc0 += a0 * d0
+                acc1 += a1 * d1
+                acc2 += a2 * d2
+                acc3 += a3 * d3
+                # zero distance: zero gradient (coincident neurons never give NaN)
+                s0 = a0 / d0 if d0 > 0 else zero
+                s1 = a1 / d1 if d1 > 0 else zero
+                s2 = a2 / d2 if d2 > 0 else zero
+                s3 = a3 / d3 if d3 > 0 else zero
+                gx0 += s0 * dx0
+                gy0 += s0 * dy0
+                gx1 += s1 * dx1
+                gy1 += s1 * dy1
+                gx2 += s2 * dx2
+                gy2 += s2 * dy2
+                gx3 += s3 * dx3
+                gy3 += s3 * dy3
+                gx_in[j] -= (s0 * dx0 + s1 * dx1) + (s2 * dx2 + s3 * dx3)
+                gy_in[j] -= (s0 * dy0 + s1 * dy1) + (s2 * dy2 + s3 * dy3)
+            row_val[i], row_val[i + 1], row_val[i + 2], row_val[i + 3] = acc0, acc1, acc2, acc3
+            g_out[0, i], g_out[0, i + 1], g_out[0, i + 2], g_out[0, i + 3] = gx0, gx1, gx2, gx3
+            g_out[1, i], g_out[1, i + 1], g_out[1, i + 2], g_out[1, i + 3] = gy0, gy1, gy2, gy3
+            i += 4
+        while i < hi:  # the chunk's last rows, one at a time
+            ox, oy = pout[0, i], pout[1, i]
+            acc = gx = gy = zero
+            for j in range(n_in):
+                dx = ox - pin[0, j]
+                dy = oy - pin[1, j]
+                d = np.sqrt(dx * dx + dy * dy)
+                a = abs(W[i, j])
+                acc += a * d
+                s = a / d if d > 0 else zero
+                gx += s * dx
+                gy += s * dy
+                gx_in[j] -= s * dx
+                gy_in[j] -= s * dy
+            row_val[i] = acc
+            g_out[0, i] = gx
+            g_out[1, i] = gy
+            i += 1
+
+
 # Conv weights get kernels of their own rather than a tap loop in the ones above: a runtime
 # inner loop over the taps keeps LLVM from vectorising the j loop, which is what the Linear
 # kernels' speed rests on.
@@ -220,12 +305,17 @@ def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True), scale=1.0):
     dW_np = dW.numpy().reshape(n_out, n_in * K) if needs_grad[0] else dW.numpy()
     g_out = np.empty((3, n_out), dtype=np_dtype)
     g_in_part = np.zeros((chunks, 3, n_in), dtype=np_dtype)
-    args = (soa3(p_in), soa3(p_out), rows, row_val, dW_np, g_out, g_in_part, needs_grad[0],
-            np_dtype.type(scale), np_dtype.type(0))
-    if K == 1:
-        _transport_fwd_bwd_kernel(W_np, *args)
+    if K == 1 and D <= 2 and not needs_grad[0]:
+        g_out[2] = 0
+        _transport_planar_fwd_kernel(W_np, soa3(p_in), soa3(p_out), rows, row_val, g_out, g_in_part,
+                                     np_dtype.type(0))
     else:
-        _transport_taps_fwd_bwd_kernel(W_np, K, *args)
+        args = (soa3(p_in), soa3(p_out), rows, row_val, dW_np, g_out, g_in_part, needs_grad[0],
+                np_dtype.type(scale), np_dtype.type(0))
+        if K == 1:
+            _transport_fwd_bwd_kernel(W_np, *args)
+        else:
+            _transport_taps_fwd_bwd_kernel(W_np, K, *args)
     value = torch.tensor(scale * row_val.sum(dtype=np.float64), dtype=dtype)
     grad_W = dW if needs_grad[0] else None
     grad_in = _scaled(g_in_part.sum(axis=0)[:D].T, scale) if needs_grad[1] else None
