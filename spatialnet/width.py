@@ -6,11 +6,16 @@ The rule compares the net with its reference, the same net with every hidden wid
 quantities at their reference values at initialisation, under Adam (which normalises each
 parameter's step, so only ratios inside one parameter's gradient, and learning rates, matter):
 
-1. the transport's pressure on one weight against the task loss's gradient on it (per layer):
-   ``alpha_l = alpha * (c_T(ref) / c_T) * r_l``, where ``r_l`` is how much smaller the task
-   gradient of one weight of layer l is than in the reference (standard parametrisation: the
-   backward signal into a hidden layer shrinks as 1 / sqrt(readout fan-in); the readout's own
-   gradient does not shrink);
+1. the transport's pressure on one weight against the task loss's gradient on it (per layer),
+   in the trained regime: ``alpha_l = alpha * (c_T(ref) / c_T) * r_l``, where ``r_l`` is how
+   much smaller the task gradient of one trained weight of layer l is than in the reference.
+   Under Adam at muP's learning rates the readout's learned weights are Theta(1 / its fan-in),
+   so the backward signal into every hidden layer, and a hidden weight's gradient, shrink as
+   1 / (readout fan-in); the readout's own gradient, the loss's, does not shrink. (At
+   initialisation the hidden gradients shrink only as about 1 / sqrt(fan-in), from Glorot's
+   random readout; training leaves that regime within a few hundred steps. Measured on regular
+   nets, 1x to 8x: results/width-rule-gradients.md.) For the paper's shapes scaled w times this
+   is ``alpha * w`` on every layer;
 2. the transport's pull on one position against the density's push on it (per sheet, the mean
    radial components over the sheet's neurons at the paper's N(0, 1) start):
    ``beta_s = beta * (pull_s / pull_s(ref)) / (push_s / push_s(ref))``, the pull from the
@@ -89,12 +94,13 @@ def width_rule(sizes, hidden_ref, spatial_layers, *, alpha: float, beta: float, 
     def ebar(sz, l):  # E|w| of W_l, (sz[l], sz[l-1])
         return _mean_abs_weight(init, sz[l - 1], sz[l])
 
-    # 1. r_l: the task gradient of one weight of layer l against the reference's; the backward
-    # signal into layer l's outputs is sum_k W_{l+1,k} delta_k, whose size goes as
-    # sqrt(N_{l+1}) E|W_{l+1}| times the signal one layer up (the output's is the loss's own)
+    # 1. r_l: a trained weight's task gradient against the reference's. The readout's is the
+    # loss's own; every hidden layer's backward signal comes through the readout's learned
+    # weights, Theta(1 / N_{K-1}) each (muP, Adam), and the hidden layers between pass it on
+    # unchanged (sqrt(N) random-sign terms of size 1 / sqrt(N))
     r = {K: 1.0}
     for l in range(K - 1, 0, -1):
-        r[l] = r[l + 1] * math.sqrt(sizes[l + 1] / ref[l + 1]) * ebar(sizes, l + 1) / ebar(ref, l + 1)
+        r[l] = ref[K - 1] / sizes[K - 1]
     alpha_l = {l: alpha * (_transport_norm(transport_norm, ref[l], ref[l - 1])
                            / _transport_norm(transport_norm, sizes[l], sizes[l - 1])) * r[l] for l in spatial}
 

@@ -40,6 +40,10 @@ _STUDIES = (
     Study("references", "Do the measures rank synthetic layouts as a person would (clusters, sheets, crowding)?",
           ("python -m spatialnet.studies.references results/measures-references",),
           ("measures-references.md", "measures-references.json")),
+    Study("width-gradients", "How does a weight's task gradient scale with width, at initialisation and once "
+                             "trained (the width rule's premise)?",
+          ("python -m spatialnet.studies.width_gradients --widths 1,2,4,8",),
+          ("width-rule-gradients.md", "width-rule-gradients.json")),
     Study("selection", "Which one setting (alpha, beta, the positions' lr, a cost warm-up) meets the targets in "
                        "every mode at 1x, on the validation split?",
           ("spatialnet sweep --study one-setting-val --resume --trials 22 --modes concat,mix,sequential "
