@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from . import data as data_mod
-from .config import PRESETS, REGULAR_HPARAMS, TrainConfig
+from .config import CHOSEN, PER_MODE, PRESETS, REGULAR_HPARAMS, TrainConfig
 from .analysis.printout import print_eval as _print_eval
 from .studies.sweep import DEFAULT_SPACE
 
@@ -37,8 +37,10 @@ def _str_list(s: str) -> list[str]:
 
 
 def _flag_type(f: dataclasses.Field):
-    """The argparse type of a config field, from its default."""
+    """The argparse type of a config field, from its default (or its metadata's type)."""
     default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    if default is None:
+        return f.metadata["type"]
     if isinstance(default, list):
         return _int_list(f"--{f.name.replace('_', '-')}") if all(isinstance(v, int) for v in default) else _str_list
     return type(default)
@@ -63,6 +65,8 @@ def _add_config_args(p: argparse.ArgumentParser, *, skip=PER_RUN_FIELDS, default
         name = f"--{f.name.replace('_', '-')}"
         shown = defaults.get(f.name, getattr(d, f.name))
         shown = ",".join(map(str, shown)) if isinstance(shown, list) else shown
+        if f.name in PER_MODE and f.name not in defaults:
+            shown = "the mode's chosen setting: " + ", ".join(f"{m} {v[f.name]:g}" for m, v in CHOSEN.items())
         help_ = (helps or {}).get(f.name) or f.metadata["help"] + f" (default {shown})"
         if isinstance(getattr(d, f.name), bool):
             p.add_argument(name, action="store_true", default=argparse.SUPPRESS, help=help_)
@@ -79,6 +83,12 @@ def _add_config_args(p: argparse.ArgumentParser, *, skip=PER_RUN_FIELDS, default
     p.set_defaults(_config_defaults=defaults)
 
 
+def _pinned(args) -> frozenset:
+    """The per-mode fields a flag or the preset gives (the rest take each mode's chosen setting)."""
+    preset = PRESETS.get(getattr(args, "preset", None), {})
+    return frozenset(k for k in PER_MODE if hasattr(args, k) or k in preset)
+
+
 def _config(args, **over) -> TrainConfig:
     """The run's config: the field's default, then ``--preset``, then the command's defaults, then
     the flags given, then ``over`` (what the command fixes)."""
@@ -91,6 +101,10 @@ def _config(args, **over) -> TrainConfig:
 def cmd_train(args) -> int:
     from .training import init_distributed_from_env, train
     cfg = _config(args)
+    own = {k: CHOSEN[cfg.mode][k] for k in PER_MODE if k not in _pinned(args)}
+    if own and any(CHOSEN[cfg.mode][k] != CHOSEN["concat"][k] for k in own):
+        print(f"{cfg.mode} mode runs its own default setting ({', '.join(f'{k} {v:g}' for k, v in own.items())}): "
+              f"no single setting met every mode's targets (README.md)")
     started = init_distributed_from_env(args.device)
     try:
         res = train(cfg, args.out, resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress,
@@ -145,7 +159,7 @@ def cmd_reproduce(args) -> int:
         data_mod.check_mode(m)
     t0 = time.time()
     reproduce(base, args.out, args.runs_dir, seeds=args.seeds, modes=args.modes, data_dir=args.data_dir,
-              workers=args.workers, device=args.device, variants=args.variants)
+              workers=args.workers, device=args.device, variants=args.variants, pinned=_pinned(args))
     print(f"wrote {args.out}/table1.md, table1.json and figure1-/figure2-<mode>.png in {time.time() - t0:.0f} s")
     print((Path(args.out) / "table1.md").read_text())
     return 0
@@ -189,7 +203,7 @@ def cmd_grid(args) -> int:
         print(data_mod.SUBSET_BANNER)
     run_grid(base, args.name, args.out, args.runs_dir or f"runs/{args.name}", hidden_list=hidden_list,
              tasks_list=tasks_list, modes=args.modes, nets=args.nets, seeds=args.seeds, data_dir=args.data_dir,
-             workers=args.workers, device=args.device)
+             workers=args.workers, device=args.device, pinned=_pinned(args))
     print((Path(args.out) / args.name / "table.md").read_text())
     return 0
 

@@ -49,9 +49,20 @@ RECIPE_2025_HPARAMS = {"alpha": 9.0, "beta": 20.0, "lr": 0.0024, "pos_lr_scale":
 PRESETS = {"paper": PAPER_HPARAMS, "recipe-2025": RECIPE_2025_HPARAMS}
 
 
-def _field(default, help: str, choices=None, *, runtime: bool = False):
-    """A config field with what the command line says of it (``cli.py`` makes one flag per field)."""
-    meta = {"help": help, "choices": choices, "runtime": runtime}
+# The chosen setting, per mode (issue 20; docs and results/README.md say how it was chosen). A
+# TrainConfig left at None in these fields takes its mode's values.
+CHOSEN = {
+    "concat": {"alpha": 1.6, "beta": 0.4, "pos_lr_scale": 10.0, "cost_warmup": 0.0},
+    "mix": {"alpha": 1.6, "beta": 0.4, "pos_lr_scale": 10.0, "cost_warmup": 0.0},
+    "sequential": {"alpha": 1.6, "beta": 0.4, "pos_lr_scale": 10.0, "cost_warmup": 0.0},
+}
+PER_MODE = ("alpha", "beta", "pos_lr_scale", "cost_warmup")
+
+
+def _field(default, help: str, choices=None, *, runtime: bool = False, type_=None):
+    """A config field with what the command line says of it (``cli.py`` makes one flag per field).
+    A default of None is the mode's chosen setting (``CHOSEN``); ``type_`` is then its type."""
+    meta = {"help": help, "choices": choices, "runtime": runtime, "type": type_ or type(default)}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -70,8 +81,8 @@ class TrainConfig:
                                              "hidden, fourth, output)")
     tasks: list = _field(list(DEFAULT_TASKS), "tasks learnt at once, comma-separated: mnist, fashion, pmnist<k> "
                                               "(MNIST with a fixed pixel permutation k); 10 outputs each")
-    alpha: float = _field(1.6, "transport weight (the paper's 1)")
-    beta: float = _field(0.4, "density weight (the paper's 3)")
+    alpha: float = _field(None, "transport weight (the paper's 1)", type_=float)
+    beta: float = _field(None, "density weight (the paper's 3)", type_=float)
     lr: float = _field(0.005, "Adam learning rate of the weights (the paper's 0.005)")
     batch_size: int = _field(256, "batch size (the paper's 256)")
     optimizer: str = _field("adam", "adam, or sgd (with momentum 0.9)", OPTIMIZERS)
@@ -92,13 +103,14 @@ class TrainConfig:
                                         "T replaced by the layer's mean distance (is space needed at all?)", TRANSPORTS)
     freeze_positions: bool = _field(False, "the frozen-positions control: the weights learn, the positions keep "
                                            "their initial values")
-    pos_lr_scale: float = _field(10.0, "learning rate of the positions relative to --lr")
+    pos_lr_scale: float = _field(None, "learning rate of the positions relative to --lr", type_=float)
     width_rule: str = _field("auto", "auto: for hidden layers w times the paper's mean width (w > 1), alpha, beta "
                                      "and the density length per layer and the weights' lr (muP) follow the width "
                                      "(docs/width-rule.md); none: the flags as given", WIDTH_RULES)
     density_length: float = _field(1.0, "the density's length unit at the paper's width: V sums exp(-d / length) "
                                         "(1, the paper's)")
-    cost_warmup: float = _field(0.0, "epochs over which the spatial loss ramps up linearly from 0 (0: off, the paper)")
+    cost_warmup: float = _field(None, "epochs over which the spatial loss ramps up linearly from 0 (0: off, the paper)",
+                                type_=float)
     threads: int = _field(1, "torch and numba threads per process", runtime=True)
     data: str = _field("full", "full MNIST/Fashion-MNIST (downloaded when missing), the embedded subset, or auto "
                                "(full when its files are present, else the subset)", DATA_SOURCES)
@@ -112,6 +124,12 @@ class TrainConfig:
                                WEIGHT_DTYPES)
     eval_every: int = _field(0, "also evaluate and split every K epochs (0: at the end only)", runtime=True)
     compile: bool = _field(False, "torch.compile each step's loss, forward and backward", runtime=True)
+
+    def __post_init__(self):
+        # the per-mode fields left at None take the mode's chosen setting (a bad mode is left to validate)
+        for k, v in CHOSEN.get(self.mode, CHOSEN["concat"]).items():
+            if getattr(self, k) is None:
+                setattr(self, k, v)
 
     def validate(self) -> "TrainConfig":
         data_mod.check_mode(self.mode)
@@ -228,6 +246,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"config has unknown keys {sorted(unknown)}")
         return cls(**d).validate()
+
+
+def in_mode(cfg: dict, mode: str, pinned=()) -> dict:
+    """``cfg`` (a config dict) for ``mode``: the per-mode fields (``PER_MODE``) that are not
+    ``pinned`` (given by a flag or a preset) take that mode's chosen setting."""
+    return {**cfg, "mode": mode, **{k: None for k in PER_MODE if k not in pinned}}
 
 
 # how a run is executed, not what it computes: a checkpoint resumes whatever these are

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .._io import write_json, write_text
-from ..config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig
+from ..config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig, in_mode
 from ..analysis.evaluate import RECORD
 from ..analysis.stats import fmt_mean_std
 from .runs import cli_flags, machine, rerun_line, run_jobs
@@ -84,7 +84,7 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
 
 def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=None, tasks_list=None,
              modes=("concat", "sequential"), nets=NETS, seeds=(0, 1), data_dir=None, workers: int = 2,
-             device: str = "auto", figures: bool = True, log=print) -> list[dict]:
+             device: str = "auto", figures: bool = True, pinned=(), log=print) -> list[dict]:
     if (hidden_list is None) == (tasks_list is None):
         raise ValueError("give exactly one of --hidden-list and --tasks-list")
     axis, values = ("hidden", hidden_list) if hidden_list is not None else ("tasks", tasks_list)
@@ -97,7 +97,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
             for net in nets:
                 for seed in seeds:
                     # the regular net at its own settings (REGULAR_HPARAMS), a fair baseline
-                    cfg = TrainConfig.from_dict({**vcfg.to_dict(), "mode": mode, "net": net, "seed": seed,
+                    cfg = TrainConfig.from_dict({**in_mode(vcfg.to_dict(), mode, pinned), "net": net, "seed": seed,
                                                  **(REGULAR_HPARAMS if net == "regular" else {})})
                     run = runs_dir / f"{_slug(cfg, axis)}-{mode}-{net}-seed{seed}"
                     jobs.append((cfg.to_dict(), str(run), data_dir, device))
@@ -110,7 +110,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
                     f"spatialnet grid --name {name} {flag} '{';'.join(','.join(map(str, v)) for v in values)}' "
                     f"--modes {','.join(modes)} --nets {','.join(nets)} --seeds {','.join(map(str, seeds))} "
                     f"--workers {workers} --eval-split {base.eval_split} "
-                    + cli_flags(base, skip=("mode", "net", "seed", "data", axis)))}
+                    + cli_flags(base, skip=("mode", "net", "seed", "data", axis), pinned=pinned))}
     records: list[dict] = []
     t0 = time.time()
 
@@ -133,7 +133,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
         from ..training.checkpoint import model_from_checkpoint
         for v in values:
             for mode in modes:
-                vcfg = TrainConfig.from_dict({**base.to_dict(), axis: list(v), "mode": mode, "net": "spatial",
+                vcfg = TrainConfig.from_dict({**in_mode(base.to_dict(), mode, pinned), axis: list(v), "net": "spatial",
                                               "seed": seeds[0]})
                 slug = _slug(vcfg, axis)
                 model, cfg, _ = model_from_checkpoint(runs_dir / f"{slug}-{mode}-spatial-seed{seeds[0]}" / "checkpoint.pt")

@@ -26,7 +26,7 @@ import torch
 from .._io import write_json, write_text
 from ..analysis.evaluate import READOUT, RECORD, TARGETS, target_gap
 from ..analysis.stats import ci95
-from ..config import REGULAR_HPARAMS, TrainConfig
+from ..config import REGULAR_HPARAMS, TrainConfig, in_mode
 from ..data import MODES
 from .runs import cli_flags, machine, rerun_line, run_jobs
 
@@ -54,10 +54,10 @@ MEASURES = tuple(k for k in READOUT if k not in ("full", "split", "drop"))
 PER_RUN = RECORD
 
 
-def variant_config(base: TrainConfig, mode: str, variant: str, seed: int) -> TrainConfig:
+def variant_config(base: TrainConfig, mode: str, variant: str, seed: int, pinned=()) -> TrainConfig:
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
-    return TrainConfig.from_dict({**base.to_dict(), "mode": mode, "net": "spatial", "seed": seed,
+    return TrainConfig.from_dict({**in_mode(base.to_dict(), mode, pinned), "net": "spatial", "seed": seed,
                                   **VARIANTS[variant]})
 
 
@@ -172,13 +172,13 @@ def targets_markdown(summary: dict, results: dict | None) -> list[str]:
 
 def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes=MODES, data_dir=None,
               workers: int = 2, figures: bool = True, device: str = "auto", variants=("regular", "spatial"),
-              log=print) -> dict:
+              pinned=(), log=print) -> dict:
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     jobs, seen = [], {}
     for mode in modes:
         for v in variants:
             for seed in seeds:
-                cfg = variant_config(base, mode, v, seed)
+                cfg = variant_config(base, mode, v, seed, pinned)
                 key = json.dumps(cfg.identity(), sort_keys=True)
                 if key in seen:  # e.g. offset-1.6 when the base already starts the heads 1.6 apart
                     raise ValueError(f"variants {seen[key]!r} and {v!r} are the same config; drop one")
@@ -202,7 +202,7 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes
                 "machine": machine(workers, base.threads, device), "torch": torch.__version__,
                 "rerun": rerun_line(f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --modes {','.join(modes)} "
                                     f"--variants {','.join(variants)} --workers {workers} --eval-split {base.eval_split} "
-                                    + cli_flags(base))}
+                                    + cli_flags(base, pinned=pinned))}
     results: dict = {}
     t0 = time.time()
 
