@@ -2,10 +2,38 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 import triton
 import triton.language as tl
+
+
+def _interpreter_squeezes_scalars() -> None:
+    """Triton's interpreter before 3.8 turns a loop bound (a 1-element array) into an int with
+    ``int(array)``, which numpy 2.4 and later refuse ("only 0-dimensional arrays can be converted
+    to Python scalars"): every kernel with a runtime ``tl.range`` then fails under
+    ``TRITON_INTERPRET=1``. Triton 3.8 squeezes the array first; this does the same for the
+    earlier interpreters (the device image's triton 3.6), and nothing on compiled kernels."""
+    try:
+        from triton.runtime import interpreter
+    except ImportError:
+        return
+    patch = getattr(interpreter, "_patch_lang_tensor", None)
+    if patch is None or getattr(patch, "_squeezes", False):
+        return
+
+    def patched(tensor, scope):
+        patch(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
+    patched._squeezes = True
+    interpreter._patch_lang_tensor = patched
+
+
+if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0") and tuple(
+        int(v) for v in triton.__version__.split(".")[:2]) < (3, 8):
+    _interpreter_squeezes_scalars()
 
 
 @triton.jit

@@ -10,6 +10,19 @@ _DTYPES = {"numba": (torch.float32, torch.float64), "triton": (torch.float32,)}
 FUSED_CASES = [(b, dt) for b in available_backends() if b != "reference" for dt in _DTYPES[b]]
 
 
+def needs(module: str):
+    """``module``, imported: under CI (.ci/run installs every dependency) a missing one is an
+    error, elsewhere (the GPU image, which has no optuna or pgserver and cannot install them) the
+    test is skipped and says which package it lacks."""
+    import importlib
+    import os
+
+    import pytest
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=f"{module} is not installed here (the GPU image has none)")
+
+
 def device_for(backend: str) -> torch.device:
     if backend == "triton" and torch.cuda.is_available():
         return torch.device("cuda")

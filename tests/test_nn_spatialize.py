@@ -13,7 +13,12 @@ BACKENDS = ["reference", "numba"]
 
 
 def _cdist(a, b):
-    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")  # exact, not via a matmul
+    # exact pairwise distances, from the differences (not via a matmul), twice differentiable on
+    # every torch (torch.cdist's backward has no derivative of its own on torch 2.11), with a zero
+    # gradient at zero distance as the kernels have
+    d2 = (a[:, None, :] - b[None, :, :]).square().sum(-1)
+    pos = d2 > 0
+    return torch.where(pos, torch.where(pos, d2, torch.ones_like(d2)).sqrt(), torch.zeros_like(d2))
 
 
 def _hand_cost(layers, alpha, beta, tnorm, dnorm):

@@ -95,6 +95,8 @@ def test_position_track_drops_rows_past_the_checkpoint(tmp_path):
 def test_multi_objective_sweep_scores_cluster_quality_and_dead(tmp_path):
     import statistics
 
+    from tests._helpers import needs
+    needs("optuna")
     from spatialnet.studies.sweep import parse_space, run_sweep
     base = TrainConfig(data="subset", hidden=[8, 8, 8, 8], epochs=1, max_train=64).validate()
     study = run_sweep(base, "m", f"sqlite:///{tmp_path}/m.db", parse_space(["alpha=1:2"]), trials=1,

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from spatialnet.cli import main
+from tests._helpers import needs
 from spatialnet.studies.sweep import Param, pareto, parse_param
 
-pytest.importorskip("optuna")
+needs("optuna")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data", "subset", "--max-train", "128", "--batch-size", "64", "--hidden", "8,8,8,12"]

@@ -2,7 +2,6 @@
 workers share one study, one is killed with SIGKILL mid-trial, and its trial is retried with the
 same parameters, resumed from its checkpoints, while every other trial's result stays intact."""
 import json
-import os
 import signal
 import subprocess
 import time
@@ -11,12 +10,10 @@ import pytest
 
 from tests.test_spatialnet_sweep import _env, _sweep_cmd
 
-if os.environ.get("CI"):  # .ci/run installs the dev extra: there the test must run, never skip
-    import optuna
-    import pgserver
-else:  # e.g. the GPU image, which has neither and cannot install them
-    pgserver = pytest.importorskip("pgserver", reason="pgserver (the dev extra) is not installed")
-    optuna = pytest.importorskip("optuna", reason="optuna is not installed")
+from tests._helpers import needs
+
+pgserver = needs("pgserver")  # never skipped under CI (.ci/run installs the dev extra)
+optuna = needs("optuna")
 
 
 @pytest.fixture(scope="module")

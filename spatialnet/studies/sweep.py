@@ -307,7 +307,6 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
     report's columns keep their meaning; e.g. full,drop,silhouette,dead_fraction), each trial
     trained in every one of ``modes`` (default: ``base.mode``), under ``constraints``
     (:class:`Constraint`, :func:`parse_constraints`)."""
-    import optuna
     from ..data import check_mode
 
     modes = list(modes or [base.mode])
@@ -331,6 +330,8 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
     if base.eval_split != "val":
         raise ValueError("a sweep reads the validation split only (--eval-split val); the test sets are for "
                          "final tables")
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage or default_storage(study_name)
     store = _storage(storage, heartbeat)
