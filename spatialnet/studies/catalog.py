@@ -52,6 +52,22 @@ _STUDIES = (
            "--param cost_warmup=0:10 --epochs 30 --head-offset 0 --heartbeat 120 "
            "--report results/sweeps/one-setting-val.md",),
           ("sweeps/one-setting-val.md", "sweeps/one-setting-val.json", "sweeps/one-setting-val.png")),
+    Study("selection-2x", "Do the best five settings of the selection hold at twice the width (through the width "
+                          "rule), on the validation split?",
+          tuple(f"spatialnet reproduce --modes concat,mix --variants spatial --seeds 100,101 --eval-split val "
+                f"--workers 2 --hidden 256,256,256,512 --alpha {a} --beta {b} --pos-lr-scale {p} --cost-warmup {w} "
+                f"--head-offset 0 --out results/check-2x/trial{t} --runs-dir runs/check-2x/trial{t}"
+                for t, a, b, p, w in ((8, 1.143, 5.158, 1.805, 7.658), (25, 0.911, 3.321, 5.829, 8.09),
+                                      (41, 0.969, 8.79, 7.395, 3.616), (33, 0.932, 7.865, 6.768, 8.181),
+                                      (31, 0.876, 7.62, 6.534, 8.35))),
+          ("check-2x/trial*/table1.md", "check-2x/trial*/table1.json")),
+    Study("selection-sequential", "Sequential mode alone: which setting comes nearest its targets (a split that "
+                                  "keeps the accuracy, clusters, no crowding), on the validation split?",
+          ("spatialnet sweep --study sequential-val --resume --trials 12 --modes sequential --seeds 100,101 "
+           "--constraint targets --objectives full,drop,silhouette,nn --param alpha=0.3:30:log "
+           "--param beta=0.3:60:log --param pos_lr_scale=0.3:10:log --param cost_warmup=0:10 --epochs 30 "
+           "--head-offset 0 --heartbeat 120 --report results/sweeps/sequential-val.md",),
+          ("sweeps/sequential-val.md", "sweeps/sequential-val.json", "sweeps/sequential-val.png")),
     Study("table1", "Table 1 at the defaults: every mode, the spatial net beside the regular net, L1 only and "
                     "frozen positions, on the report seeds and the test sets.",
           (f"spatialnet reproduce --modes concat,mix,sequential --variants spatial,regular,l1-only,frozen {REPORT} "
