@@ -51,10 +51,13 @@ PRESETS = {"paper": PAPER_HPARAMS, "recipe-2025": RECIPE_2025_HPARAMS}
 
 # The chosen setting, per mode (issue 20; docs and results/README.md say how it was chosen). A
 # TrainConfig left at None in these fields takes its mode's values.
+# concat and mix: trial 25 of the selection sweep (results/sweeps/one-setting-val.md), the
+# highest smallest margin over concat's and mix's targets at 1x and 2x (results/check-2x/).
+TRIAL_25 = {"alpha": 0.911, "beta": 3.32, "pos_lr_scale": 5.83, "cost_warmup": 8.09}
 CHOSEN = {
-    "concat": {"alpha": 1.6, "beta": 0.4, "pos_lr_scale": 10.0, "cost_warmup": 0.0},
-    "mix": {"alpha": 1.6, "beta": 0.4, "pos_lr_scale": 10.0, "cost_warmup": 0.0},
-    "sequential": {"alpha": 1.6, "beta": 0.4, "pos_lr_scale": 10.0, "cost_warmup": 0.0},
+    "concat": dict(TRIAL_25),
+    "mix": dict(TRIAL_25),
+    "sequential": dict(TRIAL_25),  # until the sequential study chooses its own
 }
 PER_MODE = ("alpha", "beta", "pos_lr_scale", "cost_warmup")
 
