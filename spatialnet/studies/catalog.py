@@ -78,6 +78,11 @@ _STUDIES = (
            "1024,1024,1024,2048' --modes concat,mix --nets spatial,regular --seeds 0,1,2 --eval-split test "
            "--workers 2 --out results",),
           ("wide.json", "wide/table.md", "wide/figure1-*.png")),
+    Study("vit-modules", "Does any block of a timm ViT form task modules under the costs at the strength the "
+                         "width rule's invariants give (and at 3x and 1/3 of it), beside the plain ViT?",
+          ("python -m spatialnet.studies.vit_modules --out results/vit-modules --seeds 0,1 --patch 7 --epochs 8 "
+           "--warmup 200 --schedule cosine --strength derived --scales 1,3,0.333 --threads 1 --timing-pairs 15",),
+          ("vit-modules.md", "vit-modules.json")),
     Study("tasks", "Do the defaults carry to three and four tasks (MNIST, Fashion-MNIST, permuted MNIST)?",
           ("spatialnet grid --name tasks --tasks-list 'mnist,fashion,pmnist1;mnist,fashion,pmnist1,pmnist2' "
            "--modes concat --nets spatial,regular --seeds 0,1 --eval-split test --workers 2 --out results",),

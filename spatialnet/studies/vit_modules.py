@@ -9,6 +9,18 @@ the sheets inferred are one hidden sheet per block and one residual-stream sheet
 writes it, every fc1 reads it through its LayerNorm); the head, which reads the class token, is
 named onto that sheet; plus the 20 outputs.
 
+**Strength** (``--strength derived``, the default since issue 20): the width rule's two terms
+(docs/width-rule.md) carried to the ViT by measurement, not by tuning. The paper's net at the
+chosen setting (``config.CHOSEN["concat"]``) fixes two targets: the transport's pressure on a
+trained weight against its task gradient (hidden-to-hidden layers, and the readout), from the
+1x regular net of results/width-rule-gradients.json; and the transport's pull against the
+density's push on a sheet at initialisation (its hidden sheets, and its output sheet). For the
+ViT, each layer's alpha is set so that its pressure on a trained weight of the plain ViT of the
+same seed (fc1, fc2: hidden-to-hidden; the head: the readout) meets the target, and each
+sheet's beta so that its pull/push at initialisation does; each sheet's density length is
+sqrt(160 / N) (the paper's mean hidden width over the sheet's; 1 for the 20 outputs).
+``--scale`` multiplies every alpha and beta (3 and 1/3 beside 1).
+
 Per block, the paper's greedy backward split (spatialnet.split.greedy_split) goes head ->
 residual (head weights) -> the block's hidden neurons (its fc2 weights); the block's modularity
 is spatialnet.modularity.chain_measures of that chain. "MLP split" accuracy: each task evaluated
@@ -89,10 +101,96 @@ def mlp_split_accuracy(model, td, splits) -> list[float]:
     return accs
 
 
-def train(a, variant: str, seed: int, td):
+def rms_task_gradients(model, td, names, batches: int = 8, batch: int = 128) -> dict[str, float]:
+    """RMS over each named layer's weights of the task loss's gradient, over ``batches`` batches."""
+    sq: dict[str, list] = {}
+    for b, (x, y, _) in enumerate(td.epoch_batches(20_000, batch)):
+        if b == batches:
+            break
+        model.zero_grad()
+        loss_fn(model, x, y).backward()
+        for n in names:
+            sq.setdefault(n, []).append(model.get_submodule(n).weight.grad.pow(2).mean().item())
+    model.zero_grad()
+    return {n: math.sqrt(sum(v) / len(v)) for n, v in sq.items()}
+
+
+def paper_targets(gradients_json: str) -> dict:
+    """The paper net's pressure on a trained weight (per layer kind) and pull/push at
+    initialisation (per sheet kind) at the chosen concat setting: what the ViT's terms match."""
+    from ..config import TrainConfig
+    from ..data import load_data, load_subset
+    from ..width import measure_invariants
+    from spatial_kernels.nn import transport_divisor
+
+    cfg = TrainConfig(data="subset").validate()  # the paper's widths, the chosen concat setting
+    g = json.loads(Path(gradients_json).read_text())["rows"]["1"]["trained"]  # the 1x regular net, layers 2..5
+    sizes = cfg.sizes
+    L = len(cfg.spatial_layers)
+
+    def pressure(l):  # RMS of alpha / |L| c_T sign(w) d, d of N(0, I_2) positions: sqrt(E d^2) = 2
+        return cfg.alpha / L / transport_divisor(cfg.transport_norm, sizes[l], sizes[l - 1]) * 2.0 / g[str(l)]
+
+    td = load_data(cfg, dataset=load_subset())
+    x, y, task = next(td.epoch_batches(0, 256))
+    inv = measure_invariants(cfg, x, y, task)
+    return {"pressure": {"hidden": (pressure(3) + pressure(4)) / 2, "readout": pressure(5)},
+            "pull_push": {"hidden": (inv["pull_push/3"] + inv["pull_push/4"]) / 2, "output": inv["pull_push/5"]},
+            "setting": {k: getattr(cfg, k) for k in ("alpha", "beta", "pos_lr_scale", "cost_warmup")}}
+
+
+def derived_strength(model, costs, td, targets: dict, scale: float = 1.0) -> dict:
+    """Per-layer alpha and per-sheet beta for the spatialized ViT (see the module docstring),
+    from the task gradients of ``model`` (the trained plain ViT of the same seed; its weights
+    are read, not changed) and the pull/push of ``costs``'s sheets at their initial positions."""
+    from spatial_kernels.nn import density_divisor, transport_divisor
+
+    names = costs.layers
+    k = len(names)
+    g = rms_task_gradients(model, td, names)
+    alpha = {}
+    for n in names:
+        s_in, s_out = costs.sheet(n, "in"), costs.sheet(n, "out")
+        kind = "readout" if n == "head" else "hidden"
+        c = 1.0 / transport_divisor(costs.transport_norm, s_out.size, s_in.size)
+        alpha[n] = targets["pressure"][kind] * g[n] * k / (c * 2.0)
+    # pull/push at the initial positions: the transport with these alphas, the density per unit beta
+    transport = sum(costs.transport_cost(n, alpha[n] / k) for n in names)
+    sheets = costs.density_sheets
+    pos = [costs.positions[costs.sheets[s].key] for s in sheets]
+    pulls = torch.autograd.grad(transport, pos, allow_unused=True)
+    beta = {}
+    for s, p, g_t in zip(sheets, pos, pulls):
+        (g_v,) = torch.autograd.grad(costs.density_cost(s, 1.0 / k), p)
+        r = p.detach() - p.detach().mean(0)
+        rhat = r / r.norm(dim=1, keepdim=True)
+        pull = float((g_t * rhat).sum(1).mean()) if g_t is not None else 0.0
+        push = float(-(g_v * rhat).sum(1).mean())
+        kind = "output" if costs.sheets[s].size == 20 else "hidden"
+        beta[s] = pull / (targets["pull_push"][kind] * push) if push > 0 else 0.0
+    model.zero_grad()
+    # --scale multiplies both (pull/push is then the derived one's)
+    return {"alpha": {n: scale * v for n, v in alpha.items()}, "beta": {s: scale * v for s, v in beta.items()}}
+
+
+def train(a, variant: str, seed: int, td, plain=None, targets=None):
     model = make_vit(a, seed)
-    costs = spatialize(model, LAYERS, sheets=SHEETS, density_norm=a.density_norm, generator=torch.Generator().manual_seed(seed)) \
-        if variant == "spatial" else None
+    costs = None
+    strength = None
+    if variant == "spatial":
+        gen = torch.Generator().manual_seed(seed)
+        lengths = None
+        if a.strength == "derived":
+            probe = spatialize(model, LAYERS, sheets=SHEETS, density_norm=a.density_norm, generator=gen)
+            lengths = {s.name: (1.0 if s.size == 20 else math.sqrt(160 / s.size)) for s in probe.sheets.values()}
+            gen = torch.Generator().manual_seed(seed)
+        costs = spatialize(model, LAYERS, sheets=SHEETS, density_norm=a.density_norm, generator=gen,
+                           density_length=lengths if lengths else 1.0)
+        if a.strength == "derived":
+            strength = derived_strength(plain, costs, td, targets, a.scale)
+            print(f"[{variant} seed {seed}] derived strength x{a.scale:g}: alpha "
+                  + ", ".join(f"{n} {v:.3g}" for n, v in strength["alpha"].items()) + "; beta "
+                  + ", ".join(f"{s} {v:.3g}" for s, v in strength["beta"].items()), flush=True)
     groups = costs.param_groups(model, lr=a.lr, position_lr=a.lr * a.pos_lr_scale, weight_decay=a.wd) if costs \
         else [{"params": list(model.parameters()), "weight_decay": a.wd}]
     opt = torch.optim.AdamW(groups, lr=a.lr)
@@ -109,7 +207,9 @@ def train(a, variant: str, seed: int, td):
             loss = loss_fn(model, x, y)
             tot += loss.item()
             if costs is not None:
-                c = costs(a.alpha, a.beta)
+                c = costs(strength["alpha"], strength["beta"]) if strength else costs(a.alpha, a.beta)
+                if a.cost_warmup_frac > 0:  # the costs ramp up over this part of the run, as the setting's warm-up
+                    c = c * min(1.0, (epoch + step / per_epoch) / (a.cost_warmup_frac * a.epochs))
                 sp += c.item()
                 loss = loss + c
             loss.backward()
@@ -123,21 +223,28 @@ def train(a, variant: str, seed: int, td):
     train_s = time.perf_counter() - t0
     acc = accuracy(model, td, as_image)
     splits = block_split(model, costs)
-    rec = {"variant": variant + (a.tag if variant == "spatial" else ""), "seed": seed, "alpha": a.alpha, "beta": a.beta, "accuracy": acc, "mlp_split_accuracy": mlp_split_accuracy(model, td, splits),
+    rec = {"variant": variant + (a.tag if variant == "spatial" else ""), "seed": seed, "alpha": a.alpha, "beta": a.beta,
+           "strength": strength, "scale": a.scale if variant == "spatial" else None,
+           "accuracy": acc, "mlp_split_accuracy": mlp_split_accuracy(model, td, splits),
            "train_seconds": train_s, "history": hist,
            "blocks": [s["measures"] for s in splits]}
     if costs is not None:
         rec["sheets"] = {s.name: s.size for s in costs.sheets.values()}
         batches = ((x, y) for x, y, _ in td.epoch_batches(10_000 + seed, a.batch))
-        rec["step_timing"] = time_steps(model, costs, batches, loss_fn, a.lr, a.alpha, a.beta, a.timing_pairs)
-    return rec
+        rec["step_timing"] = time_steps(model, costs, batches, loss_fn, a.lr,
+                                        strength["alpha"] if strength else a.alpha,
+                                        strength["beta"] if strength else a.beta, a.timing_pairs)
+    return rec, model
 
 
 def main():
+    from ..config import CHOSEN
+    chosen = CHOSEN["concat"]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=None,
                    help="data folder (else $SPATIALNET_DATA, else ~/.cache/spatialnet)")
     p.add_argument("--out", default="results/vit-modules")
+    p.add_argument("--runs-dir", default="runs/vit-modules", help="the plain ViTs' weights, for a resumed study")
     p.add_argument("--seeds", default="0")
     p.add_argument("--variants", default="plain,spatial", help="plain (no costs) and/or spatial")
     p.add_argument("--tag", default="", help="appended to the spatial variant's name in the records")
@@ -152,10 +259,19 @@ def main():
     p.add_argument("--wd", type=float, default=0.05)
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
-    p.add_argument("--pos-lr-scale", type=float, default=1.0)
-    p.add_argument("--alpha", type=float, default=9.0)
-    p.add_argument("--beta", type=float, default=20.0)
-    p.add_argument("--density-norm", choices=("neuron", "paper"), default="neuron")
+    p.add_argument("--strength", choices=("derived", "flags"), default="derived",
+                   help="derived: alpha per layer and beta per sheet from the paper net's invariants (the module "
+                        "docstring); flags: --alpha and --beta on every term")
+    p.add_argument("--scales", default="1", help="multiples of the derived strength, one spatial net each (e.g. 1,3,0.333)")
+    p.add_argument("--gradients", default="results/width-rule-gradients.json",
+                   help="the paper net's trained task gradients (spatialnet study width-gradients)")
+    p.add_argument("--pos-lr-scale", type=float, default=chosen["pos_lr_scale"])
+    p.add_argument("--cost-warmup-frac", type=float, default=chosen["cost_warmup"] / 30,
+                   help="the part of the run over which the costs ramp up from 0 (the chosen setting's: its "
+                        "warm-up epochs over its 30)")
+    p.add_argument("--alpha", type=float, default=chosen["alpha"])
+    p.add_argument("--beta", type=float, default=chosen["beta"])
+    p.add_argument("--density-norm", choices=("per_pair", "per_neuron", "paper", "neuron"), default="per_pair")
     p.add_argument("--timing-pairs", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
@@ -165,13 +281,34 @@ def main():
         p.error(f"--patch must divide 28 (each patch then lies in one task's image), got {a.patch}")
     torch.set_num_threads(a.threads)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(a.threads))
-    records = []
+    from .._io import save_torch, write_json
+
+    out = Path(a.out + ".json")
+    records = json.loads(out.read_text())["runs"] if out.is_file() else []  # a resumed study keeps its runs
+    done = {(r["variant"], r["seed"]) for r in records}
+    targets = paper_targets(a.gradients) if a.strength == "derived" and "spatial" in a.variants else None
+    scales = [float(v) for v in a.scales.split(",")] if a.strength == "derived" else [1.0]
     for seed in (int(s) for s in a.seeds.split(",")):
         td = concat_data(seed, a.data_dir)
-        for variant in a.variants.split(","):
-            records.append(train(a, variant, seed, td))
-            Path(a.out + ".json").write_text(json.dumps({"config": vars(a), "runs": records}, indent=1))
-    print(f"wrote {a.out}.json")
+        plain_path = Path(a.runs_dir) / f"plain-seed{seed}.pt"
+        plain = None
+        if ("plain", seed) not in done:
+            rec, plain = train(a, "plain", seed, td)
+            save_torch(plain_path, plain.state_dict())
+            records.append(rec)
+            write_json(out, {"config": vars(a), "targets": targets, "runs": records})
+        for scale in scales if "spatial" in a.variants else []:
+            a.scale = scale
+            a.tag = f" x{scale:g}" if a.strength == "derived" else a.tag
+            if ("spatial" + a.tag, seed) in done:
+                continue
+            if plain is None and a.strength == "derived":
+                plain = make_vit(a, seed)
+                plain.load_state_dict(torch.load(plain_path, weights_only=True))
+            rec, _ = train(a, "spatial", seed, td, plain=plain, targets=targets)
+            records.append(rec)
+            write_json(out, {"config": vars(a), "targets": targets, "runs": records})
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
