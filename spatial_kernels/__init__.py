@@ -7,16 +7,19 @@ Backends: ``reference`` (plain PyTorch, the ground truth), ``numba`` (CPU), ``tr
 See README.md beside this file for the gradients and how the reductions are shaped.
 """
 from ._backends import available_backends
+from ._ops import accumulate_path, set_accumulate
 from .density import fused_density_cost
 from .density.reference import density_cost_reference
 from .transport import fused_transport_cost
 from .transport.reference import transport_cost_reference
 
 __all__ = [
+    "accumulate_path",
     "available_backends",
     "density_cost_reference",
     "fused_density_cost",
     "fused_transport_cost",
+    "set_accumulate",
     "transport_cost_reference",
 ]
 __version__ = "0.1.0"
