@@ -235,8 +235,10 @@ class TrainConfig:
             density_norm=self.density_norm, init=self.init, density_length=self.density_length)}
 
     def identity(self) -> dict:
-        """What the run computes: the config without the runtime keys (``RUNTIME_KEYS``)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
+        """What the run computes: the config without the runtime keys (``RUNTIME_KEYS``), and for
+        the regular net without the costs' settings (``COST_KEYS``), which it never reads."""
+        skip = RUNTIME_KEYS + (COST_KEYS if self.net == "regular" else ())
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -257,6 +259,9 @@ def in_mode(cfg: dict, mode: str, pinned=()) -> dict:
     return {**cfg, "mode": mode, **{k: None for k in PER_MODE if k not in pinned}}
 
 
+# what only the spatial net reads: the costs, the positions and their schedule
+COST_KEYS = ("alpha", "beta", "pos_lr_scale", "cost_warmup", "transport_norm", "density_norm", "density_length",
+             "dim", "head_offset", "transport", "freeze_positions")
 # how a run is executed, not what it computes: a checkpoint resumes whatever these are
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["runtime"])
 
