@@ -133,7 +133,7 @@ def transport_point(n: int, reps: int) -> dict:
             "copy_GBps": 2 * n * n * 4 / med["copy"] / 1e9}
 
 
-def in_step_point(n: int, reps: int, batch: int = 256) -> dict:
+def in_step_point(n: int, reps: int, batch: int = 256, device: str = "cpu", dtype: str = "float32") -> dict:
     """The transport inside a step where a task gradient (``x @ W.T``'s) also reaches W.grad:
     task-only steps and task + transport steps, the transport's gradient added into W.grad in
     the kernel's pass (the fast path) or summed by autograd (the present path), taken in turn;
@@ -143,11 +143,13 @@ def in_step_point(n: int, reps: int, batch: int = 256) -> dict:
     from spatial_kernels import _ops, fused_transport_cost
 
     g = torch.Generator().manual_seed(0)
-    W = (torch.randn(n, n, generator=g) / n ** 0.5).requires_grad_(True)
-    p_in = torch.randn(n, 2, generator=g).requires_grad_(True)
-    p_out = torch.randn(n, 2, generator=g).requires_grad_(True)
-    x = torch.randn(batch, n, generator=g)
-    src, dst = torch.randn(n, n, generator=g), torch.empty(n, n)
+    wd = getattr(torch, dtype)
+    W = (torch.randn(n, n, generator=g) / n ** 0.5).to(device, wd).requires_grad_(True)
+    p_in = torch.randn(n, 2, generator=g).to(device).requires_grad_(True)
+    p_out = torch.randn(n, 2, generator=g).to(device).requires_grad_(True)
+    x = torch.randn(batch, n, generator=g).to(device, wd)
+    src, dst = torch.randn(n, n, generator=g).to(device, wd), torch.empty(n, n, device=device, dtype=wd)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def step(kind: str):
         W.grad = p_in.grad = p_out.grad = None  # optimizer.zero_grad()
@@ -155,8 +157,13 @@ def in_step_point(n: int, reps: int, batch: int = 256) -> dict:
         if kind != "task":
             _ops.set_accumulate(kind == "fast")
             loss = loss + fused_transport_cost(W, p_in, p_out, scale=1.0 / (n * n))
-        loss.backward()
+        loss.float().backward()
         _ops.set_accumulate(True)
+        sync()
+
+    def copy():
+        dst.copy_(src)
+        sync()
 
     kinds = ("task", "fast", "present")
     for k in kinds:
@@ -165,9 +172,10 @@ def in_step_point(n: int, reps: int, batch: int = 256) -> dict:
     for _ in range(reps):  # in turn: the machine's load falls on every kind alike
         for k in kinds:
             rows[k].append(_median(lambda: step(k), 1))
-        rows["copy"].append(_median(lambda: dst.copy_(src), 1))
+        rows["copy"].append(_median(copy, 1))
     copy = statistics.median(rows["copy"])
-    out = {"n": n, "batch": batch, "copy_s": copy, "task_step_s": statistics.median(rows["task"])}
+    out = {"n": n, "batch": batch, "device": device, "dtype": dtype, "copy_s": copy,
+           "task_step_s": statistics.median(rows["task"])}
     for k in ("fast", "present"):
         diffs = [b - a for a, b in zip(rows["task"], rows[k])]
         d = statistics.median(diffs)
@@ -200,7 +208,22 @@ def main(argv=None) -> None:
     ap.add_argument("--density-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[4096, 16384])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--step-reps", type=int, default=15, help="rounds of the in-a-step comparison")
+    ap.add_argument("--in-step-only", action="store_true",
+                    help="only the transport inside a step (fast against present path): on CUDA too")
+    ap.add_argument("--device", default="cpu", help="for --in-step-only: cpu or cuda")
+    ap.add_argument("--dtypes", default="float32", help="for --in-step-only: W's dtypes, e.g. float32,bfloat16")
     args = ap.parse_args(argv)
+    if args.in_step_only:
+        rows = [in_step_point(n, args.step_reps, device=args.device, dtype=dt)
+                for n in args.sizes for dt in args.dtypes.split(",")]
+        md = ["| W | dtype | device | copy of W | task step | + transport, fast | copies | + transport, present | copies |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            md.append(f"| {r['n']}² | {r['dtype']} | {r['device']} | {r['copy_s'] * 1e3:.2f} ms | "
+                      f"{r['task_step_s'] * 1e3:.1f} ms | {r['fast_added_s'] * 1e3:+.2f} ms | **{r['fast_copies']:.2f}** | "
+                      f"{r['present_added_s'] * 1e3:+.2f} ms | {r['present_copies']:.2f} |")
+        print("\n".join(md))
+        return
     import torch
 
     peak = measure_fma_peak()

@@ -11,7 +11,9 @@
 #      triton backend, and the operators on CUDA (test_ops.py: opcheck, torch.compile).
 #   2. GPU benchmarks: benchmarks/bench_gpu.py (triton vs reference vs pykeops).
 #   3. Registers/spills of the loaded kernels as triton reports them on this GPU.
-#   4. Scale benchmarks: a training step at spatial widths up to 65536 (benchmarks/scale.py).
+#   4. Scale benchmarks: a training step at spatial widths up to 65536 (benchmarks/scale.py), and
+#      the transport inside a step where the task gradient also reaches W.grad: W's gradient
+#      added where it lands (the fast path) against autograd's sum (benchmarks/cpu_step.py).
 #   5. Training (benchmarks/gpu_train.py): the paper net, one run per mode, for the recipe's
 #      epochs; Table 1 through `spatialnet reproduce --device cuda` (as many runs as fit); one
 #      16x-wide net in bf16 weights. Seconds per epoch and the Table 1 read-out of each.
@@ -19,8 +21,8 @@
 #      ".whl"]`, 36 MB; make them with `python -m benchmarks.gpu_train pack`), else the runs use
 #      the embedded subset and say so.
 #
-# The step limits add up to 355 s (50 + 30 + 35 + 40 + 10 + 60 + 45 + 50 + 35); give the
-# runner 420 s (scale got 60 s: its steps go in alternating pairs, with master-weight Adam).
+# The step limits add up to 380 s (50 + 30 + 35 + 40 + 10 + 60 + 25 + 45 + 50 + 35); give the
+# runner 450 s (scale got 60 s: its steps go in alternating pairs, with master-weight Adam).
 #
 # Writes benchmarks/results/gpu-<UTC date>.md (device, versions, test results, numbers) and
 # gpu-<UTC date>.jsonl (one row per benchmark case), and copies them with the logs to $OUT
@@ -100,6 +102,8 @@ step resources 10 "$PY" -m benchmarks.bench_gpu resources
 # 4. Scale: one training step (bf16 W) at spatial widths 256 .. 65536, regular / reference /
 #    triton, in one process; writes benchmarks/results/scale-cuda-<date>.{md,json,png}
 step scale 60 "$PY" -m benchmarks.scale --device cuda --reps 3
+step in_step 25 "$PY" -m benchmarks.cpu_step --in-step-only --device cuda --sizes 8192,16384 \
+    --dtypes float32,bfloat16 --step-reps 9
 
 # 5. Training on the GPU: data unpacked from the carried archives, else the embedded subset
 TRAIN=$LOGS/train
@@ -172,6 +176,12 @@ EOF
     grep -E '^\|' "$RESULTS/scale-cuda-$STAMP.md" 2>/dev/null || echo "(no table; see scale.log)"
     echo
     echo "Target: a step with 65 536-neuron spatial layers runs in bf16 weights where reference cannot."
+    echo
+    echo "## The transport inside a step (W's gradient where it lands, against autograd's sum)"
+    echo
+    echo "in_step: $(summary in_step)"
+    echo
+    grep -E '^\|' "$LOGS/in_step.log" || echo "(no table; see in_step.log)"
     echo
     echo "## Training on the GPU"
     echo
