@@ -482,7 +482,7 @@ def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8))
         feas = [r for r in rows if constraints and _feasible(r)]
         ax.scatter([r["drop"] for r in rows], [r["full"] for r in rows], s=18, c="0.6", label="trial")
         if feas:
@@ -494,6 +494,19 @@ def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: 
         ax.set_ylabel("full accuracy (mean over modes and seeds)")
         ax.set_title(title or f"sweep {study.study_name}")
         ax.legend()
+        # the clusters against the crowding, per mode: the trade the targets sit on
+        for m, marker in zip(modes, "osD^v"):
+            pts = [(mean(r["per_mode"][m].get("nn")), mean(r["per_mode"][m].get("silhouette"))) for r in rows]
+            pts = [(x, y) for x, y in pts if x is not None and y is not None]
+            bx.scatter([x for x, _ in pts], [y for _, y in pts], s=20, marker=marker, alpha=0.75, label=m)
+        bx.axvline(0.4, ls=":", c="k", lw=0.8)
+        bx.axhline(0.5, ls=":", c="k", lw=0.8)
+        bx.set_xscale("symlog", linthresh=0.01)
+        bx.set_xlim(left=0)
+        bx.set_xlabel("nearest live neighbour, in the density's length (mean over seeds; target >= 0.4)")
+        bx.set_ylabel("silhouette (mean over seeds; target >= 0.5)")
+        bx.set_title("clusters against crowding, per trial and mode")
+        bx.legend()
         fig.tight_layout()
         _atomic(out_png, lambda f: fig.savefig(f, dpi=130, format="png"))
         plt.close(fig)
