@@ -224,7 +224,11 @@ def cmd_sweep(args) -> int:
                       heartbeat=args.heartbeat, sampler_seed=args.sampler_seed, objectives=args.objectives,
                       modes=modes, constraints=constraints)
     report = Path(args.report.format(study=args.study))
+    import shlex
+
+    from .studies.runs import rerun_line
     rows = write_report(study, report, report.with_suffix(".png"), min_full=args.min_full,
+                        rerun=rerun_line("spatialnet " + shlex.join(a for a in args._argv if a != "--resume")),
                         title=f"{','.join(modes)}/{base.net}")
     print(f"study {args.study}: {len(rows)} complete trials; wrote {report}, {report.with_suffix('.json')}, "
           f"{report.with_suffix('.png')}")
@@ -409,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args._argv = argv
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

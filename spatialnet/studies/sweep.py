@@ -424,7 +424,7 @@ def _feasible(row: dict) -> bool:
 REPORT_KEYS = ("full", "drop", "silhouette", "ari", "nn", "stacked", "share_norm", "dead_fraction")
 
 
-def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: str = "") -> list[dict]:
+def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: str = "", rerun: str = "") -> list[dict]:
     """Writes the best trials, the Pareto front and (when ``out_png``) its plot; returns the rows.
 
     With constraints, the best trials are the feasible ones (every constraint met by the worst
@@ -472,6 +472,8 @@ def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: 
         ok = sorted((r for r in rows if r["full"] >= min_full), key=lambda r: r["drop"])
         md += ["", f"## Lowest drops with full accuracy ≥ {min_full}", "", *head, *map(line, ok[:10])]
     md += ["", "## Pareto front (full accuracy against drop)", "", *head, *map(line, front), ""]
+    if rerun:
+        md += [f"Rerun (each worker; add `--resume` to join): `{rerun}`", ""]
     write_text(out_md, "\n".join(md))
     write_json(Path(out_md).with_suffix(".json"), {"study": study.study_name, "space": study.user_attrs.get("space"),
                                                    "fixed": study.user_attrs.get("fixed"), "modes": modes,
