@@ -10,7 +10,7 @@ the spatial hidden layer ``width`` wide, so the step holds one ``width x width``
 ``width``-neuron density and one ``width x width`` matmul. A step is: forward, cross-entropy on
 both heads, spatial loss (alpha = 1, beta = 3), backward, Adam step; batch 256, random data.
 With bfloat16 weights (the GPU default) Adam steps float32 master copies, as training does
-(``spatialnet/optim.py``).
+(``spatialnet/training/optim.py``).
 
 For every width it runs ``regular`` (the same net without costs), ``reference`` and the
 device's fused backend (``numba`` on CPU, ``triton`` on GPU). Per point:

@@ -103,6 +103,9 @@ def _transport_setup(ctx, inputs, output):
     ctx.defer = len(inputs) > 8 and bool(inputs[8])
     if ctx.defer:  # W's part of the gradient is made in backward: keep what it needs
         ctx.save_for_backward(*output[1:], W, p_in, p_out)
+        # the leaf itself, whose .grad the backward adds into: a saved tensor can come back as
+        # another tensor (saved-tensor hooks, save_on_cpu, non-reentrant checkpointing)
+        ctx.W_leaf, ctx.W_version = W, W._version
     else:
         ctx.save_for_backward(*output[1:])
     ctx.mark_non_differentiable(*output[1:])
@@ -137,22 +140,32 @@ def _deferred_W_grad(ctx, W, p_in, p_out, grad) -> Tensor | None:
     sees the whole gradient. Otherwise (``torch.autograd.grad``, or ``backward(inputs=...)``
     without W), the gradient is made here and returned, as in the present path."""
     impl = _module("transport", ctx.backend)
-    if not _accumulates_into(W):
+    leaf = ctx.W_leaf
+    # a hook on W registered after the forward must see the whole gradient: return it to autograd
+    if not _accumulates_into(leaf) or _has_hooks(leaf):
         return impl.transport_accumulate_dW(W, p_in, p_out, ctx.scale, grad.detach(), None)
     upstream = grad.detach()
 
     def accumulate():
+        if leaf._version != ctx.W_version:
+            raise RuntimeError("spatial_kernels: W was modified in place between the transport's forward and its "
+                               "backward; its gradient would be of the new weights (as autograd refuses for a saved "
+                               "tensor)")
         with torch.no_grad():
-            G = W.grad
+            G = leaf.grad
             if G is None:
-                W.grad = impl.transport_accumulate_dW(W, p_in, p_out, ctx.scale, upstream, None)
-            elif _writable_like(G, W, ctx.backend):
-                impl.transport_accumulate_dW(W, p_in, p_out, ctx.scale, upstream, G)
+                leaf.grad = impl.transport_accumulate_dW(leaf, p_in, p_out, ctx.scale, upstream, None)
+            elif _writable_like(G, leaf, ctx.backend):
+                impl.transport_accumulate_dW(leaf, p_in, p_out, ctx.scale, upstream, G)
             else:  # a gradient of another layout or dtype: made apart, then summed
-                G.add_(impl.transport_accumulate_dW(W, p_in, p_out, ctx.scale, upstream, None).to(G))
+                G.add_(impl.transport_accumulate_dW(leaf, p_in, p_out, ctx.scale, upstream, None).to(G))
 
     torch.autograd.Variable._execution_engine.queue_callback(accumulate)
     return None
+
+
+def _has_hooks(W: Tensor) -> bool:
+    return bool(W._backward_hooks or getattr(W, "_post_accumulate_grad_hooks", None))
 
 
 def _accumulates_into(W: Tensor) -> bool:
@@ -167,10 +180,11 @@ def _accumulates_into(W: Tensor) -> bool:
 
 def _writable_like(G: Tensor, W: Tensor, backend: str) -> bool:
     """The kernel can add into G in place: W's shape, dtype, device and strides, dense (and
-    contiguous for numba, which reads W through a contiguous numpy view)."""
+    contiguous for numba, which reads W through a contiguous numpy view, and for a conv weight,
+    whose taps the triton kernel reads as one flat dimension)."""
     return (G.layout == torch.strided and G.shape == W.shape and G.dtype == W.dtype and G.device == W.device
             and G.stride() == W.stride() and not G.requires_grad
-            and (backend != "numba" or G.is_contiguous()))
+            and ((backend != "numba" and W.dim() == 2) or G.is_contiguous()))
 
 
 # The transport's fast path: W's gradient added into W.grad in the kernel's pass (``defer_W``).
@@ -198,11 +212,16 @@ def accumulate_path(W: Tensor) -> str | None:
         return "W is not a leaf tensor (a view or a computed weight has no .grad of its own)"
     if not _eager():
         return "inside a traced graph (torch.compile, AOTAutograd, make_fx): autograd's order is the compiler's"
+    if torch._C._autograd._top_saved_tensors_default_hooks(False) is not None:
+        return ("saved-tensor hooks are active (saved_tensors_hooks, save_on_cpu, checkpointing): the backward's "
+                "W is then a copy, not the parameter")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return ("torch.distributed is initialised: DDP's bucketed all-reduce must see the whole gradient when "
                 "W's accumulation hook fires")
-    if W._backward_hooks or getattr(W, "_post_accumulate_grad_hooks", None):
+    if _has_hooks(W):
         return "W has gradient hooks, which must see the whole gradient"
+    if W.is_cuda and torch.cuda.current_stream(W.device) != torch.cuda.default_stream(W.device):
+        return "W is used on a side CUDA stream: the callback after backward runs on the caller's stream"
     return None
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from . import data as data_mod
-from .config import CHOSEN, PER_MODE, PRESETS, REGULAR_HPARAMS, TrainConfig
+from .config import CHOSEN, PER_MODE, PRESETS, TrainConfig
 from .analysis.printout import print_eval as _print_eval
 from .studies.sweep import DEFAULT_SPACE
 
@@ -222,7 +222,7 @@ def cmd_sweep(args) -> int:
     study = run_sweep(base, args.study, args.storage, params, trials=args.trials, seeds=args.seeds,
                       runs_dir=args.runs_dir, data_dir=args.data_dir, resume=args.resume,
                       heartbeat=args.heartbeat, sampler_seed=args.sampler_seed, objectives=args.objectives,
-                      modes=modes, constraints=constraints)
+                      modes=modes, constraints=constraints, pinned=_pinned(args))
     report = Path(args.report.format(study=args.study))
     import shlex
 
@@ -262,6 +262,9 @@ def run_study(name: str, extra: list[str] | None = None, data_dir=None, log=prin
                 sys.argv = [words[2], *words[3:]]
                 try:
                     runpy.run_module(words[2], run_name="__main__", alter_sys=True)
+                except SystemExit as exc:  # a module's main() may end in sys.exit: only a failure stops the study
+                    if exc.code not in (None, 0):
+                        raise ValueError(f"study {name!r}: this step failed (exit {exc.code}): {step}") from None
                 finally:
                     sys.argv = argv
     finally:

@@ -274,8 +274,13 @@ class SpatialMLP(nn.Module):
             if keys != set(self.spatial_layers):
                 raise ValueError(f"{name} per layer must name the spatial layers {list(self.spatial_layers)}, "
                                  f"got {sorted(keys)}")
-            return {int(l): float(v) for l, v in value.items()}
-        return dict.fromkeys(self.spatial_layers, value)
+            out = {int(l): v for l, v in value.items()}
+        else:
+            out = dict.fromkeys(self.spatial_layers, value)
+        for l, v in out.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} of layer {l} must be a finite number >= 0, got {v!r}")
+        return {l: float(v) for l, v in out.items()}
 
     def spatial_loss(self, alpha=1.0, beta=3.0) -> torch.Tensor:
         """(1/|L|) * sum_{l in L} [alpha_l * T(l) + beta_l * V(l)]; 0 for the regular network.

@@ -121,6 +121,9 @@ def width_rule(sizes, hidden_ref, spatial_layers, *, alpha: float, beta: float, 
     alpha_ref = dict.fromkeys(spatial, alpha)
     beta_l = {}
     for s in spatial:  # every spatial layer's output sheet has a density term
+        if ref[s] < 2:  # a sheet narrower than two neurons in the reference has no push to keep
+            beta_l[s] = beta
+            continue
         pulls = pull(sizes, alpha_l, s) / pull(ref, alpha_ref, s) if alpha > 0 else 1.0
         pushes = (density_push(density_norm, sizes[s], length[s])
                   / density_push(density_norm, ref[s], density_length))

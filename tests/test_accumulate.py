@@ -6,11 +6,11 @@ reaches, conv weights, hooks, torch.compile and DDP (the last two take the prese
 import pytest
 import torch
 
-from spatial_kernels import _ops, fused_transport_cost
+from spatial_kernels import _ops, available_backends, fused_transport_cost
 
 from ._helpers import FUSED_CASES, assert_close_scaled, device_for
 
-CASES = [c for c in FUSED_CASES]
+CASES = list(FUSED_CASES)
 
 
 def _setup(backend, dtype, shape=(37, 29), seed=0):
@@ -108,7 +108,6 @@ def test_micro_batches_zero_grad_kept_and_retain_graph(backend, dtype):
         (_task(W, x) + fused_transport_cost(W, p_in, p_out, scale=0.1, backend=backend)).backward()
 
     fast = _run(True, zero_kept, W, p_in, p_out)
-    held = W.grad
     slow = _run(False, zero_kept, W, p_in, p_out)
     for a, b in zip(fast, slow):
         assert torch.equal(a, b)  # 0 + task + T: the same sum either way
@@ -116,7 +115,7 @@ def test_micro_batches_zero_grad_kept_and_retain_graph(backend, dtype):
     _ops.set_accumulate(True)
     W.grad = buf = torch.zeros_like(W)
     (_task(W, x) + fused_transport_cost(W, p_in, p_out, scale=0.1, backend=backend)).backward()
-    assert W.grad is buf and held is not buf
+    assert W.grad is buf and torch.equal(buf, fast[0])
 
     def twice():  # retain_graph: a second backward adds the same gradient again
         loss = _task(W, x) + fused_transport_cost(W, p_in, p_out, scale=0.1, backend=backend)
@@ -164,6 +163,22 @@ def test_autograd_grad_returns_it_and_leaves_W_grad_alone(backend, dtype):
     assert W.grad is None and p_in.grad is not None
 
 
+@pytest.mark.skipif("triton" not in available_backends(), reason="the triton backend cannot run here")
+def test_bf16_W_on_triton_agrees_to_its_rounding():
+    # the fast path adds in float32 and rounds once; the present path rounds dW to bfloat16 first
+    W, p_in, p_out, x = _setup("triton", torch.float32)
+    Wb = W.detach().to(torch.bfloat16).requires_grad_(True)
+
+    def step():
+        (_task(Wb.float(), x) + fused_transport_cost(Wb, p_in, p_out, scale=0.5, backend="triton")).backward()
+
+    fast, slow = _run(True, step, Wb, p_in, p_out), _run(False, step, Wb, p_in, p_out)
+    assert fast[0].dtype == torch.bfloat16
+    torch.testing.assert_close(fast[0].float(), slow[0].float(), rtol=2 ** -7, atol=2 ** -7 * slow[0].abs().max().item())
+    for a, b, what in zip(fast[1:], slow[1:], ("p_in", "p_out")):
+        assert_close_scaled(a, b, torch.float32, what)
+
+
 @pytest.mark.parametrize("backend,dtype", CASES)
 def test_conv_weights(backend, dtype):
     W, p_in, p_out, x = _setup(backend, dtype, shape=(11, 7, 3, 3))
@@ -192,6 +207,50 @@ def test_where_the_present_path_serves_it_says_why():
     assert "turned off" in _ops.accumulate_path(torch.randn(2, 2, requires_grad=True))
     with pytest.raises(TypeError, match="enabled must be a bool"):
         _ops.set_accumulate(1)
+
+
+def test_saved_tensor_hooks_and_checkpointing_keep_the_whole_gradient():
+    # under saved-tensor hooks the backward's W would be a copy: the present path serves
+    from torch.utils.checkpoint import checkpoint
+    W, p_in, p_out, x = _setup("numba", torch.float32)
+
+    def loss():
+        return _task(W, x) + fused_transport_cost(W, p_in, p_out, scale=0.3, backend="numba")
+
+    want = _run(False, lambda: loss().backward(), W, p_in, p_out)
+    contexts = {"saved_tensors_hooks": lambda: torch.autograd.graph.saved_tensors_hooks(lambda t: t.clone(),
+                                                                                          lambda t: t),
+                "save_on_cpu": torch.autograd.graph.save_on_cpu}
+    for name, ctx in contexts.items():
+        def step():
+            with ctx():
+                assert "saved-tensor hooks" in _ops.accumulate_path(W)
+                out = loss()
+            out.backward()
+        for a, b, what in zip(_run(True, step, W, p_in, p_out), want, ("W", "p_in", "p_out")):
+            assert torch.equal(a, b), (name, what)
+    got = _run(True, lambda: checkpoint(loss, use_reentrant=False).backward(), W, p_in, p_out)
+    for a, b, what in zip(got, want, ("W", "p_in", "p_out")):
+        assert_close_scaled(a, b, torch.float32, what)
+
+
+def test_a_hook_registered_after_the_forward_and_W_changed_before_backward():
+    W, p_in, p_out, x = _setup("numba", torch.float32)
+    want = _run(False, lambda: (_task(W, x) + fused_transport_cost(W, p_in, p_out, backend="numba")).backward(),
+                W, p_in, p_out)
+    W.grad = None
+    loss = _task(W, x) + fused_transport_cost(W, p_in, p_out, backend="numba")  # the fast path, deferred
+    seen = []
+    h = W.register_hook(lambda g: seen.append(g.clone()))
+    loss.backward()
+    h.remove()
+    assert torch.equal(seen[0], want[0]) and torch.equal(W.grad, want[0])  # the hook saw the whole gradient
+    W.grad = None
+    loss = fused_transport_cost(W, p_in, p_out, backend="numba")
+    with torch.no_grad():
+        W.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):  # autograd, from the saved W
+        loss.backward()
 
 
 def test_a_hook_on_W_sees_the_whole_gradient():

@@ -354,7 +354,7 @@ def test_errors_name_the_module():
 
 def test_a_lazy_layer_not_yet_initialised_is_a_clear_error():
     model = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 4))
-    with pytest.raises(ValueError, match=r"layer '0' is a lazy LazyLinear .*forward pass"):
+    with pytest.raises(ValueError, match=r"layer .0. is a lazy LazyLinear whose input size is not known yet: run one forward pass"):
         spatialize(model, ["0", "2"])
     model(torch.randn(2, 5))  # now it is an nn.Linear(5, 8)
     costs = spatialize(model, ["0", "2"])

@@ -1,4 +1,4 @@
-"""Float32 master weights for bf16 parameters (spatialnet/optim.py), against float32 Adam."""
+"""Float32 master weights for bf16 parameters (spatialnet/training/optim.py), against float32 Adam."""
 import pytest
 import torch
 

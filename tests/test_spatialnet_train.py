@@ -224,7 +224,7 @@ def test_bfloat16_weights(tmp_path, subset, monkeypatch):
     sd = torch.load(tmp_path / "bf16" / "checkpoint.pt", weights_only=True)["model"]
     assert sd["layers.3.weight"].dtype == torch.bfloat16 and sd["layers.3.positions"].dtype == torch.float32
     assert 0 <= res["full"] <= 1 and res["config"]["weight_dtype"] == "bfloat16"
-    # the optimiser steps float32 masters (spatialnet/optim.py); they are checkpointed, so a run
+    # the optimiser steps float32 masters (spatialnet/training/optim.py); they are checkpointed, so a run
     # resumed after epoch 1 ends where an uninterrupted one does, to the bit
     ckpt = torch.load(tmp_path / "bf16" / "checkpoint.pt", weights_only=True)
     assert [m.dtype for m in ckpt["optimizer"]["masters"]] == [torch.float32] * 10  # 5 weights, 5 biases

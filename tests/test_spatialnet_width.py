@@ -108,13 +108,33 @@ def test_the_rule_at_the_paper_width_is_the_flags():
     assert set(eff["lr"].values()) == {0.004} and eff["bias_lr"] == 0.004 and eff["pos_lr"] == pytest.approx(0.012)
     assert set(eff["density_length"].values()) == {1.0} and set(eff["density_length"]) == {"2", "3", "4", "5"}
     # narrower nets are not scaled down; width_rule none keeps the flags at any width
-    assert TrainConfig(hidden=[16, 16, 16, 24]).effective()["alpha"] == dict.fromkeys("345", 1.6)
+    a0 = TrainConfig().alpha  # the chosen setting's
+    assert TrainConfig(hidden=[16, 16, 16, 24]).effective()["alpha"] == dict.fromkeys("345", a0)
     none = TrainConfig(hidden=WIDE8, width_rule="none").effective()
-    assert none["alpha"] == dict.fromkeys("345", 1.6) and set(none["lr"].values()) == {0.005}
+    assert none["alpha"] == dict.fromkeys("345", a0) and set(none["lr"].values()) == {0.005}
     with pytest.raises(ValueError, match="width_rule"):
         TrainConfig(width_rule="sqrt").validate()
     with pytest.raises(ValueError, match="density_length"):
         TrainConfig(density_length=0.0).validate()
+
+
+def test_odd_widths_give_a_valid_rule_or_a_clear_error():
+    # one layer far narrower than the net's mean width: its reference is under two neurons
+    for hidden in ([128, 128, 1, 256], [2, 2, 2, 2000]):
+        eff = TrainConfig(hidden=hidden).validate().effective()
+        assert all(v >= 0 for v in eff["beta"].values()) and all(v > 0 for v in eff["density_length"].values())
+    from spatialnet.config import build_model
+    build_model(TrainConfig(hidden=[2, 2, 2, 2000]).validate())
+    m = build_model(TrainConfig(hidden=[8, 8, 8, 8]).validate())
+    with pytest.raises(ValueError, match="beta of layer 3 must be a finite number >= 0"):
+        m.spatial_loss(1.0, {3: -1.0, 4: 1.0, 5: 1.0})
+
+
+def test_presets_name_every_per_mode_field():
+    from spatialnet.config import PER_MODE, PRESETS
+    for name, values in PRESETS.items():
+        assert set(PER_MODE) <= set(values), name
+    assert TrainConfig(**PRESETS["paper"]).cost_warmup == 0.0
 
 
 def test_the_rule_at_4x_scales_lengths_and_learning_rates_as_derived():
@@ -129,7 +149,7 @@ def test_the_rule_at_4x_scales_lengths_and_learning_rates_as_derived():
     # shrinks 4x (as the readout's fan-in grows); the readout's 1/c_T grows 4x and its gradient
     # stays: w on every layer
     a = eff["alpha"]
-    assert a["3"] == a["4"] == a["5"] == pytest.approx(1.6 * 4)
+    assert a["3"] == a["4"] == a["5"] == pytest.approx(TrainConfig().alpha * 4)
 
 
 def test_the_optimiser_gets_the_rule_s_learning_rates():

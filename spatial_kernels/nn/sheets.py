@@ -89,8 +89,7 @@ def select_layers(model: nn.Module, layers) -> dict[str, nn.Module]:
     out = {n: named[n] for n in named if n in chosen}
     for name, m in out.items():
         if any(isinstance(p, nn.parameter.UninitializedParameter) for p in m.parameters(recurse=False)):
-            raise ValueError(f"layer {name!r} is a lazy {type(m).__name__} whose shape is not known yet (its "
-                             f"in_features is {getattr(m, 'in_features', getattr(m, 'in_channels', '?'))}): run "
+            raise ValueError(f"layer {name!r} is a lazy {type(m).__name__} whose input size is not known yet: run "
                              f"one forward pass through the model before spatialize(), so that it has a weight")
         if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups != 1:
             raise ValueError(f"layer {name!r} is a {type(m).__name__} with groups={m.groups}; only groups=1 is "

@@ -323,9 +323,11 @@ def transport_accumulate_dW(W, p_in, p_out, scale: float, upstream: torch.Tensor
     shape = W.shape
     Wt = _as_taps(W)
     n_out, n_in, taps = Wt.shape
-    out = torch.empty_like(W) if grad is None else grad
-    G = out.detach().view(shape)
-    G = G.unsqueeze(2) if G.dim() == 2 else G.flatten(2)
+    # a conv weight's taps are read as one flat dimension: a fresh G is made contiguous, and a
+    # given one must be (view raises rather than copy, which would lose the writes)
+    out = (torch.empty_like(W) if W.dim() == 2 else W.new_empty(shape)) if grad is None else grad
+    G = out.detach()
+    G = G.unsqueeze(2) if G.dim() == 2 else G.view(n_out, n_in, taps)
     grid, rows_per_program = _grid(n_out, n_in)
     up = upstream.detach().reshape(1).to(device=W.device, dtype=torch.float32)
     with on_device(W.device):

@@ -117,6 +117,11 @@ def _uniform_in_hull(p: np.ndarray, n: int, rng) -> np.ndarray | None:
     """``n`` points uniform over the convex hull of ``p`` (None when the hull has no area)."""
     from scipy.spatial import Delaunay, QhullError
 
+    if p.shape[1] == 1:  # a line: its interval
+        lo, hi = float(p.min()), float(p.max())
+        return None if hi <= lo else lo + (hi - lo) * rng.random((n, 1))
+    if len(p) < p.shape[1] + 1:
+        return None
     try:
         tri = Delaunay(p)
     except (QhullError, ValueError):
@@ -155,7 +160,7 @@ def crowding(positions, labels, length: float = 1.0, next_positions=None, next_l
     out["stacked"] = float(np.mean(d[:, 1] < STACK_RADIUS))
     rng = np.random.default_rng(seed)
     nulls = [_nn_median(q) for q in (_uniform_in_hull(p, len(p), rng) for _ in range(draws)) if q is not None]
-    out["nn_null"] = float(np.mean(nulls)) if nulls else 0.0  # no area: a line or a point, as crowded as it gets
+    out["nn_null"] = float(np.mean(nulls)) if nulls else None  # no hull with volume: no uniform sheet to compare
     if next_positions is not None:
         q = _np(next_positions)
         if next_labels is not None:

@@ -5,7 +5,7 @@
 - ``sequential``: a 784-d vector, one image of one task; the loss is taken on its own head.
 
 The network has 10 M outputs: logits 10 t .. 10 t + 9 are task t's head (the paper: 0..9 MNIST,
-10..19 Fashion-MNIST). Pixels are scaled to [0, 1]. Which tasks: ``spatialnet/tasks.py``.
+10..19 Fashion-MNIST). Pixels are scaled to [0, 1]. Which tasks: ``spatialnet/data/tasks.py``.
 
 Pairs. In training, every epoch pairs the i-th image of a fresh permutation of each task's
 training set (the epoch's generator is seeded by ``(seed, epoch)``, so a resumed run sees the
@@ -25,7 +25,7 @@ training image, the protocol before issue 14.
 Where the files come from: ``data_dir`` argument (``--data-dir``), else ``$SPATIALNET_DATA``, else
 ``$XDG_CACHE_HOME/spatialnet`` (``~/.cache/spatialnet``), in torchvision's layout
 (``MNIST/raw/...``, ``FashionMNIST/raw/...``), downloading when files are missing. The embedded
-subset (``spatialnet/assets/subset.npz``, made by ``scripts/make_subset.py``) holds 2 000 train
+subset (``spatialnet/assets/subset.npz``, made by ``python -m spatialnet.data.make_subset``) holds 2 000 train
 and 1 000 test images per dataset and needs neither files nor network.
 """
 from __future__ import annotations
@@ -148,7 +148,7 @@ def _missing_message(root: Path, missing: list[Path], why: str) -> str:
 
 
 def load_subset(path: str | os.PathLike = SUBSET_PATH) -> DoubleMNIST:
-    """The embedded 2 000 + 1 000 images per dataset (see ``scripts/make_subset.py``)."""
+    """The embedded 2 000 + 1 000 images per dataset (see ``spatialnet/data/make_subset.py``)."""
     with np.load(path) as z:
         def split(kind):
             return Split(*(torch.from_numpy(z[f"{name}_{kind}_{part}"].astype(dtype))

@@ -41,7 +41,7 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
     lines = [f"# {name}: {'width study' if axis == 'hidden' else 'more than two tasks'}", "",
              f"Data: {settings['data']}, read on the {'test sets' if settings.get('eval_split') == 'test' else 'validation split'}. "
              f"Seeds per row: see n. Mean ± std over seeds. Modularity as in results/table1.md "
-             f"(`spatialnet/modularity.py`): silhouette and ARI with their permutation nulls, the cross-task "
+             f"(`spatialnet/analysis/modularity.py`): silhouette and ARI with their permutation nulls, the cross-task "
              f"share over its chance value, Newman's Q, the dead fraction of the hidden split layers; crowding "
              f"in the density's length unit (nn: median nearest live neighbour, with its uniform-sheet null; "
              f"stacked: within 0.1 of another live neuron).", "",

@@ -15,7 +15,7 @@ import torch
 from ..config import PER_MODE, TrainConfig
 from ..training import train
 
-# the catalog's study being run (``catalog.run_study``), named in the tables' rerun lines
+# the catalog's study being run (``cli.run_study``), named in the tables' rerun lines
 CURRENT_STUDY: str | None = None
 
 

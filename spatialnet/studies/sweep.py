@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._io import _atomic, write_json, write_text
-from ..config import RUNTIME_KEYS, TrainConfig
+from ..config import RUNTIME_KEYS, TrainConfig, in_mode
 from ..analysis.evaluate import READOUT, TARGETS, target_gap
 from ..analysis.stats import mean
 from spatial_kernels.nn import density_norm, transport_norm
@@ -247,8 +247,11 @@ def constraint_margin(per_mode: dict, constraints, modes=None) -> float | None:
 
 
 def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir, log, objectives=OBJECTIVES,
-               modes=None, constraints=()):
+               modes=None, constraints=(), pinned=None):
     modes = list(modes or [base.mode])
+    # the per-mode fields neither searched nor given take each mode's chosen setting; a one-mode
+    # study keeps its base config as it is
+    keep = None if len(modes) == 1 or pinned is None else set(pinned) | {p.name for p in params}
 
     def objective(trial):
         values = {p.name: p.suggest(trial) for p in params}
@@ -256,7 +259,8 @@ def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir
         for mode in modes:
             per_seed = []
             for seed in seeds:
-                cfg = TrainConfig.from_dict({**base.to_dict(), **values, "mode": mode, "seed": seed})
+                d = base.to_dict() if keep is None else in_mode(base.to_dict(), mode, keep)
+                cfg = TrainConfig.from_dict({**d, **values, "mode": mode, "seed": seed})
                 res = train(cfg, run_dir(runs_dir, cfg), resume=True, data_dir=data_dir, progress=False,
                             log=lambda *a: None)
                 per_seed.append({k: res[k] for k in READOUT})
@@ -301,7 +305,8 @@ def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> s
 
 def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: list[Param], *, trials: int,
               seeds=SELECTION_SEEDS, runs_dir=None, data_dir=None, resume: bool = False, heartbeat: int = HEARTBEAT,
-              sampler_seed: int | None = None, objectives=OBJECTIVES, modes=None, constraints=(), log=print):
+              sampler_seed: int | None = None, objectives=OBJECTIVES, modes=None, constraints=(), pinned=None,
+              log=print):
     """Creates (or with ``resume`` joins or continues) ``study_name`` and runs ``trials`` trials,
     scored by ``objectives`` (names of ``DIRECTIONS``; the first two must be full and drop, so the
     report's columns keep their meaning; e.g. full,drop,silhouette,dead_fraction), each trial
@@ -369,7 +374,7 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
     runs_dir = Path(runs_dir or Path("runs") / "sweeps" / study_name)
     if trials:
         # a retried trial (see the module docstring) is WAITING: a worker runs it before new ones
-        study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log, objectives, modes, constraints),
+        study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log, objectives, modes, constraints, pinned),
                        n_trials=trials, catch=(), gc_after_trial=True)
     return study
 

@@ -89,7 +89,7 @@ def table_markdown(summary: dict, settings: dict) -> str:
     split_name = "test sets" if settings.get("eval_split") == "test" else "validation split"
     lines = ["# Table 1: accuracy before and after splitting the network, with the controls", "",
              f"Data: {settings['data']}, read on the **{split_name}** (validation: {settings.get('val_size')} "
-             f"training images per dataset held out, `spatialnet/data.py`). Seeds: {settings['seeds']}. Epochs: "
+             f"training images per dataset held out, `spatialnet/data/mnist.py`). Seeds: {settings['seeds']}. Epochs: "
              f"{settings['config']['epochs']}. Each number is the mean ± the half-width of the 95 % "
              f"t-interval over seeds of the mean over the tasks (MNIST, Fashion-MNIST); 'paper' is "
              f"Wołczyk et al. 2019, Table 1 (mean ± std). Variants: {settings.get('variant_doc', '')}", "",
@@ -107,7 +107,7 @@ def table_markdown(summary: dict, settings: dict) -> str:
                 continue
             lines.append(f"| {mode} | {v} | {s['n']} | {_cell(s['full'])} | {pc(0)} | {_cell(s['split'])} | "
                          f"{pc(1)} | {_cell(s['drop'])} | {pc(2)} |")
-    lines += ["", "Modularity of the split (`spatialnet/modularity.py`): silhouette of the live neurons' "
+    lines += ["", "Modularity of the split (`spatialnet/analysis/modularity.py`): silhouette of the live neurons' "
               "positions by task and ARI of k-means (k = M) against the tasks, means over the hidden split "
               "layers, each beside its label-permutation null; the cross-task share of Σ|w| over its "
               "expectation under random relabelling with the same group sizes (1 = chance, 0 = disjoint); "

@@ -21,9 +21,9 @@ sheet's beta so that its pull/push at initialisation does; each sheet's density 
 sqrt(160 / N) (the paper's mean hidden width over the sheet's; 1 for the 20 outputs).
 ``--scale`` multiplies every alpha and beta (3 and 1/3 beside 1).
 
-Per block, the paper's greedy backward split (spatialnet.split.greedy_split) goes head ->
+Per block, the paper's greedy backward split (spatialnet.analysis.split.greedy_split) goes head ->
 residual (head weights) -> the block's hidden neurons (its fc2 weights); the block's modularity
-is spatialnet.modularity.chain_measures of that chain. "MLP split" accuracy: each task evaluated
+is spatialnet.analysis.modularity.chain_measures of that chain. "MLP split" accuracy: each task evaluated
 with every block's hidden neurons of the other task (and the dead ones) silenced.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ concat; the costs (spatial_kernels.nn.spatialize) on its last three Linear layer
 choice of layers; the weights' lr and alpha follow spatialnet's width rule (results/wide.md).
 The step times are medians of steps taken alternately with and without the costs on one model;
 then both nets train for ``--epochs`` from one seed and are split (spatialnet's greedy split) and
-measured (spatialnet.modularity.chain_measures).
+measured (spatialnet.analysis.modularity.chain_measures).
 """
 from __future__ import annotations
 
