@@ -143,8 +143,11 @@ def _child_time(width: int, backend: str, device: str, reps: int, weight_dtype: 
         if _is_oom(err):
             return _oom_record(err)
         raise
+    # the noise: the spatial/regular ratio of each pair, its spread over the pairs
+    ratios = sorted(s / r - 1 for s, r in zip(steps, regular))
+    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
     return {"oom": False, "step_s": statistics.median(steps), "regular_step_s": statistics.median(regular),
-            "spatial_s": spatial_s}
+            "spatial_s": spatial_s, "added_pairs": ratios, "added_iqr": [q[0], q[2]]}
 
 
 def _child_peak(width: int, backend: str, device: str, weight_dtype: str) -> dict:
@@ -299,7 +302,8 @@ def main(argv=None) -> None:
             timed = _run_point("time", w, backend, device, reps, weight_dtype) if not peak["oom"] else peak
             oom = peak["oom"] or timed["oom"]
             rec = {"width": w, "backend": backend, "step_s": timed.get("step_s"), "spatial_s": timed.get("spatial_s"),
-                   "regular_step_s": timed.get("regular_step_s"), "peak_mb": peak.get("peak_mb"),
+                   "regular_step_s": timed.get("regular_step_s"), "added_iqr": timed.get("added_iqr"),
+                   "added_pairs": timed.get("added_pairs"), "peak_mb": peak.get("peak_mb"),
                    "regular_peak_mb": regular.get("peak_mb"), "step_peak_mb": peak.get("step_peak_mb"),
                    "regular_step_peak_mb": regular.get("step_peak_mb"), "oom": oom, "weight_dtype": weight_dtype}
             if oom:
@@ -332,7 +336,9 @@ def _write(records, device, weight_dtype, reps, reps_large=3) -> None:
           f"batch {BATCH}, Adam. Times: medians of {reps} steps ({reps_large} above width 4096) after a warm-up, "
           "the regular step (task loss only) and the spatial step taken in alternating pairs on one model in "
           "one process, the second step of each pair timed; `spatial` = the spatial loss's forward+backward alone; `share` = spatial / step; "
-          "`added` = step / regular step − 1. Peaks: "
+          "`added` = step / regular step − 1, and in brackets the interquartile range of that ratio over "
+          "the pairs (the noise: an `added` inside it is within the noise of nothing added only if the "
+          "range spans 0). Peaks: "
           + ("`torch.cuda.max_memory_allocated`" if device == "cuda" else
              "resident high-water mark of a fresh process per point that builds the net and takes two steps")
           + "; memory ratio = peak / regular peak."
@@ -348,8 +354,10 @@ def _write(records, device, weight_dtype, reps, reps_large=3) -> None:
                       f"{_f(r['regular_step_s'])} | | | {_f(r['regular_peak_mb'], 0)} | | | | |")
             continue
         added = r["step_s"] / r["regular_step_s"] - 1 if r["regular_step_s"] else float("nan")
+        iqr = r.get("added_iqr")
+        noise = f" ({iqr[0]:+.1%} to {iqr[1]:+.1%})" if iqr else ""
         md.append(f"| {r['width']} | {r['backend']} | {_f(r['step_s'])} | {_f(r['spatial_s'])} | "
-                  f"{r['spatial_s'] / r['step_s']:.0%} | {_f(r['regular_step_s'])} | {added:+.0%} | "
+                  f"{r['spatial_s'] / r['step_s']:.0%} | {_f(r['regular_step_s'])} | {added:+.1%}{noise} | "
                   f"{_f(r['peak_mb'], 0)} | {_f(r['regular_peak_mb'], 0)} | "
                   f"{r['peak_mb'] / r['regular_peak_mb']:.2f} | {_f(r.get('step_peak_mb'), 0)} | "
                   f"{_f(r.get('regular_step_peak_mb'), 0)} | {_ratio(r.get('step_peak_mb'), r.get('regular_step_peak_mb'))} |")
