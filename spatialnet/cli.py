@@ -1,13 +1,14 @@
-"""``spatialnet`` command line: train, split, plot, reproduce, grid, sweep, dead-tol, demo.
+"""``spatialnet`` command line: train, split, plot, reproduce, grid, sweep, dead-tol, demo, study.
 
 Layer indices (``--spatial-layers``) count the Linear layers from 1 at the input; layer l is also
 the layer of neurons it produces. ``--hidden 128,128,128,256 --spatial-layers 3,4,5`` is the
 paper's net: costs on the third hidden layer, the fourth and the output (layer 5).
 
-The defaults (``config.TrainConfig``, chosen in issue 14 on the validation split; README.md):
-transport as the mean over connections (``--transport-norm mean``; the paper prints 1/N_l), V
-over pairs, alpha 1.6, beta 0.4, lr 0.005 with the positions at 10x, Glorot gain 1, no head
-offset, a constant lr, 30 epochs.
+The defaults (``config.TrainConfig``, ``config.CHOSEN`` per mode; README.md): transport as the
+mean over connections (``--transport-norm per_connection``; the paper prints 1/N_l, ``per_out``),
+V over pairs, lr 0.005, Glorot gain 1, no head offset, a constant lr, 30 epochs, and the mode's
+chosen alpha, beta, positions' lr multiple and cost warm-up, carried to other widths by the
+width rule. ``--preset paper|recipe-2025`` runs an earlier setting.
 """
 from __future__ import annotations
 

@@ -1,17 +1,16 @@
 """What defines a run: ``TrainConfig``, its checks, the width rule, and the model it describes.
 
-Defaults (issue 14; results/controls.md): the paper's net, batch, lr 0.005 and V over pairs
-(1/N^2), transport as the mean over connections (as its authors' code took it), Glorot gain 1,
-the output heads started like every neuron (no head offset: the clusters are learned, not
-seeded), and alpha 1.6, beta 0.4 with the positions at 10x the weights' lr: trial 12 of a
-multi-objective sweep over alpha, beta and the positions' lr, on the validation split with
-selection seeds 100 and 101 (results/sweeps/concat-offset0-val.md), chosen as the highest
-lower-seed silhouette among the trials with full >= 0.91, drop <= 0.01 and dead <= 50 %.
-Sequential mode's split fails at these settings (drop 0.39 on validation); no setting tried meets
-both its targets, and its frontier is in results/controls.md. ``PAPER_HPARAMS`` are the paper's
-alpha 1, beta 3 with gain 1, V over pairs and no head offset; ``RECIPE_2025_HPARAMS`` the recipe
-chosen on the test sets before issue 14 (under which the head offset alone made the clusters,
-and whose sequential split is free).
+Defaults (issue 20; README.md, results/README.md): the paper's net, batch, lr 0.005 and V over
+pairs (1/N^2), transport as the mean over connections (as its authors' code took it), Glorot
+gain 1, the output heads started like every neuron (no head offset: the clusters are learned,
+not seeded), and per mode (``CHOSEN``) alpha, beta, the positions' lr multiple and the costs'
+warm-up: for concat and mix trial 25 of a multi-objective sweep over all three modes on the
+validation split with selection seeds 100 and 101, under the targets as constraints
+(results/sweeps/one-setting-val.md), checked at 2x width (results/check-2x/); for sequential,
+which no trial served, the best margin of its own sweep (results/sweeps/sequential-val.md).
+``width_rule="auto"`` carries these to other widths (``spatialnet/width.py``,
+docs/width-rule.md). ``PAPER_HPARAMS`` are the paper's alpha 1, beta 3 with gain 1, V over pairs
+and no head offset; ``RECIPE_2025_HPARAMS`` the recipe chosen on the test sets before issue 14.
 """
 from __future__ import annotations
 
