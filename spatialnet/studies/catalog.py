@@ -63,7 +63,7 @@ _STUDIES = (
           ("check-2x/trial*/table1.md", "check-2x/trial*/table1.json")),
     Study("selection-sequential", "Sequential mode alone: which setting comes nearest its targets (a split that "
                                   "keeps the accuracy, clusters, no crowding), on the validation split?",
-          ("spatialnet sweep --study sequential-val --resume --trials 12 --modes sequential --seeds 100,101 "
+          ("spatialnet sweep --study sequential-val --resume --trials 8 --modes sequential --seeds 100,101 "
            "--constraint targets --objectives full,drop,silhouette,nn --param alpha=0.3:30:log "
            "--param beta=0.3:60:log --param pos_lr_scale=0.3:10:log --param cost_warmup=0:10 --epochs 30 "
            "--head-offset 0 --heartbeat 120 --report results/sweeps/sequential-val.md",),
@@ -83,6 +83,10 @@ _STUDIES = (
           ("python -m spatialnet.studies.vit_modules --out results/vit-modules --seeds 0,1 --patch 7 --epochs 8 "
            "--warmup 200 --schedule cosine --strength derived --scales 1,3,0.333 --threads 1 --timing-pairs 15",),
           ("vit-modules.md", "vit-modules.json")),
+    Study("demo-subset", "Does the demo show the effect on the embedded subset (the regular net's share / chance "
+                         "at least 3x the spatial net's, the spatial drop within 0.02)?",
+          ("spatialnet demo --data subset --out results/demo-subset --no-progress",),
+          ("demo-subset/demo.json", "demo-subset/figure1.png", "demo-subset/figure2.png")),
     Study("tasks", "Do the defaults carry to three and four tasks (MNIST, Fashion-MNIST, permuted MNIST)?",
           ("spatialnet grid --name tasks --tasks-list 'mnist,fashion,pmnist1;mnist,fashion,pmnist1,pmnist2' "
            "--modes concat --nets spatial,regular --seeds 0,1 --eval-split test --workers 2 --out results",),
