@@ -150,3 +150,25 @@ def test_grid_table_rows_of_fewer_tasks_fill_every_column():
     rows = [l for l in rows if l.startswith("|")]
     assert len(rows) == 4 and len({l.count("|") for l in rows}) == 1, rows
     assert rows[2].endswith("| – |") and "permuted MNIST 2 0.900 → 0.800" in rows[3]
+
+
+def test_a_mode_runs_its_own_default_and_says_so(tmp_path, capsys):
+    from spatialnet.config import CHOSEN, TrainConfig
+    cfg = TrainConfig(mode="sequential")
+    assert (cfg.alpha, cfg.beta, cfg.pos_lr_scale, cfg.cost_warmup) == tuple(
+        CHOSEN["sequential"][k] for k in ("alpha", "beta", "pos_lr_scale", "cost_warmup"))
+    assert CHOSEN["sequential"] != CHOSEN["concat"]
+    assert main(["train", "--mode", "sequential", "--epochs", "1", *TINY, "--out", str(tmp_path / "seq")]) == 0
+    said = capsys.readouterr().out
+    assert "sequential mode runs its own default setting" in said and f"beta {CHOSEN['sequential']['beta']:g}" in said
+    saved = json.loads((tmp_path / "seq" / "result.json").read_text())["config"]
+    assert saved["beta"] == CHOSEN["sequential"]["beta"]
+    # a flag given wins, and the command no longer claims the mode's own value for it
+    assert main(["train", "--mode", "sequential", "--epochs", "1", "--beta", "2", *TINY,
+                 "--out", str(tmp_path / "pinned")]) == 0
+    said = capsys.readouterr().out
+    assert "beta " not in said.split("own default setting")[-1].split(")")[0]
+    assert json.loads((tmp_path / "pinned" / "result.json").read_text())["config"]["beta"] == 2.0
+    # concat runs the concat default silently
+    assert main(["train", "--mode", "concat", "--epochs", "1", *TINY, "--out", str(tmp_path / "cat")]) == 0
+    assert "own default" not in capsys.readouterr().out
