@@ -74,10 +74,12 @@ _STUDIES = (
            "--workers 2 --out results --runs-dir runs/table1",),
           ("table1.md", "table1.json", "figure1-<mode>.png", "figure2-<mode>.png", "positions-<mode>.gif")),
     Study("wide", "Does the width rule carry the defaults to 2x, 4x and 8x the paper's widths?",
-          ("spatialnet grid --name wide --hidden-list '128,128,128,256;256,256,256,512;512,512,512,1024;"
-           "1024,1024,1024,2048' --modes concat,mix --nets spatial,regular --seeds 0,1,2 --eval-split test "
-           "--workers 2 --out results",),
-          ("wide.json", "wide/table.md", "wide/figure1-*.png")),
+          ("spatialnet grid --name wide --hidden-list '128,128,128,256;256,256,256,512;512,512,512,1024' "
+           "--modes concat,mix --nets spatial --seeds 0,1,2 --eval-split test --workers 2 --out results",
+           "spatialnet grid --name wide-8x --hidden-list '1024,1024,1024,2048' --modes concat,mix --nets spatial "
+           "--seeds 0,1 --eval-split test --workers 2 --out results --runs-dir runs/wide"),
+          ("wide.json", "wide/table.md", "wide/figure1-*.png", "wide-8x.json", "wide-8x/table.md",
+           "wide-8x/figure1-*.png")),
     Study("vit-modules", "Does any block of a timm ViT form task modules under the costs at the strength the "
                          "width rule's invariants give (and at 3x and 1/3 of it), beside the plain ViT?",
           ("python -m spatialnet.studies.vit_modules --out results/vit-modules --seeds 0,1 --patch 7 --epochs 8 "
