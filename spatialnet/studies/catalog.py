@@ -83,7 +83,9 @@ _STUDIES = (
     Study("vit-modules", "Does any block of a timm ViT form task modules under the costs at the strength the "
                          "width rule's invariants give (and at 3x and 1/3 of it), beside the plain ViT?",
           ("python -m spatialnet.studies.vit_modules --out results/vit-modules --seeds 0,1 --patch 7 --epochs 8 "
-           "--warmup 200 --schedule cosine --strength derived --scales 1,3,0.333 --threads 1 --timing-pairs 15",),
+           "--warmup 200 --schedule cosine --strength derived --scales 1 --threads 1 --timing-pairs 15",
+           "python -m spatialnet.studies.vit_modules --out results/vit-modules --seeds 0 --patch 7 --epochs 8 "
+           "--warmup 200 --schedule cosine --strength derived --scales 1,3,0.333 --threads 1 --timing-pairs 15"),
           ("vit-modules.md", "vit-modules.json")),
     Study("demo-subset", "Does the demo show the effect on the embedded subset (the regular net's share / chance "
                          "at least 3x the spatial net's, the spatial drop within 0.02)?",
