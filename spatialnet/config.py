@@ -116,6 +116,8 @@ class TrainConfig:
                                         "(1, the paper's)")
     cost_warmup: float = _field(None, "epochs over which the spatial loss ramps up linearly from 0 (0: off, the paper)",
                                 type_=float)
+    spatial_lr_scale: float = _field(1.0, "probes: the spatial layers' weights train at this times the lr the width "
+                                          "rule gives them (1: the rule's)")
     threads: int = _field(1, "torch and numba threads per process", runtime=True)
     data: str = _field("full", "full MNIST/Fashion-MNIST (downloaded when missing), the embedded subset, or auto "
                                "(full when its files are present, else the subset)", DATA_SOURCES)
@@ -129,6 +131,8 @@ class TrainConfig:
                                WEIGHT_DTYPES)
     eval_every: int = _field(0, "also evaluate and split every K epochs (0: at the end only)", runtime=True)
     compile: bool = _field(False, "torch.compile each step's loss, forward and backward", runtime=True)
+    keep_epochs: list = _field([], "also keep a copy of the checkpoint after these epochs, as checkpoint-eN.pt "
+                                   "(0: the initial state), comma-separated", runtime=True)
 
     def __post_init__(self):
         # the per-mode fields left at None take the mode's chosen setting (a bad mode is left to validate)
@@ -159,6 +163,12 @@ class TrainConfig:
             raise ValueError("spatial_layers must name at least one layer (the split starts at the lowest)")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.spatial_lr_scale, (int, float)) and math.isfinite(self.spatial_lr_scale)
+                and self.spatial_lr_scale > 0):
+            raise ValueError(f"spatial_lr_scale must be a positive number, got {self.spatial_lr_scale!r}")
+        if not isinstance(self.keep_epochs, (list, tuple)) or any(
+                isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in self.keep_epochs):
+            raise ValueError(f"keep_epochs must be a list of epochs >= 0, got {self.keep_epochs!r}")
         for name in ("alpha", "beta"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
@@ -215,6 +225,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["hidden"], d["spatial_layers"], d["tasks"] = list(self.hidden), list(self.spatial_layers), list(self.tasks)
+        d["keep_epochs"] = list(self.keep_epochs)
         return d
 
     @property
@@ -231,10 +242,14 @@ class TrainConfig:
         ``bias_lr`` and ``pos_lr``. At w = 1 (and with ``width_rule="none"``) they are the flags'."""
         from .width import width_rule
         w = self.width_factor
-        return {"width_factor": w, **width_rule(
+        eff = {"width_factor": w, **width_rule(
             self.sizes, [h / w for h in self.hidden], self.spatial_layers, alpha=self.alpha, beta=self.beta,
             lr=self.lr, pos_lr=self.lr * self.pos_lr_scale, transport_norm=self.transport_norm,
             density_norm=self.density_norm, init=self.init, density_length=self.density_length)}
+        if self.net == "spatial" and self.spatial_lr_scale != 1.0:
+            for l in self.spatial_layers:
+                eff["lr"][str(l)] *= self.spatial_lr_scale
+        return eff
 
     def identity(self) -> dict:
         """What the run computes: the config without the runtime keys (``RUNTIME_KEYS``), and for
@@ -262,7 +277,7 @@ def in_mode(cfg: dict, mode: str, pinned=()) -> dict:
 
 
 # what only the spatial net reads: the costs, the positions and their schedule
-COST_KEYS = ("alpha", "beta", "pos_lr_scale", "cost_warmup", "transport_norm", "density_norm", "density_length",
+COST_KEYS = ("alpha", "beta", "pos_lr_scale", "spatial_lr_scale", "cost_warmup", "transport_norm", "density_norm", "density_length",
              "dim", "head_offset", "transport", "freeze_positions")
 # how a run is executed, not what it computes: a checkpoint resumes whatever these are
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["runtime"])

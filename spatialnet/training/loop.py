@@ -81,6 +81,27 @@ def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
     return opt, sched
 
 
+def _extends(old: TrainConfig, new: TrainConfig) -> bool:
+    """Whether ``new`` continues the run ``old`` made past its last epoch: the
+    same config but for more epochs, which a constant schedule allows (a ValueError says why
+    not where the schedule would change the steps already taken)."""
+    a, b = old.identity(), new.identity()
+    if {k for k in a if a[k] != b.get(k)} != {"epochs"} or new.epochs <= old.epochs:
+        return False
+    if new.schedule != "constant":
+        raise ValueError(f"--resume --epochs {new.epochs}: the run was made for {old.epochs} epochs on a "
+                         f"{new.schedule} schedule, whose learning rate at every step depends on the run's length; "
+                         f"only a constant schedule can be extended")
+    return True
+
+
+def _keep(path: Path, cfg: TrainConfig, epoch: int) -> None:
+    """A copy of the checkpoint just written, ``checkpoint-e{epoch}.pt``, where ``keep_epochs`` asks."""
+    if epoch in cfg.keep_epochs:
+        import shutil
+        shutil.copyfile(path, path.with_name(f"checkpoint-e{epoch}.pt"))
+
+
 def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -163,6 +184,10 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         old, new = ckpt["config"].identity(), cfg.identity()
+        if old != new and _extends(ckpt["config"], cfg):
+            old = new
+            if rank == 0:
+                log(f"extending {ckpt_path} from {ckpt['config'].epochs} to {cfg.epochs} epochs (constant schedule)")
         if old != new:
             diff = {k: (v, new.get(k)) for k, v in old.items() if new.get(k) != v}
             raise ValueError(f"--resume: checkpoint {ckpt_path} was made with another config "
@@ -184,6 +209,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
     bar = Progress(cfg.epochs, start_epoch, f"{cfg.mode}/{cfg.net}/seed{cfg.seed}", log) \
         if progress and rank == 0 else None
     track = PositionTrack(out_dir / POSITIONS_FILE, start_epoch, model) if rank == 0 else None
+    if rank == 0 and start_epoch == 0 and 0 in cfg.keep_epochs:
+        save_checkpoint(out_dir / "checkpoint-e0.pt", model, opt, sched, cfg, 0, [])
     ev = None
     for epoch in range(start_epoch, cfg.epochs):
         # on the device: [task loss, spatial loss] sums, and the first non-finite step and its loss
@@ -227,6 +254,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
                                                   "ari", "nn", "stacked", "dead_fraction")})
             history.append(record)
             save_checkpoint(ckpt_path, model, opt, sched, cfg, epoch + 1, history)
+            _keep(ckpt_path, cfg, epoch + 1)
             track.append(epoch + 1, model)
             write_json(metrics_path, {"config": cfg.to_dict(), "data": td.source, "history": history})
             if bar is not None:
