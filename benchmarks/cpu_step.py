@@ -140,7 +140,8 @@ def in_step_point(n: int, reps: int, batch: int = 256, device: str = "cpu", dtyp
     what the transport adds is the median of the paired differences, in copies of W."""
     import torch
 
-    from spatial_kernels import _ops, fused_transport_cost
+    import spatial_kernels
+    from spatial_kernels import fused_transport_cost
 
     g = torch.Generator().manual_seed(0)
     wd = getattr(torch, dtype)
@@ -155,10 +156,10 @@ def in_step_point(n: int, reps: int, batch: int = 256, device: str = "cpu", dtyp
         W.grad = p_in.grad = p_out.grad = None  # optimizer.zero_grad()
         loss = (x @ W.T).square().mean()
         if kind != "task":
-            _ops.set_accumulate(kind == "fast")
+            spatial_kernels.set_accumulate(kind == "fast")
             loss = loss + fused_transport_cost(W, p_in, p_out, scale=1.0 / (n * n))
         loss.float().backward()
-        _ops.set_accumulate(True)
+        spatial_kernels.set_accumulate(True)
         sync()
 
     def copy():

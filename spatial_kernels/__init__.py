@@ -7,7 +7,7 @@ Backends: ``reference`` (plain PyTorch, the ground truth), ``numba`` (CPU), ``tr
 See README.md beside this file for the gradients and how the reductions are shaped.
 """
 from ._backends import available_backends
-from ._ops import accumulate_path, set_accumulate
+from ._accumulate import accumulate_path, set_accumulate
 from .density import fused_density_cost
 from .density.reference import density_cost_reference
 from .transport import fused_transport_cost

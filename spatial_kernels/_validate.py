@@ -5,7 +5,7 @@ checked arguments and every user sees the same messages.
 
 A check does not raise: it returns ``None`` or a :class:`BadArgument`, the exception to raise and
 its message, whose ``{name}`` fields are the shapes of the tensors it names and are filled in
-when it is raised. The public functions raise it through ``_ops.raise_bad_argument``: at once in
+when it is raised. The public functions raise it through ``_op_common.raise_bad_argument``: at once in
 eager mode, and under ``torch.compile`` when the compiled code runs, where shapes are concrete
 (while tracing they can be symbolic, and an exception raised there would reach the user as
 dynamo's own error type).

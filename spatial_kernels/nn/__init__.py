@@ -10,7 +10,8 @@ from .costs import Sheet, SpatialCosts, channel_strength, spatialize
 from .norms import (DENSITY_ALIASES, DENSITY_NORMS, TRANSPORT_ALIASES, TRANSPORT_NORMS, density_divisor, density_norm,
                     transport_divisor, transport_norm)
 from .sheets import ELEMENTWISE_MODULES, SUPPORTED
+from .values import per_key
 
 __all__ = ["DENSITY_ALIASES", "DENSITY_NORMS", "ELEMENTWISE_MODULES", "SUPPORTED", "Sheet", "SpatialCosts",
-           "TRANSPORT_ALIASES", "TRANSPORT_NORMS", "channel_strength", "density_divisor", "density_norm", "spatialize",
+           "TRANSPORT_ALIASES", "TRANSPORT_NORMS", "channel_strength", "density_divisor", "density_norm", "per_key", "spatialize",
            "transport_divisor", "transport_norm"]

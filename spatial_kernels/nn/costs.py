@@ -23,11 +23,8 @@ stored already weighted).
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
-from typing import Mapping
-
 import torch
 from torch import nn
 
@@ -35,6 +32,7 @@ from ..density import fused_density_cost
 from ..transport import fused_transport_cost
 from .norms import density_divisor, density_norm as _density_norm, transport_divisor, transport_norm as _transport_norm
 from .sheets import infer_ports, port_size, select_layers
+from .values import per_key
 
 @dataclass(frozen=True)
 class Sheet:
@@ -123,37 +121,11 @@ class SpatialCosts(nn.Module):
     def _per_sheet(self, what: str, value, positive: bool = False, names=None) -> dict[str, float]:
         """``{sheet: float}`` from one number or a mapping that names every sheet of ``names``
         (default: every sheet) once."""
-        names = list(self.sheets) if names is None else names
-        if isinstance(value, Mapping):
-            unknown = sorted(set(value) - set(names))
-            missing = sorted(set(names) - set(value))
-            if unknown or missing:
-                raise ValueError(f"{what} must name each sheet of {names}; unknown {unknown}, missing {missing}")
-            out = {k: value[k] for k in names}
-        else:
-            out = dict.fromkeys(names, value)
-        for k, v in out.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
-                    positive and v == 0):
-                raise ValueError(f"{what} for sheet {k!r} must be a finite number {'> 0' if positive else '>= 0'}, "
-                                 f"got {v!r}")
-        return {k: float(v) for k, v in out.items()}
+        return per_key(what, value, list(self.sheets) if names is None else names, kind="sheet", positive=positive)
 
     def _per_layer(self, what: str, value) -> dict[str, float]:
         """``{layer: float}`` from one number or a mapping that names every layer once."""
-        names = self.layers
-        if isinstance(value, Mapping):
-            unknown = sorted(set(value) - set(names))
-            missing = sorted(set(names) - set(value))
-            if unknown or missing:
-                raise ValueError(f"{what} must name each layer ({names}); unknown {unknown}, missing {missing}")
-            out = {k: value[k] for k in names}
-        else:
-            out = dict.fromkeys(names, value)
-        for k, v in out.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{what} for layer {k!r} must be a finite number >= 0, got {v!r}")
-        return {k: float(v) for k, v in out.items()}
+        return per_key(what, value, self.layers, kind="layer")
 
     def _density(self, sheet: Sheet, scale: float) -> torch.Tensor:
         p = self.positions[sheet.key]

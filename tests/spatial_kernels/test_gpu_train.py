@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--", "--device", "cpu", "--data", "subset", "--max-train", "128", "--batch-size", "64",
         "--hidden", "8,8,8,12", "--epochs", "2"]
 

@@ -25,7 +25,7 @@ from spatial_kernels import (
 from spatial_kernels.density import triton_gpu as density_triton
 from spatial_kernels.transport import triton_gpu as transport_triton
 
-from ._helpers import assert_close_scaled, device_for
+from ..helpers import assert_close_scaled, device_for
 
 pytestmark = pytest.mark.skipif(
     "triton" not in available_backends(),
@@ -219,14 +219,14 @@ def test_dW_is_not_written_when_W_needs_no_grad(spies):
 
 
 def test_one_pass_gives_value_and_every_gradient(spies):
-    from spatial_kernels import _ops
+    import spatial_kernels
     W, p_in, p_out = _transport_inputs(17, 33, 3, torch.float32)
     # the present path (autograd sums dW): value and every gradient in one pass
-    _ops.set_accumulate(False)
+    spatial_kernels.set_accumulate(False)
     try:
         fused_transport_cost(*_leaves(W, p_in, p_out), backend="triton").backward()
     finally:
-        _ops.set_accumulate(True)
+        spatial_kernels.set_accumulate(True)
     (p,) = _leaves(p_in)
     fused_density_cost(p, backend="triton").backward()
     assert _launch_counts(spies) == {"_transport_fwd_kernel": 0, "_transport_fwd_bwd_kernel": 1,

@@ -15,7 +15,7 @@ from spatial_kernels import (
     transport_cost_reference,
 )
 
-from ._helpers import FUSED_CASES, assert_close_scaled, device_for
+from ..helpers import FUSED_CASES, assert_close_scaled, device_for
 
 TRANSPORT_SHAPES = [(1, 1), (3, 5), (17, 33), (130, 257)]
 DENSITY_SIZES = [1, 7, 129, 300]

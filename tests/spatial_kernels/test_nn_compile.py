@@ -1,5 +1,5 @@
 """torch.compile(fullgraph=True) of a training step of a spatialized model (task loss + costs,
-forward and backward) against the same step in eager mode, which tests/test_nn_spatialize.py
+forward and backward) against the same step in eager mode, which tests/spatial_kernels/test_nn_spatialize.py
 checks against a hand-written float64 sum."""
 import warnings
 

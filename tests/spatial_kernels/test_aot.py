@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("triton")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KERNELS = ["_transport_fwd_kernel", "_transport_fwd_bwd_kernel", "_density_fwd_kernel", "_density_fwd_bwd_kernel"]
 ROW = re.compile(r"^(_\w+_kernel)\s+(.+?)\s+sm_(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$")
 

@@ -1,7 +1,7 @@
 """The costs as PyTorch operators: torch.library.opcheck, torch.compile(fullgraph=True) of a loss
 and of a whole SpatialMLP training step against eager, and bad input through compiled code.
 
-Compiled code is checked against eager mode, which tests/test_costs.py checks against the float64
+Compiled code is checked against eager mode, which tests/spatial_kernels/test_costs.py checks against the float64
 reference. On a machine without CUDA the triton backend runs under the interpreter.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from spatial_kernels import fused_density_cost, fused_transport_cost
 
-from ._helpers import FUSED_CASES, device_for
+from ..helpers import FUSED_CASES, device_for
 
 torch._dynamo.config.cache_size_limit = 64  # every case below compiles its own graphs
 

@@ -1,0 +1,132 @@
+"""The transport cost as a PyTorch operator, its autograd, and the public function.
+
+``torch.ops.spatial_kernels.transport`` is registered with ``torch.library.custom_op``, so that
+``torch.compile(fullgraph=True)`` traces through it (FakeTensor shapes from ``register_fake``) and
+``torch.library.opcheck`` checks it. ``backend`` (an argument, so that the traced graph keeps it)
+picks the kernels: ``numba_cpu`` on CPU tensors, ``triton_gpu`` on CUDA tensors (or on CPU tensors
+under ``TRITON_INTERPRET=1``). ``backend="reference"`` stays plain autograd and never comes here.
+
+A call computes the value and the gradients asked for in one pass, already times ``scale``; the
+backward scales the saved gradients by the upstream gradient. W's gradient can instead be
+deferred to the end of the backward and added into ``W.grad`` in the kernel's pass
+(``_accumulate.py``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import _accumulate
+from .._backends import resolve_backend
+from .._op_common import needs_grad, or_empty, raise_bad_argument, refuse_double_backward, upstream
+from .._validate import BadArgument, check_scale, check_transport_args
+from .reference import transport_cost_reference
+
+
+def kernels(backend: str):
+    """The module of ``backend``'s transport kernels and launchers."""
+    if backend == "numba":
+        from . import numba_cpu
+        return numba_cpu
+    if backend == "triton":
+        from . import triton_gpu
+        return triton_gpu
+    raise ValueError(f"backend {backend!r} has no fused transport kernel; use 'numba' or 'triton'")
+
+
+@torch.library.custom_op("spatial_kernels::transport", mutates_args=(), device_types=("cpu", "cuda"))
+def transport(W: Tensor, p_in: Tensor, p_out: Tensor, scale: float, backend: str,
+              need_W: bool, need_p_in: bool, need_p_out: bool,
+              defer_W: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(scale * T, scale * dT/dW, scale * dT/dp_in, scale * dT/dp_out)``, empty where not needed.
+
+    ``defer_W``: dT/dW is not made here (``need_W`` is then False); the backward adds it into
+    ``W.grad`` itself, after the task gradient has reached it (``_accumulate.deferred_W_grad``)."""
+    impl = kernels(backend)
+    if not (need_W or need_p_in or need_p_out):
+        value = impl.transport_value(W, p_in, p_out)
+        return value if scale == 1.0 else value * scale, W.new_empty(0), p_in.new_empty(0), p_out.new_empty(0)
+    value, dW, g_in, g_out = impl.transport_fwd(W, p_in, p_out, needs_grad=(need_W, need_p_in, need_p_out),
+                                                scale=scale)
+    return value, or_empty(dW, W), or_empty(g_in, p_in), or_empty(g_out, p_out)
+
+
+@transport.register_fake
+def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out, defer_W=False):
+    # dW: numba writes a contiguous array, triton one in W's memory layout (empty_like)
+    dW = (torch.empty_like(W) if backend == "triton" else W.new_empty(W.shape)) if need_W else W.new_empty(0)
+    return (p_in.new_empty(()), dW, p_in.new_empty(p_in.shape) if need_p_in else p_in.new_empty(0),
+            p_out.new_empty(p_out.shape) if need_p_out else p_out.new_empty(0))
+
+
+def _setup(ctx, inputs, output):
+    W, p_in, p_out, scale, backend = inputs[:5]
+    ctx.backend, ctx.scale, ctx.kernel_args = backend, scale, {}
+    ctx.defer = len(inputs) > 8 and bool(inputs[8])
+    if ctx.defer:  # W's part of the gradient is made in backward: keep what it needs
+        ctx.save_for_backward(*output[1:], W, p_in, p_out)
+        # the leaf itself, whose .grad the backward adds into: a saved tensor can come back as
+        # another tensor (saved-tensor hooks, save_on_cpu, non-reentrant checkpointing)
+        ctx.W_leaf, ctx.W_version = W, W._version
+    else:
+        ctx.save_for_backward(*output[1:])
+    ctx.mark_non_differentiable(*output[1:])
+    # The gradient outputs never receive a gradient: without this, autograd would fill a
+    # W-sized zero tensor for dW on every backward (measured: 2 fresh 268 MB fills at 8192^2).
+    ctx.set_materialize_grads(False)
+
+
+def _backward(ctx, grad, _dW, _g_in, _g_out):
+    if grad is None:  # grads are not materialised (see _setup)
+        return None, None, None, None, None, None, None, None, None
+    refuse_double_backward(ctx.backend)
+    need = ctx.needs_input_grad
+    if ctx.defer:
+        dW, g_in, g_out, W, p_in, p_out = ctx.saved_tensors
+        grad_W = _accumulate.deferred_W_grad(ctx, kernels(ctx.backend), W, p_in, p_out, grad) if need[0] else None
+    else:
+        dW, g_in, g_out = ctx.saved_tensors
+        grad_W = upstream(dW, grad) if need[0] else None
+    return (grad_W, upstream(g_in, grad) if need[1] else None,
+            upstream(g_out, grad) if need[2] else None, None, None, None, None, None, None)
+
+
+transport.register_autograd(_backward, setup_context=_setup)
+
+
+def fused_transport_cost(W: Tensor, p_in: Tensor, p_out: Tensor, *, scale: float = 1.0,
+                         backend: str = "auto") -> Tensor:
+    """``scale * sum_ij |W[i, j]| * ||p_out[i] - p_in[j]||_2`` as a 0-dim tensor, with gradients
+    (for a conv weight ``|W[i, j]|`` is the sum over the taps).
+
+    Args:
+        W: ``(n_out, n_in)`` weights, as ``nn.Linear.weight``, or a convolution's weight
+            ``(n_out, n_in, *kernel)`` (groups = 1), whose pair ``(i, j)`` weighs the sum of
+            ``|W[i, j, ...]|`` over the kernel taps; ``dW`` has W's shape.
+        p_in: ``(n_in, D)`` positions of the layer feeding W, D in 1..3.
+        p_out: ``(n_out, D)`` positions of the layer W feeds.
+        scale: a constant weight on the cost (a real number). The fused backends store ``dW``
+            already weighted, so ``fused_transport_cost(W, p_in, p_out, scale=c)`` added to a loss
+            costs one W-sized pass less in backward than ``c * fused_transport_cost(W, p_in, p_out)``
+            (the same value and gradients otherwise).
+        backend: ``"auto"``, ``"reference"``, ``"numba"`` or ``"triton"``.
+
+    A raw sum: any normalisation (the paper's 1/N_l) belongs to the caller. No
+    ``(n_out, n_in)`` temporary is made by the fused backends; ``dW`` is their only W-sized
+    output. The fused backends run as the operator ``torch.ops.spatial_kernels.transport``, so
+    ``torch.compile(fullgraph=True)`` traces through this function.
+    """
+    bad = check_transport_args(W, p_in, p_out) or check_scale(scale)
+    name = bad or resolve_backend(backend, W.device, p_in.dtype, W.dtype)
+    if isinstance(name, BadArgument):
+        return raise_bad_argument(name)
+    scale = float(scale)
+    if name == "reference" or W.numel() == 0:
+        cost = transport_cost_reference(W, p_in, p_out)
+        return cost if scale == 1.0 else cost * scale
+    need_W = needs_grad(W)
+    # the fast path: W's gradient added into W.grad in the kernel's pass (_accumulate.accumulate_path)
+    defer = need_W and _accumulate.accumulate_path(W) is None
+    value, _, _, _ = transport(W, p_in, p_out, scale, name, need_W and not defer, needs_grad(p_in),
+                               needs_grad(p_out), defer)
+    return value
