@@ -6,7 +6,7 @@
 #
 #   bash benchmarks/gpu_check.sh
 #
-#   1. CUDA tests: tests/test_triton.py (bf16 W beyond 2**31 elements, large float32 shapes,
+#   1. CUDA tests: tests/spatial_kernels/test_triton.py (bf16 W beyond 2**31 elements, large float32 shapes,
 #      block boundaries), the shared backend tests (test_costs.py, test_validation.py) on the
 #      triton backend, and the operators on CUDA (test_ops.py: opcheck, torch.compile).
 #   2. GPU benchmarks: benchmarks/bench_gpu.py (triton vs reference vs pykeops).
@@ -87,9 +87,9 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 
 # 1. CUDA tests (the first calls JIT-compile every kernel variant: most of this time)
-step tests_triton 50 "$PY" -m pytest tests/test_triton.py -q -ra -p no:cacheprovider --durations=8
-step tests_shared 30 "$PY" -m pytest tests/test_costs.py tests/test_validation.py -k triton -q -ra -p no:cacheprovider
-step tests_ops 35 "$PY" -m pytest tests/test_ops.py -k triton -q -ra -p no:cacheprovider
+step tests_triton 50 "$PY" -m pytest tests/spatial_kernels/test_triton.py -q -ra -p no:cacheprovider --durations=8
+step tests_shared 30 "$PY" -m pytest tests/spatial_kernels/test_costs.py tests/spatial_kernels/test_validation.py -k triton -q -ra -p no:cacheprovider
+step tests_ops 35 "$PY" -m pytest tests/spatial_kernels/test_ops.py -k triton -q -ra -p no:cacheprovider
 
 # 2. GPU benchmarks; each case appends its row to $ROWS as soon as it is measured
 export BENCH_GPU_RECORD="$REPO/$ROWS"
@@ -137,7 +137,7 @@ EOF
     echo
     echo "## Tests"
     echo
-    echo "- tests/test_triton.py: $(summary tests_triton)"
+    echo "- tests/spatial_kernels/test_triton.py: $(summary tests_triton)"
     echo "- shared tests on triton (test_costs.py, test_validation.py, -k triton): $(summary tests_shared)"
     echo "- operators on CUDA (test_ops.py -k triton: opcheck, torch.compile): $(summary tests_ops)"
     for name in tests_triton tests_shared tests_ops; do

@@ -10,7 +10,7 @@ command in its own process, under a time limit, and what it left behind is read 
     python -m benchmarks.gpu_train render OUT         # markdown of all of the above
 
 Arguments after ``--`` go to every ``spatialnet`` command of paper/table/wide and override
-theirs (tests/test_gpu_train.py runs them on the CPU with ``-- --device cpu --epochs 1 ...``).
+theirs (tests/spatial_kernels/test_gpu_train.py runs them on the CPU with ``-- --device cpu --epochs 1 ...``).
 
 A run stopped by its limit keeps its per-epoch checkpoint; ``render`` then splits that
 checkpoint (``spatialnet split``) and reports the read-out at the epoch it reached, with the

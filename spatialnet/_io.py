@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 
-def _atomic(path, write) -> None:
+def atomic(path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -27,12 +27,12 @@ def _atomic(path, write) -> None:
 
 
 def write_json(path, obj) -> None:
-    _atomic(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+    atomic(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
 def write_text(path, text: str) -> None:
-    _atomic(path, lambda f: f.write(text.encode()))
+    atomic(path, lambda f: f.write(text.encode()))
 
 
 def save_torch(path, obj) -> None:
-    _atomic(path, lambda f: torch.save(obj, f))
+    atomic(path, lambda f: torch.save(obj, f))

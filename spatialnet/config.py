@@ -1,31 +1,28 @@
-"""What defines a run: ``TrainConfig``, its checks, the width rule, and the model it describes.
+"""What defines a run: ``TrainConfig``, its checks, and the values training uses per layer.
 
-Defaults (issue 20; README.md, results/README.md): the paper's net, batch, lr 0.005 and V over
-pairs (1/N^2), transport as the mean over connections (as its authors' code took it), Glorot
-gain 1, the output heads started like every neuron (no head offset: the clusters are learned,
-not seeded), and per mode (``CHOSEN``) alpha, beta, the positions' lr multiple and the costs'
-warm-up: for concat and mix trial 25 of a multi-objective sweep over all three modes on the
-validation split with selection seeds 100 and 101, under the targets as constraints
-(results/sweeps/one-setting-val.md), checked at 2x width (results/check-2x/); for sequential,
-which no trial served, the best margin of its own sweep (results/sweeps/sequential-val.md).
-``width_rule="auto"`` carries these to other widths (``spatialnet/width.py``,
-docs/width-rule.md). ``PAPER_HPARAMS`` are the paper's alpha 1, beta 3 with gain 1, V over pairs
-and no head offset; ``RECIPE_2025_HPARAMS`` the recipe chosen on the test sets before issue 14.
+The defaults (README.md, docs/protocol.md): the paper's net, batch, lr 0.005 and V over pairs
+(1/N^2), transport as the mean over connections (as its authors' code took it), Glorot gain 1,
+every output neuron started like the rest (no head offset: the clusters are learned, not seeded),
+and per mode (``CHOSEN``) alpha, beta, the positions' lr multiple and the costs' warm-up, chosen on
+the validation split with selection seeds. ``width_rule="auto"`` carries them to other widths
+(``width.py``, docs/width-rule.md). ``PRESETS`` name earlier settings: the paper's, and the
+recipe chosen on the test sets that the first records used.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 
-import torch
 
 from . import data as data_mod
 from spatial_kernels.nn import DENSITY_ALIASES, DENSITY_NORMS, TRANSPORT_ALIASES, TRANSPORT_NORMS
 from spatial_kernels.nn import density_norm as canonical_density_norm, transport_norm as canonical_transport_norm
 
-from .model import ACTIVATIONS, INITS, TRANSPORTS, SpatialMLP, check_spatial_layers
+from .model import ACTIVATIONS, INITS, TRANSPORTS, check_spatial_layers
 from .data.tasks import DEFAULT_TASKS, check_tasks
+from .width import width_rule
 
 NETS = ("regular", "spatial")
 OPTIMIZERS = ("adam", "sgd")
@@ -33,35 +30,53 @@ SCHEDULES = ("constant", "cosine")
 WEIGHT_DTYPES = ("float32", "bfloat16")
 WIDTH_RULES = ("auto", "none")
 DATA_SOURCES = ("full", "subset", "auto")
-ACTIVATION_NAMES = tuple(ACTIVATIONS)
 PAPER_MEAN_HIDDEN = 160  # (128 + 128 + 128 + 256) / 4
-# the regular net's own settings in studies (issue 14: a fair baseline): the paper's lr, gain 1.
-# At the spatial net's lr 0.0024 and gain 2, the greedy split gave every regular seed's layer 3
-# whole to MNIST; at these, the regular concat drop is 0.006 with balanced groups.
+# The regular net's own settings in studies, a fair baseline: the paper's lr, gain 1. NOTE: at the
+# spatial net's lr 0.0024 and gain 2 the greedy split gave every regular seed's layer 3 whole to
+# MNIST; at these the regular concat drop is 0.006 with balanced groups.
 REGULAR_HPARAMS = {"lr": 0.005, "init_gain": 1.0}
 PAPER_HPARAMS = {"alpha": 1.0, "beta": 3.0, "lr": 0.005, "pos_lr_scale": 1.0, "cost_warmup": 0.0, "init_gain": 1.0,
                  "head_offset": 0.0, "density_norm": "per_pair"}
-# the defaults before issue 14 (selected on the test sets); kept to read the earlier records
+# the recipe selected on the test sets, before the validation protocol; kept to read the earlier records
 RECIPE_2025_HPARAMS = {"alpha": 9.0, "beta": 20.0, "lr": 0.0024, "pos_lr_scale": 0.85, "cost_warmup": 0.0,
                        "init_gain": 2.0, "head_offset": 1.6, "density_norm": "per_neuron"}
 # the settings --preset names (the defaults are the chosen setting)
 PRESETS = {"paper": PAPER_HPARAMS, "recipe-2025": RECIPE_2025_HPARAMS}
 
-
-# The chosen setting, per mode (issue 20; docs and results/README.md say how it was chosen). A
-# TrainConfig left at None in these fields takes its mode's values.
-# concat and mix: trial 25 of the selection sweep (results/sweeps/one-setting-val.md), the
-# highest smallest margin over concat's and mix's targets at 1x and 2x (results/check-2x/).
-TRIAL_25 = {"alpha": 0.911, "beta": 3.32, "pos_lr_scale": 5.83, "cost_warmup": 8.09}
-# sequential: no trial of either sweep met sequential's targets (no trial's silhouette reached 0.25);
-# trial 5 of the sequential sweep (results/sweeps/sequential-val.md), its highest margin, as registered.
-SEQUENTIAL_TRIAL_5 = {"alpha": 1.27, "beta": 15.1, "pos_lr_scale": 0.932, "cost_warmup": 5.34}
+# The chosen setting, per mode (docs/protocol.md says how it was chosen). A TrainConfig left at
+# None in these fields takes its mode's values.
+# NOTE: concat and mix: trial 25 of the three-mode selection sweep (results/sweeps/one-setting-val.md),
+# the highest smallest margin over concat's and mix's targets at 1x and 2x (results/check-2x/).
+# NOTE: sequential: no trial of either sweep met its targets (no silhouette reached 0.25); trial 5
+# of its own sweep (results/sweeps/sequential-val.md), the highest margin.
 CHOSEN = {
-    "concat": dict(TRIAL_25),
-    "mix": dict(TRIAL_25),
-    "sequential": dict(SEQUENTIAL_TRIAL_5),
+    "concat": {"alpha": 0.911, "beta": 3.32, "pos_lr_scale": 5.83, "cost_warmup": 8.09},
+    "mix": {"alpha": 0.911, "beta": 3.32, "pos_lr_scale": 5.83, "cost_warmup": 8.09},
+    "sequential": {"alpha": 1.27, "beta": 15.1, "pos_lr_scale": 0.932, "cost_warmup": 5.34},
 }
 PER_MODE = ("alpha", "beta", "pos_lr_scale", "cost_warmup")
+
+
+@dataclass(frozen=True)
+class LayerValues:
+    """The values training uses, per 1-based layer: the width rule's (``width.py``) for a net
+    ``width_factor`` times the paper's width, the flags' at 1x. ``alpha`` and ``beta`` of every
+    spatial layer, ``density_length`` of every positioned one, ``lr`` of every weight matrix;
+    ``bias_lr`` and ``pos_lr`` one each."""
+    width_factor: float
+    alpha: dict
+    beta: dict
+    density_length: dict
+    lr: dict
+    bias_lr: float
+    pos_lr: float
+
+    def to_json(self) -> dict:
+        """A JSON object (layer keys as strings), as the records keep it under ``effective``."""
+        key = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
+        return {"width_factor": self.width_factor, "alpha": key(self.alpha), "beta": key(self.beta),
+                "density_length": key(self.density_length), "lr": key(self.lr), "bias_lr": self.bias_lr,
+                "pos_lr": self.pos_lr}
 
 
 def _field(default, help: str, choices=None, *, runtime: bool = False, type_=None):
@@ -98,7 +113,7 @@ class TrainConfig:
                                  TRANSPORT_NORMS + tuple(TRANSPORT_ALIASES))
     density_norm: str = _field("per_pair", "V(l) over 1/N_l^2, the paper's (per_pair; old name paper), or 1/N_l "
                                "(per_neuron; old name neuron)", DENSITY_NORMS + tuple(DENSITY_ALIASES))
-    activation: str = _field("sigmoid", "activation of the hidden layers (the paper's sigmoid)", ACTIVATION_NAMES)
+    activation: str = _field("sigmoid", "activation of the hidden layers (the paper's sigmoid)", tuple(ACTIVATIONS))
     dim: int = _field(2, "coordinates per neuron, 1..3")
     init: str = _field("glorot", "glorot (Glorot-uniform, zero biases) or torch (nn.Linear's default)", INITS)
     init_gain: float = _field(1.0, "Glorot gain (4 is Glorot & Bengio's advice for sigmoids)")
@@ -141,13 +156,19 @@ class TrainConfig:
                 setattr(self, k, v)
 
     def validate(self) -> "TrainConfig":
+        """Checks every field, a ValueError or TypeError naming it; canonicalises the norms' old
+        names. Returns the config."""
         data_mod.check_mode(self.mode)
-        if self.net not in NETS:
-            raise ValueError(f"net must be one of {NETS}, got {self.net!r}")
-        for name in ("epochs", "batch_size", "seed", "max_train", "dim", "eval_every", "val_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, got {v!r}")
+        self.transport_norm = canonical_transport_norm(self.transport_norm)
+        self.density_norm = canonical_density_norm(self.density_norm)
+        for f in dataclasses.fields(self):
+            choices, v = f.metadata["choices"], getattr(self, f.name)
+            if choices and v not in choices:
+                raise ValueError(f"{f.name} must be one of {choices}, got {v!r}")
+            if f.metadata["type"] is bool and not isinstance(v, bool):
+                raise TypeError(f"{f.name} must be a bool, got {v!r}")
+            if f.metadata["type"] is int and (isinstance(v, bool) or not isinstance(v, int)):
+                raise TypeError(f"{f.name} must be an int, got {v!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.max_train < 0 or self.eval_every < 0:
             raise ValueError(f"epochs and batch_size must be >= 1, max_train and eval_every >= 0, got "
                              f"epochs={self.epochs}, batch_size={self.batch_size}, max_train={self.max_train}, "
@@ -161,49 +182,33 @@ class TrainConfig:
         check_spatial_layers(list(self.spatial_layers), len(self.hidden) + 1)
         if not self.spatial_layers:
             raise ValueError("spatial_layers must name at least one layer (the split starts at the lowest)")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.spatial_lr_scale, (int, float)) and math.isfinite(self.spatial_lr_scale)
-                and self.spatial_lr_scale > 0):
-            raise ValueError(f"spatial_lr_scale must be a positive number, got {self.spatial_lr_scale!r}")
+        for name, low, inclusive in (("lr", 0, False), ("alpha", 0, True), ("beta", 0, True),
+                                     ("density_length", 0, False), ("spatial_lr_scale", 0, False),
+                                     ("pos_lr_scale", 0, True), ("cost_warmup", 0, True)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (
+                    v >= low if inclusive else v > low):
+                raise ValueError(f"{name} must be a finite number {'>=' if inclusive else '>'} {low}, got {v!r}")
         if not isinstance(self.keep_epochs, (list, tuple)) or any(
                 isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in self.keep_epochs):
             raise ValueError(f"keep_epochs must be a list of epochs >= 0, got {self.keep_epochs!r}")
-        for name in ("alpha", "beta"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
-        if isinstance(self.density_length, bool) or not isinstance(self.density_length, (int, float)) or not (
-                math.isfinite(self.density_length) and self.density_length > 0):
-            raise ValueError(f"density_length must be a positive number, got {self.density_length!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.width_rule not in WIDTH_RULES:
-            raise ValueError(f"width_rule must be one of {WIDTH_RULES}, got {self.width_rule!r}")
-        if self.weight_dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"weight_dtype must be one of {WEIGHT_DTYPES}, got {self.weight_dtype!r}")
-        if self.transport not in TRANSPORTS:
-            raise ValueError(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
-        if not isinstance(self.freeze_positions, bool):
-            raise TypeError(f"freeze_positions must be a bool, got {self.freeze_positions!r}")
-        if not isinstance(self.compile, bool):
-            raise TypeError(f"compile must be a bool, got {self.compile!r}")
+        if not 1 <= self.dim <= 3:
+            raise ValueError(f"dim must be 1, 2 or 3 (coordinates per neuron), got {self.dim}")
         if self.val_size < -1:
             raise ValueError(f"val_size must be -1 (auto), 0 (none) or a count, got {self.val_size}")
-        if self.eval_split not in data_mod.EVAL_SPLITS:
-            raise ValueError(f"eval_split must be one of {data_mod.EVAL_SPLITS}, got {self.eval_split!r}")
         if self.eval_split == "val" and self.val_size == 0:
             raise ValueError("eval_split 'val' needs a validation split: val_size must not be 0")
-        self.transport_norm = canonical_transport_norm(self.transport_norm)
-        self.density_norm = canonical_density_norm(self.density_norm)
-        if self.activation not in ACTIVATION_NAMES:
-            raise ValueError(f"activation must be one of {ACTIVATION_NAMES}, got {self.activation!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.data not in DATA_SOURCES:
-            raise ValueError(f"data must be 'full', 'subset' or 'auto', got {self.data!r}")
         return self
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A checked copy with ``changes`` (``dataclasses.replace``, then :meth:`validate`)."""
+        return dataclasses.replace(self, **changes).validate()
+
+    def for_mode(self, mode: str, pinned=()) -> "TrainConfig":
+        """This config in ``mode``: the per-mode fields (``PER_MODE``) that are not ``pinned``
+        (given by a flag or a preset) take that mode's chosen setting."""
+        return self.replace(mode=mode, **{k: CHOSEN.get(mode, CHOSEN["concat"])[k] for k in PER_MODE
+                                          if k not in pinned})
 
     @property
     def num_layers(self) -> int:
@@ -235,21 +240,25 @@ class TrainConfig:
             return 1.0
         return max(1.0, sum(self.hidden) / len(self.hidden) / PAPER_MEAN_HIDDEN)
 
-    def effective(self) -> dict:
-        """The values training uses: the width rule's (``width.py``, docs/width-rule.md) for a net
-        w times the paper's width, per layer (string keys): ``alpha`` and ``beta`` of every spatial
-        layer, ``density_length`` of every positioned one, the weights' ``lr`` of every layer,
-        ``bias_lr`` and ``pos_lr``. At w = 1 (and with ``width_rule="none"``) they are the flags'."""
-        from .width import width_rule
+    def per_layer_values(self) -> LayerValues:
+        """The values training uses, per layer (:class:`LayerValues`): the width rule's for a net
+        w times the paper's width (``width.py``, docs/width-rule.md), the flags' at w = 1 and with
+        ``width_rule="none"``; the spatial layers' weights' lr times ``spatial_lr_scale``."""
         w = self.width_factor
-        eff = {"width_factor": w, **width_rule(
-            self.sizes, [h / w for h in self.hidden], self.spatial_layers, alpha=self.alpha, beta=self.beta,
-            lr=self.lr, pos_lr=self.lr * self.pos_lr_scale, transport_norm=self.transport_norm,
-            density_norm=self.density_norm, init=self.init, density_length=self.density_length)}
+        rule = width_rule(self.sizes, [h / w for h in self.hidden], self.spatial_layers, alpha=self.alpha,
+                          beta=self.beta, lr=self.lr, pos_lr=self.lr * self.pos_lr_scale,
+                          transport_norm=self.transport_norm, density_norm=self.density_norm, init=self.init,
+                          density_length=self.density_length)
         if self.net == "spatial" and self.spatial_lr_scale != 1.0:
-            for l in self.spatial_layers:
-                eff["lr"][str(l)] *= self.spatial_lr_scale
-        return eff
+            rule["lr"] = {l: v * (self.spatial_lr_scale if l in self.spatial_layers else 1.0)
+                          for l, v in rule["lr"].items()}
+        return LayerValues(width_factor=w, **rule)
+
+    def effective(self) -> dict:
+        """Deprecated: ``per_layer_values().to_json()``."""
+        warnings.warn("TrainConfig.effective() is deprecated; use per_layer_values() (int layer keys), or "
+                      "per_layer_values().to_json() for the JSON form", DeprecationWarning, stacklevel=2)
+        return self.per_layer_values().to_json()
 
     def identity(self) -> dict:
         """What the run computes: the config without the runtime keys (``RUNTIME_KEYS``), and for
@@ -270,26 +279,8 @@ class TrainConfig:
         return cls(**d).validate()
 
 
-def in_mode(cfg: dict, mode: str, pinned=()) -> dict:
-    """``cfg`` (a config dict) for ``mode``: the per-mode fields (``PER_MODE``) that are not
-    ``pinned`` (given by a flag or a preset) take that mode's chosen setting."""
-    return {**cfg, "mode": mode, **{k: None for k in PER_MODE if k not in pinned}}
-
-
 # what only the spatial net reads: the costs, the positions and their schedule
 COST_KEYS = ("alpha", "beta", "pos_lr_scale", "spatial_lr_scale", "cost_warmup", "transport_norm", "density_norm", "density_length",
              "dim", "head_offset", "transport", "freeze_positions")
 # how a run is executed, not what it computes: a checkpoint resumes whatever these are
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["runtime"])
-
-
-def build_model(cfg: TrainConfig) -> SpatialMLP:
-    """The spatial net, or the regular one: the same MLP without costs (and without positions)."""
-    torch.manual_seed(cfg.seed)
-    spatial = list(cfg.spatial_layers) if cfg.net == "spatial" else []
-    lengths = {int(l): v for l, v in cfg.effective()["density_length"].items()} if spatial else 1.0
-    model = SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
-                       density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
-                       head_offset=cfg.head_offset if cfg.num_layers in spatial else 0.0, num_heads=cfg.num_tasks,
-                       transport=cfg.transport, freeze_positions=cfg.freeze_positions, density_lengths=lengths)
-    return model.weights_to(getattr(torch, cfg.weight_dtype))

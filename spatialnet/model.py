@@ -19,7 +19,7 @@ none, so layer 1 cannot be spatial. Positions are drawn from N(0, 1), as in the 
 
 The costs are computed by ``spatial_kernels.nn`` (``spatialize`` over these layers, with the
 layers' own positions as its sheets), the one implementation for any model; the same seed gives
-the same numbers to the bit as the per-layer sum this class took before (tests/test_nn_spatialmlp.py).
+the same numbers to the bit as the per-layer sum this class took before (tests/spatialnet/test_model_costs.py).
 
 Two controls (issue 14) ask whether space is needed at all:
 
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from spatial_kernels import fused_transport_cost
-from spatial_kernels.nn import density_norm as canonical_density_norm, spatialize, transport_divisor
+from spatial_kernels.nn import density_norm as canonical_density_norm, per_key, spatialize, transport_divisor
 from spatial_kernels.nn import transport_norm as canonical_transport_norm
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -74,20 +74,6 @@ def _check_sizes(sizes) -> list[int]:
         if s < 1:
             raise ValueError(f"sizes must be positive, got {list(sizes)}")
     return list(sizes)
-
-
-def _per_layer_lengths(value, positioned) -> dict[int, float]:
-    if isinstance(value, Mapping):
-        keys = {int(l) for l in value}
-        if not set(positioned) <= keys:
-            raise ValueError(f"density_lengths must name every positioned layer {sorted(positioned)}, got {sorted(keys)}")
-        value = {int(l): v for l, v in value.items()}
-    else:
-        value = dict.fromkeys(positioned, value)
-    for l, v in value.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"density_lengths[{l}] must be a positive number, got {v!r}")
-    return {l: float(value[l]) for l in sorted(positioned)}
 
 
 def check_spatial_layers(spatial_layers, num_layers: int) -> tuple[int, ...]:
@@ -169,7 +155,8 @@ class SpatialMLP(nn.Module):
         self.freeze_positions = freeze_positions
         self.backend = backend
         positioned = set(self.spatial_layers) | {l - 1 for l in self.spatial_layers}
-        self._lengths = _per_layer_lengths(density_lengths, positioned)
+        self._lengths = per_key("density_lengths", density_lengths, sorted(positioned), kind="layer", positive=True,
+                                normalise=int)
         layers = []
         for l in range(1, self.num_layers + 1):
             if l in positioned:
@@ -269,18 +256,7 @@ class SpatialMLP(nn.Module):
         return self._costs.density_cost(f"layer{l}", scale)
 
     def _per_layer(self, name: str, value) -> dict[int, float]:
-        if isinstance(value, Mapping):
-            keys = {int(l) for l in value}
-            if keys != set(self.spatial_layers):
-                raise ValueError(f"{name} per layer must name the spatial layers {list(self.spatial_layers)}, "
-                                 f"got {sorted(keys)}")
-            out = {int(l): v for l, v in value.items()}
-        else:
-            out = dict.fromkeys(self.spatial_layers, value)
-        for l, v in out.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} of layer {l} must be a finite number >= 0, got {v!r}")
-        return {l: float(v) for l, v in out.items()}
+        return per_key(name, value, self.spatial_layers, kind="layer", normalise=int)
 
     def spatial_loss(self, alpha=1.0, beta=3.0) -> torch.Tensor:
         """(1/|L|) * sum_{l in L} [alpha_l * T(l) + beta_l * V(l)]; 0 for the regular network.
@@ -301,3 +277,16 @@ class SpatialMLP(nn.Module):
                 "transport_norm": self.transport_norm, "density_norm": self.density_norm, "init": self.init, "init_gain": self.init_gain,
                 "head_offset": self.head_offset, "transport": self.transport,
                 "freeze_positions": self.freeze_positions}
+
+
+def build_model(cfg) -> SpatialMLP:
+    """The net a ``TrainConfig`` describes: the spatial net, or the regular one (the same MLP
+    without costs and without positions), seeded by ``cfg.seed``, weights in ``cfg.weight_dtype``."""
+    torch.manual_seed(cfg.seed)
+    spatial = list(cfg.spatial_layers) if cfg.net == "spatial" else []
+    lengths = cfg.per_layer_values().density_length if spatial else 1.0
+    model = SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
+                       density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
+                       head_offset=cfg.head_offset if cfg.num_layers in spatial else 0.0, num_heads=cfg.num_tasks,
+                       transport=cfg.transport, freeze_positions=cfg.freeze_positions, density_lengths=lengths)
+    return model.weights_to(getattr(torch, cfg.weight_dtype))

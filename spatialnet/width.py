@@ -84,8 +84,8 @@ def width_rule(sizes, hidden_ref, spatial_layers, *, alpha: float, beta: float, 
     (input, hidden..., output) against the reference whose hidden widths are ``hidden_ref``.
 
     Returns ``{"alpha": {l: alpha_l}, "beta": {l: beta_l}, "density_length": {l: length_l},
-    "lr": {l: lr of W_l}, "bias_lr": lr, "pos_lr": ...}``, layers 1-based and keys strings (JSON);
-    alpha and beta for the spatial layers, lengths for every positioned layer."""
+    "lr": {l: lr of W_l}, "bias_lr": lr, "pos_lr": ...}``, layers 1-based ints; alpha and beta
+    for the spatial layers, lengths for every positioned layer."""
     sizes = [float(s) for s in sizes]
     ref = [sizes[0], *map(float, hidden_ref), sizes[-1]]
     K = len(sizes) - 1
@@ -130,55 +130,4 @@ def width_rule(sizes, hidden_ref, spatial_layers, *, alpha: float, beta: float, 
         beta_l[s] = beta * pulls / pushes
 
     lr_l = {l: lr * ref[l - 1] / sizes[l - 1] for l in range(1, K + 1)}
-    key = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
-    return {"alpha": key(alpha_l), "beta": key(beta_l), "density_length": key(length), "lr": key(lr_l),
-            "bias_lr": lr, "pos_lr": pos_lr}
-
-
-def measure_invariants(cfg, x, y, task=None, seeds=(0, 1, 2, 3)) -> dict:
-    """The rule's four quantities measured at initialisation (means over ``seeds``), for the
-    docs and the tests: the nets ``cfg`` describes, with the width rule's values, on one batch
-    ``(x, y, task)`` of ``cfg.mode``'s data (``data.TaskData.epoch_batches``).
-
-    - ``pressure/l``: RMS over W_l of the gradient of alpha_l T(l) / |L| against that of the task loss;
-    - ``pull_push/s``: the mean radial (towards the sheet's centroid) component of the transport's
-      gradient on sheet s's positions against the mean outward component of beta_s V(s) / |L|'s
-      descent direction;
-    - ``spread/s``: the RMS distance of sheet s's positions from their centroid;
-    - ``length_spacing/s``: the density length against the spacing N_s neurons have on that
-      ground, length_s sqrt(N_s) / spread_s.
-    """
-    import torch
-
-    from . import data as data_mod
-    from .config import TrainConfig, build_model
-
-    eff = cfg.effective()
-    L = list(cfg.spatial_layers)
-    alpha = {int(l): v for l, v in eff["alpha"].items()}
-    beta = {int(l): v for l, v in eff["beta"].items()}
-    sums: dict[str, float] = {}
-    for seed in seeds:
-        model = build_model(TrainConfig.from_dict({**cfg.to_dict(), "seed": seed}))
-        model.zero_grad()
-        (data_mod.task_loss_sum(model(x), y, task) / len(x)).backward()
-        task_grad = {l: model.layer(l).weight.grad.clone() for l in L}
-        out = {}
-        for l in L:
-            W = model.layer(l).weight
-            (g,) = torch.autograd.grad(model.transport_cost(l, alpha[l] / len(L)), W)
-            out[f"pressure/{l}"] = float(g.pow(2).mean().sqrt() / task_grad[l].pow(2).mean().sqrt())
-        transport = sum(model.transport_cost(l, alpha[l] / len(L)) for l in L)
-        pos = [model.layer(l).positions for l in L]
-        pulls = torch.autograd.grad(transport, pos)
-        for l, p, g_t in zip(L, pos, pulls):
-            (g_v,) = torch.autograd.grad(model.density_cost(l, beta[l] / len(L)), p)
-            r = p.detach() - p.detach().mean(0)
-            spread = r.pow(2).sum(1).mean().sqrt()
-            rhat = r / r.norm(dim=1, keepdim=True)
-            out[f"pull_push/{l}"] = float((g_t * rhat).sum(1).mean() / (-(g_v * rhat).sum(1).mean()))
-            out[f"spread/{l}"] = float(spread)
-            out[f"length_spacing/{l}"] = float(model.density_length(l) * len(p) ** 0.5 / spread)
-        for k, v in out.items():
-            sums[k] = sums.get(k, 0.0) + v / len(seeds)
-    return sums
+    return {"alpha": alpha_l, "beta": beta_l, "density_length": length, "lr": lr_l, "bias_lr": lr, "pos_lr": pos_lr}

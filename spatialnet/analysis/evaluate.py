@@ -11,15 +11,15 @@ from __future__ import annotations
 import torch
 
 from .. import data as data_mod
-from ..config import TrainConfig
 from ..model import SpatialMLP
 from .modularity import measures
-from .split import model_split, task_masks
+from .task_split import model_split, task_masks
 
 # the per-run read-out that tables, sweeps and the demo report: accuracy, drop, modularity
 READOUT = ("full", "split", "drop", "silhouette", "silhouette_null", "ari", "ari_null", "nn", "nn_null", "stacked",
-           "on_next", "cross_task_share", "share_chance", "share_norm", "newman_q", "dead", "dead_fraction",
-           "dead_delta")
+           "on_next", "purity", "purity_null", "territory", "territory_null", "band", "band_null", "out_silhouette",
+           "out_silhouette_null", "cross_task_share", "share_chance", "share_norm", "newman_q", "dead",
+           "dead_fraction", "dead_delta")
 # what every study keeps of a run: the read-out and its per-task and per-layer detail
 RECORD = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "dead_per_layer", "per_layer", "eval_split",
           "tasks")
@@ -57,9 +57,21 @@ def task_accuracy(model, x, y, task: int, masks=None, batch: int = 4096) -> floa
     return correct.item() / max(len(x), 1)
 
 
-def evaluate(model: SpatialMLP, cfg: TrainConfig, td: data_mod.TaskData, dead_tol: float | None = None) -> dict:
+@torch.no_grad()
+def head_accuracy(model, td: data_mod.TaskData, prep=lambda x: x, batch: int = 1000) -> list[float]:
+    """Each task's accuracy on ``td``'s read-out images (concat pairs) of any model whose output
+    holds the tasks' heads side by side (10 logits each); ``prep`` shapes a batch for the model."""
+    model.eval()
+    x, _ = td.test_sets[0]
+    logits = torch.cat([model(prep(x[s:s + batch])) for s in range(0, len(x), batch)]).view(len(x), -1, 10)
+    model.train()
+    return [float((logits[:, t].argmax(-1) == y).double().mean()) for t, (_, y) in enumerate(td.test_sets)]
+
+
+def evaluate(model: SpatialMLP, cfg, td: data_mod.TaskData, dead_tol: float | None = None) -> dict:
     """Per-task accuracy of the full network and of each task's subnetwork (other tasks' and
-    dead neurons disabled in the split layers), ``full``/``split`` the means over the tasks,
+    dead neurons disabled in the split layers) of a net ``cfg`` (its ``TrainConfig``) describes,
+    ``full``/``split`` the means over the tasks,
     and the modularity measures of the split (``modularity.py``)."""
     assignment = model_split(model, cfg.split_layers, cfg.num_tasks,
                              **({} if dead_tol is None else {"dead_tol": dead_tol}))

@@ -16,8 +16,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .._io import _atomic  # noqa: E402
-from ..analysis.split import model_split  # noqa: E402
+from .._io import atomic  # noqa: E402
+from .task_split import model_split  # noqa: E402
 from ..data.tasks import DEFAULT_TASKS, display_name  # noqa: E402
 
 TASK_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -77,7 +77,7 @@ def plot_figures(model, split_layers, out_dir, tasks=DEFAULT_TASKS, title: str =
     ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
     p1 = out_dir / names[0]
-    _atomic(p1, lambda f: fig.savefig(f, dpi=130, format="png"))
+    atomic(p1, lambda f: fig.savefig(f, dpi=130, format="png"))
     plt.close(fig)
 
     fig = plt.figure(figsize=(8, 5.5))
@@ -103,25 +103,18 @@ def plot_figures(model, split_layers, out_dir, tasks=DEFAULT_TASKS, title: str =
     ax.legend(fontsize=8)
     fig.tight_layout()
     p2 = out_dir / names[1]
-    _atomic(p2, lambda f: fig.savefig(f, dpi=130, format="png"))
+    atomic(p2, lambda f: fig.savefig(f, dpi=130, format="png"))
     plt.close(fig)
     return [p1, p2]
 
 
-def animate_positions(run_dir, out: str | Path | None = None, fps: int = 4) -> Path:
-    """A GIF of the positions epoch by epoch (``run_dir/positions.pt``, written by training),
-    every neuron of the split layers coloured by the *final* split's task (dead in grey), so one
-    sees where each task's neurons came from. Axis limits are fixed over the frames."""
+def animate_positions(model, cfg, track: dict, out: str | Path, fps: int = 4) -> Path:
+    """A GIF of a run's positions epoch by epoch (``track``: its ``positions.pt``, written by
+    training; ``training.checkpoint.load_run`` reads a run folder), every neuron of the split
+    layers coloured by the *final* split's task (``model``, the last checkpoint; dead in grey), so
+    one sees where each task's neurons came from. Axis limits are fixed over the frames."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    from ..training.checkpoint import model_from_checkpoint
-    from ..training.positions import load_positions
-
-    run_dir = Path(run_dir)
-    if run_dir.is_file():  # a checkpoint path: its folder
-        run_dir = run_dir.parent
-    track = load_positions(run_dir)
-    model, cfg, _ = model_from_checkpoint(run_dir / "checkpoint.pt")
     layers = _layers_with_positions(model, cfg.split_layers)
     assignment = model_split(model, cfg.split_layers, cfg.num_tasks)
     epochs = track["epochs"]
@@ -156,7 +149,7 @@ def animate_positions(run_dir, out: str | Path | None = None, fps: int = 4) -> P
         title.set_text(f"{cfg.mode}/{cfg.net} seed {cfg.seed}: epoch {epochs[i]} (colours: final split)")
         return [a[0] for a in artists] + [title]
 
-    out = Path(out) if out else run_dir / "positions.gif"
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     anim = FuncAnimation(fig, draw, frames=len(epochs), blit=False)
     tmp = out.with_name(f".{out.name}.tmp.gif")

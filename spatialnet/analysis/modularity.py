@@ -55,7 +55,7 @@ accuracy with only them silenced is in ``evaluate.py`` (``dead_delta``).
 5-NN segregation (:func:`layer_segregation`) is no longer reported. It is the share of a
 neuron's nearest neighbours in its own task, and it rates a uniform sheet cut in halves and a
 sheet of small same-task patches (no cluster per task at all) about as high as two separate blobs
-(tests/test_spatialnet_modularity.py), so it cannot tell what the paper's claim needs; the
+(tests/spatialnet/test_analysis_modularity.py), so it cannot tell what the paper's claim needs; the
 silhouette and the ARI can. It is kept only for reading the earlier records.
 """
 from __future__ import annotations
@@ -67,6 +67,7 @@ import numpy as np
 import torch
 
 from .stats import mean
+from .territory import TERRITORY_KEYS, output_silhouette, territory_measures
 
 PERMUTATIONS = 20
 NULL_SEED = 0
@@ -266,8 +267,15 @@ def chain_measures(labels: Sequence, num_tasks: int, weights: Sequence | None = 
             nxt = k + 1 < len(labels) and positions[k + 1] is not None
             row.update(crowding(positions[k], g, 1.0 if lengths is None else float(lengths[k]),
                                 positions[k + 1] if nxt else None, labels[k + 1] if nxt else None, seed=seed))
+            if k in hidden:
+                row.update(territory_measures(positions[k], g, permutations, seed))
+            else:
+                row.update(output_silhouette(positions[k], g, permutations, seed))
         per_layer[name] = row
-    out = {c: mean([per_layer[names[k]].get(c) for k in hidden]) for c in (*CLUSTER_KEYS, *CROWDING_KEYS)}
+    out = {c: mean([per_layer[names[k]].get(c) for k in hidden])
+           for c in (*CLUSTER_KEYS, *CROWDING_KEYS, *TERRITORY_KEYS)}
+    last = per_layer[names[-1]]
+    out.update(out_silhouette=last.get("out_silhouette"), out_silhouette_null=last.get("out_silhouette_null"))
     dead = {names[k]: per_layer[names[k]]["dead"] for k in range(len(labels))}
     n_hidden = sum(per_layer[names[k]]["neurons"] for k in hidden)
     out.update(dead=sum(dead.values()), dead_per_layer=dead,

@@ -70,12 +70,6 @@ def greedy_split(weights: Sequence[torch.Tensor], output_groups: torch.Tensor,
     return assignments
 
 
-def split_layers(model) -> list[int]:
-    """Layers the split covers: lowest spatial layer .. output (all layers of a regular net's
-    default split are chosen by the caller instead)."""
-    return list(range(min(model.spatial_layers), model.num_layers + 1))
-
-
 def model_split(model, layers: Sequence[int], num_tasks: int = 2,
                 dead_tol: float = DEAD_TOL) -> dict[int, torch.Tensor]:
     """``{layer: (N_l,) task}`` for ``layers`` (a contiguous range ending at the output), -1 for

@@ -1,6 +1,5 @@
-"""The studies: every experiment whose outputs live under results/, declared once in
-``catalog.py`` and run with ``spatialnet study NAME``. Table 1 with its controls (``table1.py``),
-grids over widths or task lists (``grid.py``), Optuna sweeps (``sweep.py``), the dead rule's
-sensitivity (``dead_tol.py``), the measures' synthetic references (``references.py``), the
-figures (``plots.py``), the demo (``demo.py``), spatialized timm and torchvision models
-(``vit_modules.py``, ``wide_mlp.py``); the pool that trains their runs (``runs.py``)."""
+"""The studies whose outputs live under results/, each one file that registers itself
+(``registry.py``) and is listed once in ``catalog.py``: ``spatialnet study --list`` lists them,
+``spatialnet study NAME`` runs one. Beside them: the pool that trains a study's runs
+(``runs.py``), the Table 1 and grid machinery other studies reuse (``table1.py``, ``grid.py``), and
+the demo (``demo.py``)."""

@@ -8,25 +8,22 @@ from pathlib import Path
 
 from .._io import write_json
 from ..analysis.evaluate import RECORD
-from ..config import REGULAR_HPARAMS, TrainConfig
 from ..analysis.printout import print_nets_table
+from ..config import REGULAR_HPARAMS, TrainConfig
 from ..training import train
-
-
 
 def run_demo(base: TrainConfig, out, dataset, *, data_dir=None, progress: bool = True, log=print) -> dict:
     """Trains ``base`` as the spatial net and, at its own settings (``REGULAR_HPARAMS``, the
     paper's lr and gain: a fair baseline), as the regular net, on ``dataset``; returns both
     read-outs and writes OUT/demo.json, OUT/figure1.png, figure2.png and positions.gif."""
-    from .plots import animate_positions, plot_figures
-    from ..training.checkpoint import model_from_checkpoint
+    from ..analysis.figures import animate_positions, plot_figures
+    from ..training.checkpoint import load_run, model_from_checkpoint
 
     t0 = time.time()
     out = Path(out)
     results = {}
     for net in ("spatial", "regular"):
-        cfg = TrainConfig.from_dict({**base.to_dict(), "mode": "concat", "net": net,
-                                     **(REGULAR_HPARAMS if net == "regular" else {})})
+        cfg = base.replace(mode="concat", net=net, **(REGULAR_HPARAMS if net == "regular" else {}))
         results[net] = train(cfg, out / net, data_dir=data_dir, dataset=dataset, progress=progress,
                              log=log if net == "spatial" else (lambda *a: None))
     log(f"\nconcat mode, {dataset.source} data"
@@ -40,6 +37,6 @@ def run_demo(base: TrainConfig, out, dataset, *, data_dir=None, progress: bool =
     for p in plot_figures(model, cfg.split_layers, out, tasks=cfg.tasks,
                           title=f"demo: concat/spatial ({dataset.source} data)"):
         log(f"wrote {p}")
-    log(f"wrote {animate_positions(out / 'spatial', out / 'positions.gif')}")
+    log(f"wrote {animate_positions(*load_run(out / 'spatial'), out / 'positions.gif')}")
     log(f"wrote {out / 'demo.json'}; demo took {time.time() - t0:.0f} s")
     return results

@@ -1,4 +1,4 @@
-"""``spatialnet grid``: a grid of runs, variants x modes x nets x seeds, one JSON record per run.
+"""``spatialnet study grid``: a grid of runs, variants x modes x nets x seeds, one JSON record per run.
 
 A variant is a hidden-width list (``--hidden-list``, the width study) or a task list
 (``--tasks-list``, more than two tasks). Every run is a ``spatialnet train`` run under
@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 
 from .._io import write_json, write_text
-from ..config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig, in_mode
 from ..analysis.evaluate import RECORD
 from ..analysis.stats import fmt_mean_std
-from .runs import cli_flags, machine, rerun_line, run_jobs
-from ..data.tasks import display_name
+from ..config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig
+from ..data.tasks import check_tasks, display_name
+from ..flags import add_config_args, config_from_args, int_list, pinned as pinned_fields, str_list
+from .registry import register_study
+from .runs import cli_flags, machine, run_jobs
 
 RECORD_KEYS = (*RECORD, "train_seconds")
 
@@ -44,10 +46,12 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
              f"(`spatialnet/analysis/modularity.py`): silhouette and ARI with their permutation nulls, the cross-task "
              f"share over its chance value, Newman's Q, the dead fraction of the hidden split layers; crowding "
              f"in the density's length unit (nn: median nearest live neighbour, with its uniform-sheet null; "
-             f"stacked: within 0.1 of another live neuron).", "",
+             f"stacked: within 0.1 of another live neuron); the territories (`analysis/territory.py`): purity, "
+             f"the largest piece of each task, the band between the tasks (1: none), the output sheet's "
+             f"silhouette by task.", "",
              "| variant | mode | net | n | full | split | drop | silhouette (null) | ARI (null) | nn (null) | stacked "
-             "| share / chance | Newman Q | dead |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| share / chance | Newman Q | dead | purity | territory | band | output silhouette |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in records:
         groups.setdefault((r["variant"], r["mode"], r["net"]), []).append(r)
@@ -62,7 +66,11 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
                      f"{fmt_mean_std([r.get('nn') for r in rs])} ({fmt_mean_std([r.get('nn_null') for r in rs])}) | "
                      f"{fmt_mean_std([r.get('stacked') for r in rs], '.2f')} | "
                      f"{fmt_mean_std([r['share_norm'] for r in rs])} | {fmt_mean_std([r['newman_q'] for r in rs])} | "
-                     f"{fmt_mean_std([r['dead_fraction'] for r in rs], '.2f')} |")
+                     f"{fmt_mean_std([r['dead_fraction'] for r in rs], '.2f')} | "
+                     f"{fmt_mean_std([r.get('purity') for r in rs], '.2f')} | "
+                     f"{fmt_mean_std([r.get('territory') for r in rs], '.2f')} | "
+                     f"{fmt_mean_std([r.get('band') for r in rs], '.2f')} | "
+                     f"{fmt_mean_std([r.get('out_silhouette') for r in rs], '.2f')} |")
     if axis == "tasks":
         most = max(r["num_tasks"] for r in records)
         lines += ["", "Per task, full → split (mean over seeds):", "",
@@ -83,31 +91,39 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
 
 
 def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=None, tasks_list=None,
-             modes=("concat", "sequential"), nets=NETS, seeds=(0, 1), data_dir=None, workers: int = 2,
-             device: str = "auto", figures: bool = True, pinned=(), log=print) -> list[dict]:
+             modes=("concat", "sequential"), nets=NETS, seeds=(0, 1), plan=None, data_dir=None, workers: int = 2,
+             device: str = "auto", figures: bool = True, pinned=(), rerun: str | None = None,
+             log=print) -> list[dict]:
+    """Trains the grid (resumable) and writes its record, table and figures (module docstring).
+    ``plan``: ``[(value, nets, seeds), ...]`` instead of every value of the list with every net and
+    seed (the width study trains fewer seeds at the widest widths)."""
     if (hidden_list is None) == (tasks_list is None):
         raise ValueError("give exactly one of --hidden-list and --tasks-list")
     axis, values = ("hidden", hidden_list) if hidden_list is not None else ("tasks", tasks_list)
+    plan = plan or [(v, nets, seeds) for v in values]
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     variants, jobs = [], []
-    for v in values:
-        vcfg = TrainConfig.from_dict({**base.to_dict(), axis: list(v)})
-        variants.append(variant_label(vcfg, axis))
+    for v, v_nets, v_seeds in plan:
+        vcfg = base.replace(**{axis: list(v)})
+        if variant_label(vcfg, axis) not in variants:
+            variants.append(variant_label(vcfg, axis))
         for mode in modes:
-            for net in nets:
-                for seed in seeds:
+            for net in v_nets:
+                for seed in v_seeds:
                     # the regular net at its own settings (REGULAR_HPARAMS), a fair baseline
-                    cfg = TrainConfig.from_dict({**in_mode(vcfg.to_dict(), mode, pinned), "net": net, "seed": seed,
-                                                 **(REGULAR_HPARAMS if net == "regular" else {})})
+                    cfg = vcfg.for_mode(mode, pinned).replace(net=net, seed=seed,
+                                                              **(REGULAR_HPARAMS if net == "regular" else {}))
                     run = runs_dir / f"{_slug(cfg, axis)}-{mode}-{net}-seed{seed}"
                     jobs.append((cfg.to_dict(), str(run), data_dir, device))
     # the longest runs first (wide and sequential), so that the pool's tail is short
     jobs.sort(key=lambda j: -sum(j[0]["hidden"]) * len(j[0]["tasks"]) * (2 if j[0]["mode"] == "sequential" else 1))
     flag = "--hidden-list" if axis == "hidden" else "--tasks-list"
     settings = {"axis": axis, "variants": variants, "modes": list(modes), "nets": list(nets), "seeds": list(seeds),
-                "data": base.data, "eval_split": base.eval_split, "regular_hparams": REGULAR_HPARAMS, "machine": machine(workers, base.threads, device),
-                "rerun": rerun_line(
-                    f"spatialnet grid --name {name} {flag} '{';'.join(','.join(map(str, v)) for v in values)}' "
+                "plan": [[list(v), list(n), list(sd)] for v, n, sd in plan],
+                "data": base.data, "eval_split": base.eval_split, "regular_hparams": REGULAR_HPARAMS,
+                "machine": machine(workers, base.threads, device),
+                "rerun": rerun or (
+                    f"spatialnet study grid --name {name} {flag} '{';'.join(','.join(map(str, v)) for v in values)}' "
                     f"--modes {','.join(modes)} --nets {','.join(nets)} --seeds {','.join(map(str, seeds))} "
                     f"--workers {workers} --eval-split {base.eval_split} "
                     + cli_flags(base, skip=("mode", "net", "seed", "data", axis), pinned=pinned))}
@@ -118,7 +134,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
         cfg = TrainConfig.from_dict(cfg_dict)
         records.append({"variant": variant_label(cfg, axis), "hidden": list(cfg.hidden), "tasks": list(cfg.tasks),
                         "num_tasks": cfg.num_tasks, "mode": cfg.mode, "net": cfg.net, "seed": cfg.seed,
-                        **{k: res.get(k) for k in RECORD_KEYS}, "effective": cfg.effective(),
+                        **{k: res.get(k) for k in RECORD_KEYS}, "effective": cfg.per_layer_values().to_json(),
                         "settings": cfg.identity()})
         settings["wall_seconds"] = time.time() - t0
         write_json(out_dir / f"{name}.json", {"records": records, "settings": settings})
@@ -128,16 +144,59 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
             f"(train {res.get('train_seconds', 0):.0f}s)")
 
     run_jobs(jobs, workers, record)
-    if figures and "spatial" in nets:
-        from .plots import plot_figures
+    if figures:
+        from ..analysis.figures import plot_figures
         from ..training.checkpoint import model_from_checkpoint
-        for v in values:
+        for v, v_nets, v_seeds in plan:
+            if "spatial" not in v_nets:
+                continue
             for mode in modes:
-                vcfg = TrainConfig.from_dict({**in_mode(base.to_dict(), mode, pinned), axis: list(v), "net": "spatial",
-                                              "seed": seeds[0]})
+                vcfg = base.replace(**{axis: list(v)}).for_mode(mode, pinned).replace(net="spatial", seed=v_seeds[0])
                 slug = _slug(vcfg, axis)
-                model, cfg, _ = model_from_checkpoint(runs_dir / f"{slug}-{mode}-spatial-seed{seeds[0]}" / "checkpoint.pt")
+                model, cfg, _ = model_from_checkpoint(runs_dir / f"{slug}-{mode}-spatial-seed{v_seeds[0]}" / "checkpoint.pt")
                 plot_figures(model, cfg.split_layers, out_dir / name, tasks=cfg.tasks,
-                             title=f"{variant_label(cfg, axis)}, {mode}, spatial, seed {seeds[0]}",
+                             title=f"{variant_label(cfg, axis)}, {mode}, spatial, seed {v_seeds[0]}",
                              names=(f"figure1-{slug}-{mode}.png", f"figure2-{slug}-{mode}.png"))
     return records
+
+
+def arguments(p) -> None:
+    p.add_argument("--name", default="grid", help="OUT/NAME.json; the table and the figures under OUT/NAME/")
+    p.add_argument("--hidden-list", default=None,
+                   help="hidden widths per variant, e.g. '128,128,128,256;256,256,256,512'")
+    p.add_argument("--tasks-list", default=None,
+                   help="task lists per variant, e.g. 'mnist,fashion,pmnist1;mnist,fashion,pmnist1,pmnist2'")
+    p.add_argument("--modes", type=str_list, default=["concat", "sequential"])
+    p.add_argument("--nets", type=str_list, default=["spatial", "regular"])
+    p.add_argument("--seeds", type=int_list("--seeds"), default=[0, 1])
+    p.add_argument("--out", default="results")
+    p.add_argument("--runs-dir", default=None, help="checkpoints of every run (default runs/NAME; resumable)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    add_config_args(p, defaults={"eval_split": "test"})
+
+
+def parse_lists(args) -> tuple[list | None, list | None]:
+    """``(hidden_list, tasks_list)`` from ``--hidden-list`` / ``--tasks-list`` (exactly one given)."""
+    if (args.hidden_list is None) == (args.tasks_list is None):
+        raise ValueError("grid: give exactly one of --hidden-list and --tasks-list")
+    if args.hidden_list is not None:
+        return [int_list("--hidden-list")(v) for v in args.hidden_list.split(";") if v.strip()], None
+    return None, [list(check_tasks(v)) for v in args.tasks_list.split(";") if v.strip()]
+
+
+@register_study("grid", question="What does a grid of runs give, over hidden widths or task lists x modes x nets "
+                                 "x seeds (the machinery of the width and task studies)?",
+                outputs=("NAME.json", "NAME/table.md", "NAME/figure1-*.png"), arguments=arguments)
+def run(args) -> None:
+    from ..data import SUBSET_BANNER, check_mode
+    hidden_list, tasks_list = parse_lists(args)
+    for m in args.modes:
+        check_mode(m)
+    base = config_from_args(args, mode=args.modes[0], net="spatial", seed=0)
+    if base.data == "subset":
+        print(SUBSET_BANNER)
+    run_grid(base, args.name, args.out, args.runs_dir or f"runs/{args.name}", hidden_list=hidden_list,
+             tasks_list=tasks_list, modes=args.modes, nets=args.nets, seeds=args.seeds, data_dir=args.data_dir,
+             workers=args.workers, device=args.device, pinned=pinned_fields(args), rerun=args.rerun)
+    print((Path(args.out) / args.name / "table.md").read_text())

@@ -1,9 +1,9 @@
 """Synthetic reference layouts a person can judge, for the cluster measures (``modularity.py``).
 
-``python -m spatialnet.studies.references [OUT]`` (``spatialnet study references``) scores each one with every position measure (and
-weight chains, :func:`synthetic_chain`, with the weight measures) and writes
-``OUT.md`` and ``OUT.json`` (default ``results/measures-references``): the numbers the write-ups
-quote as reference points. Two tasks of ``n / 2`` neurons each:
+``spatialnet study references [--out OUT]`` scores each one with every position measure (and
+weight chains, :func:`synthetic_chain`, with the weight measures) and writes ``OUT.md`` and
+``OUT.json`` (default ``results/measures-references``): the numbers the write-ups quote as
+reference points. Two tasks of ``n / 2`` neurons each:
 
 - ``blobs``: two Gaussian blobs 8 sigma apart (one compact cluster per task);
 - ``halved disc``: a uniform disc cut in halves by a line (two regions, no clusters);
@@ -21,13 +21,14 @@ density of one per 0.36 (a lattice's spacing of 0.6, in the density's length uni
 - ``two spread blobs``: two uniform discs of half the area each, apart (the paper's Figure 1);
 
 and :func:`crowding_chain`, a layer on top of the 20 neurons of the next (``on next``) or spread
-around them (``beside next``).
+around them (``beside next``); and for the territory measures (``analysis/territory.py``),
+:func:`territory_references`, from two discs with a band between them to a mixed disc.
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
+
+from .registry import register_study
 
 
 def _disc(rng, n):
@@ -119,6 +120,46 @@ def score_crowding(n: int = 200, seed: int = 0) -> dict[str, dict]:
     return out
 
 
+def territory_references(n: int = 400, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{name: (positions (n, 2), labels (n,))}`` for the territory measures (``analysis/territory.py``),
+    two tasks of ``n / 2`` neurons at one density, from the paper's picture to none:
+
+    - ``discs with a band``: two uniform discs, an empty band half a radius wide between them;
+    - ``touching discs``: two uniform discs that touch;
+    - ``sheet cut in two``: a uniform 2 x 1 sheet cut across its long side (no band: a cut);
+    - ``interleaved lobes``: two touching discs, a third of each task's neurons in a lobe on the far
+      side of the other task (the 8x failure: Fashion-MNIST on either side of MNIST);
+    - ``mixed``: a uniform disc with the labels drawn at random."""
+    rng = np.random.default_rng(seed)
+    h = n // 2
+    half = np.repeat([0, 1], [h, n - h])
+
+    def two(gap):
+        return np.concatenate([_disc(rng, h) - [1 + gap / 2, 0], _disc(rng, n - h) + [1 + gap / 2, 0]])
+
+    rect = rng.random((n, 2)) * [2 * np.sqrt(np.pi / 2), np.sqrt(np.pi / 2)]  # the two discs' area
+    r = np.sqrt(1 / 3)  # a lobe's radius: a third of a unit disc's neurons at the same density
+    k = h // 3
+    lobes = np.concatenate([
+        np.sqrt(2 / 3) * _disc(rng, h - k) - [1, 0], r * _disc(rng, k) + [3 + r, 0],
+        np.sqrt(2 / 3) * _disc(rng, n - h - k) + [1, 0], r * _disc(rng, k) - [3 + r, 0]])
+    return {"discs with a band": (two(0.5), half),
+            "touching discs": (two(0.0), half),
+            "sheet cut in two": (rect, (rect[:, 0] > rect[:, 0].max() / 2).astype(int)),
+            "interleaved lobes": (lobes, half),
+            "mixed": (np.sqrt(2) * _disc(rng, n), rng.permutation(half))}
+
+
+TERRITORY_ORDER = ("discs with a band", "touching discs", "sheet cut in two", "interleaved lobes", "mixed")
+
+
+def score_territories(n: int = 400, seed: int = 0) -> dict[str, dict]:
+    from ..analysis.modularity import cluster_quality
+    from ..analysis.territory import territory_measures
+    return {name: {**territory_measures(p, g), **{k: v for k, v in cluster_quality(p, g, 2).items() if k != "live"}}
+            for name, (p, g) in territory_references(n, seed).items()}
+
+
 CHAINS = ("disjoint", "noisy", "random", "collapsed")
 
 
@@ -143,17 +184,23 @@ def score_references(n: int = 200, seed: int = 0) -> dict[str, dict]:
     return out
 
 
-def main(argv=None) -> int:
+def _arguments(p) -> None:
+    p.add_argument("--out", default="results/measures-references", help="OUT.md and OUT.json")
+
+
+@register_study("references", question="Do the measures rank synthetic layouts as a person would (clusters, "
+                                       "sheets, crowding, territories)?",
+                outputs=("measures-references.md", "measures-references.json"), arguments=_arguments)
+def run(args) -> None:
     from pathlib import Path
 
     from .._io import write_json, write_text
-    args = sys.argv[1:] if argv is None else list(argv)
-    out = Path(args[0] if args else "results/measures-references")
+    out = Path(args.out)
     scores = score_references()
     keys = ("silhouette", "silhouette_null", "ari", "ari_null", "segregation_5nn")
     lines = ["# The cluster measures on synthetic references", "",
              "Two tasks of 100 neurons each (`spatialnet/studies/references.py`, seed 0); nulls: the mean over 20 "
-             "label permutations. Generated by `spatialnet study references` (`python -m spatialnet.studies.references`).", "",
+             "label permutations. Generated by `spatialnet study references`.", "",
              "| layout | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for name, sc in scores.items():
         lines.append(f"| {name} | " + " | ".join(f"{sc[k]:.3f}" for k in keys) + " |")
@@ -175,11 +222,17 @@ def main(argv=None) -> int:
               "| layout | " + " | ".join(ckeys) + " |", "|---|" + "---|" * len(ckeys)]
     for name, sc in crowd.items():
         lines.append(f"| {name} | " + " | ".join("–" if sc[k] is None else f"{sc[k]:.3f}" for k in ckeys) + " |")
+    terr = score_territories()
+    tkeys = ("purity", "purity_null", "territory", "territory_null", "band", "band_null", "silhouette", "ari")
+    lines += ["", "Territories (`territory_references`, `analysis/territory.py`): two tasks of 200 neurons at one "
+              "density, from the paper's picture to none. purity: the share of a neuron's 5 nearest neighbours "
+              "in its task; territory: the smallest share of a task's neurons in its largest connected piece "
+              "(joined within 3 typical spacings); band: the dip of the density between the tasks' medians on "
+              "the line through their centres, over the density at the medians (1: no dip, a cut).", "",
+              "| layout | " + " | ".join(tkeys) + " |", "|---|" + "---|" * len(tkeys)]
+    for name, sc in terr.items():
+        lines.append(f"| {name} | " + " | ".join("–" if sc[k] is None else f"{sc[k]:.3f}" for k in tkeys) + " |")
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
-    write_json(out.with_suffix(".json"), {"positions": scores, "chains": chains, "crowding": crowd})
+    write_json(out.with_suffix(".json"), {"positions": scores, "chains": chains, "crowding": crowd,
+                                          "territories": terr})
     print("\n".join(lines))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

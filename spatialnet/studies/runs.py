@@ -1,7 +1,7 @@
 """The pool that trains a study's runs: each run a ``train`` run in its own folder, resumable, and
 read back instead of retrained when it already finished with the same config; several at a
 time in spawned processes. Also what a study writes about itself: the machine, and the
-command-line flags that give a config (its rerun line)."""
+command-line flags that give a config."""
 from __future__ import annotations
 
 import json
@@ -14,20 +14,6 @@ import torch
 
 from ..config import PER_MODE, TrainConfig
 from ..training import train
-
-# the catalog's study being run (``cli.run_study``), named in the tables' rerun lines
-CURRENT_STUDY: str | None = None
-
-
-def rerun_line(command: str) -> str:
-    """What a table says reruns it: its study (``spatialnet study NAME``, which runs this command)
-    when one is being run, else the command itself."""
-    return f"spatialnet study {CURRENT_STUDY}` (runs `{command}" if CURRENT_STUDY else command
-
-
-def run_name(cfg: TrainConfig) -> str:
-    return f"{cfg.mode}-{cfg.net}-seed{cfg.seed}"
-
 
 def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
     """The run's result when it finished with this config and was read on the same split

@@ -2,15 +2,16 @@
 
 Variants (``VARIANTS``; ``--variants``): the spatial net, the regular net at its own settings
 (the paper's lr 0.005 and Glorot gain 1, ``config.REGULAR_HPARAMS``; ``regular-same`` keeps the
-spatial net's), and the controls of issue 14: ``l1-only`` (transport with every distance
+spatial net's), and the controls: ``l1-only`` (transport with every distance
 replaced by the layer's mean), ``frozen`` (positions never move), ``offset-0`` / ``offset-1.6``
 (heads started together or 1.6 apart). The report seeds are 0-4 (``REPORT_SEEDS``), read on the
 test sets (``--eval-split test``, the default here); settings are chosen on the validation split
 with seeds >= 100 (``sweep.py``), never here.
 
-Runs live under ``runs_dir/<mode>-<variant>-seed<k>/`` (checkpoint, metrics, result.json); a finished
-run with the same config is not retrained and a half-finished one resumes, so ``reproduce`` can be
-killed and restarted. ``table1.json`` and ``table1.md`` are rewritten atomically after every
+``spatialnet study table1`` makes results/table1.* (``spatialnet reproduce``, its old name, still
+runs it). Runs live under ``runs_dir/<mode>-<variant>-seed<k>/`` (checkpoint, metrics,
+result.json); a finished run with the same config is not retrained and a half-finished one
+resumes, so the study can be killed and restarted. ``table1.json`` and ``table1.md`` are rewritten atomically after every
 finished run. Besides full and split accuracy, every run records the modularity of its split
 (``evaluate.READOUT``: ``modularity.py``), as lists over seeds, with 95 % t-intervals in the table.
 """
@@ -26,9 +27,11 @@ import torch
 from .._io import write_json, write_text
 from ..analysis.evaluate import READOUT, RECORD, TARGETS, target_gap
 from ..analysis.stats import ci95
-from ..config import REGULAR_HPARAMS, TrainConfig, in_mode
+from ..config import REGULAR_HPARAMS, TrainConfig
 from ..data import MODES
-from .runs import cli_flags, machine, rerun_line, run_jobs
+from ..flags import add_config_args, config_from_args, int_list, pinned as pinned_fields, str_list
+from .registry import register_study
+from .runs import cli_flags, machine, run_jobs
 
 REPORT_SEEDS = (0, 1, 2, 3, 4)
 PAPER = {  # Table 1: (mean, std) of full, split, drop
@@ -38,9 +41,8 @@ PAPER = {  # Table 1: (mean, std) of full, split, drop
 }
 
 
-# the variants of the Table 1 study: the treatment, the paper's baseline and the controls of
-# issue 14, each as overrides of the base config (the regular net at its own, the paper's, lr and
-# init: REGULAR_HPARAMS)
+# the variants of the Table 1 study: the treatment, the paper's baseline and the controls, each as
+# overrides of the base config (the regular net at its own, the paper's, lr and init: REGULAR_HPARAMS)
 VARIANTS = {
     "spatial": {},
     "regular": {"net": "regular", **REGULAR_HPARAMS},
@@ -51,14 +53,12 @@ VARIANTS = {
     "offset-1.6": {"head_offset": 1.6},
 }
 MEASURES = tuple(k for k in READOUT if k not in ("full", "split", "drop"))
-PER_RUN = RECORD
 
 
 def variant_config(base: TrainConfig, mode: str, variant: str, seed: int, pinned=()) -> TrainConfig:
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
-    return TrainConfig.from_dict({**in_mode(base.to_dict(), mode, pinned), "net": "spatial", "seed": seed,
-                                  **VARIANTS[variant]})
+    return base.for_mode(mode, pinned).replace(**{"net": "spatial", "seed": seed, **VARIANTS[variant]})
 
 
 def summarise(results: dict) -> dict:
@@ -164,7 +164,7 @@ def targets_markdown(summary: dict, results: dict | None) -> list[str]:
         if s is None:
             continue
         if not lines:
-            lines = ["", "The spatial net's targets (issue 20, `evaluate.TARGETS`; met only where every seed meets them):", ""]
+            lines = ["", "The spatial net's targets (`evaluate.TARGETS`; met only where every seed meets them):", ""]
         runs = (results or {}).get(mode, {}).get("spatial")
         lines.append(f"- {mode}: " + "; ".join(f"{w}: {'met' if m else '**NOT met**'}" for w, m in targets(mode, s, runs)))
     return lines
@@ -172,7 +172,9 @@ def targets_markdown(summary: dict, results: dict | None) -> list[str]:
 
 def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes=MODES, data_dir=None,
               workers: int = 2, figures: bool = True, device: str = "auto", variants=("regular", "spatial"),
-              pinned=(), log=print) -> dict:
+              pinned=(), rerun: str | None = None, log=print) -> dict:
+    """Trains every mode x variant x seed (resumable) and writes ``table1.md``, ``table1.json``
+    and each mode's figures to ``out_dir``; ``rerun`` is the command the table says remakes it."""
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     jobs, seen = [], {}
     for mode in modes:
@@ -200,16 +202,16 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes
                 "variant_doc": "; ".join(f"{v}: {doc[v]}" for v in variants),
                 "overrides": {v: VARIANTS[v] for v in variants}, "workers": workers,
                 "machine": machine(workers, base.threads, device), "torch": torch.__version__,
-                "rerun": rerun_line(f"spatialnet reproduce --seeds {','.join(map(str, seeds))} --modes {','.join(modes)} "
-                                    f"--variants {','.join(variants)} --workers {workers} --eval-split {base.eval_split} "
-                                    + cli_flags(base, pinned=pinned))}
+                "rerun": rerun or (f"spatialnet study table1 --seeds {','.join(map(str, seeds))} --modes "
+                                   f"{','.join(modes)} --variants {','.join(variants)} --workers {workers} "
+                                   f"--eval-split {base.eval_split} " + cli_flags(base, pinned=pinned))}
     results: dict = {}
     t0 = time.time()
 
     def record(cfg_dict, res, v):
-        r = results.setdefault(cfg_dict["mode"], {}).setdefault(v, {"seeds": [], **{k: [] for k in PER_RUN}})
+        r = results.setdefault(cfg_dict["mode"], {}).setdefault(v, {"seeds": [], **{k: [] for k in RECORD}})
         r["seeds"].append(cfg_dict["seed"])
-        for k in PER_RUN:
+        for k in RECORD:
             r[k].append(res.get(k))
         settings["wall_seconds"] = time.time() - t0
         summary = summarise(results)
@@ -224,16 +226,51 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes
     run_jobs(jobs, workers, record)
     if figures and "spatial" in variants:  # Figures 1 and 2 of each mode's spatial net, first seed
         try:
-            from .plots import animate_positions, plot_figures
+            from ..analysis.figures import animate_positions, plot_figures
         except ImportError as exc:  # a bare GPU image may lack matplotlib: the table is written
             log(f"figures not drawn: {exc}")
             return results
-        from ..training.checkpoint import model_from_checkpoint
+        from ..training.checkpoint import load_run, model_from_checkpoint
         for mode in modes:
             run = runs_dir / f"{mode}-spatial-seed{seeds[0]}"
             model, cfg, _ = model_from_checkpoint(run / "checkpoint.pt")
             plot_figures(model, cfg.split_layers, out_dir, tasks=cfg.tasks, title=f"spatial net, {mode}, seed {seeds[0]}",
                          names=(f"figure1-{mode}.png", f"figure2-{mode}.png"))
             if (run / "positions.pt").is_file():
-                animate_positions(run, out_dir / f"positions-{mode}.gif")
+                animate_positions(*load_run(run), out_dir / f"positions-{mode}.gif")
     return results
+
+
+def arguments(p, *, out="results", runs_dir="runs/table1", variants="spatial,regular,l1-only,frozen") -> None:
+    """Table 1's flags (the defaults make results/table1.*), with every config flag."""
+    p.add_argument("--out", default=out)
+    p.add_argument("--runs-dir", default=runs_dir, help="checkpoints of every run (resumable)")
+    p.add_argument("--seeds", type=int_list("--seeds"), default=list(REPORT_SEEDS),
+                   help="report seeds (default 0-4; selection uses seeds >= 100, in sweeps)")
+    p.add_argument("--modes", type=str_list, default=list(MODES))
+    p.add_argument("--variants", type=str_list, default=str_list(variants),
+                   help="rows per mode: " + ", ".join(VARIANTS) + f" (default {variants})")
+    p.add_argument("--workers", type=int, default=2,
+                   help="runs trained in parallel (one thread each; on a GPU they share it)")
+    p.add_argument("--device", default="auto", help="auto (cuda when CUDA is there, else cpu), cpu, cuda, ...")
+    add_config_args(p, defaults={"eval_split": "test"})
+
+
+@register_study("table1", question="Table 1 at the defaults: every mode, the spatial net beside the regular net, "
+                                   "L1 only and frozen positions, on the report seeds and the test sets.",
+                outputs=("table1.md", "table1.json", "figure1-<mode>.png", "figure2-<mode>.png",
+                         "positions-<mode>.gif"), arguments=arguments)
+def run(args) -> None:
+    base = config_from_args(args, mode="concat", net="spatial", seed=0)
+    if base.data == "subset":
+        from ..data import SUBSET_BANNER
+        print(SUBSET_BANNER)
+    for m in args.modes:
+        from ..data import check_mode
+        check_mode(m)
+    t0 = time.time()
+    reproduce(base, args.out, args.runs_dir, seeds=args.seeds, modes=args.modes, data_dir=args.data_dir,
+              workers=args.workers, device=args.device, variants=args.variants, pinned=pinned_fields(args),
+              rerun=args.rerun)
+    print(f"wrote {args.out}/table1.md, table1.json and figure1-/figure2-<mode>.png in {time.time() - t0:.0f} s")
+    print((Path(args.out) / "table1.md").read_text())

@@ -2,14 +2,14 @@
 the depth? A small ViT on the 28x56 MNIST | Fashion-MNIST image (patch 4, two 10-way heads in
 one 20-way head), trained with and without the costs from one seed, side by side.
 
-    python -m spatialnet.studies.vit_modules --out results/vit-modules
+    spatialnet study vit-modules       # seeds 0-1 at the derived strength, then seed 0 at 3x and 1/3
 
 The costs (spatial_kernels.nn.spatialize) go on every block's mlp.fc1 and mlp.fc2 and on the head:
 the sheets inferred are one hidden sheet per block and one residual-stream sheet (every fc2
 writes it, every fc1 reads it through its LayerNorm); the head, which reads the class token, is
 named onto that sheet; plus the 20 outputs.
 
-**Strength** (``--strength derived``, the default since issue 20): the width rule's two terms
+**Strength** (``--strength derived``, the default): the width rule's two terms
 (docs/width-rule.md) carried to the ViT by measurement, not by tuning. The paper's net at the
 chosen setting (``config.CHOSEN["concat"]``) fixes two targets: the transport's pressure on a
 trained weight against its task gradient (hidden-to-hidden layers, and the readout), from the
@@ -21,14 +21,17 @@ sheet's beta so that its pull/push at initialisation does; each sheet's density 
 sqrt(160 / N) (the paper's mean hidden width over the sheet's; 1 for the 20 outputs).
 ``--scale`` multiplies every alpha and beta (3 and 1/3 beside 1).
 
-Per block, the paper's greedy backward split (spatialnet.analysis.split.greedy_split) goes head ->
+Per block, the paper's greedy backward split (spatialnet.analysis.task_split.greedy_split) goes head ->
 residual (head weights) -> the block's hidden neurons (its fc2 weights); the block's modularity
 is spatialnet.analysis.modularity.chain_measures of that chain. "MLP split" accuracy: each task evaluated
 with every block's hidden neurons of the other task (and the dead ones) silenced.
+
+Training goes through ``training.fit`` with AdamW, a linear warm-up then a cosine decay
+(``training.schedule``), the costs ramped up over the chosen setting's share of the run.
 """
 from __future__ import annotations
 
-import argparse
+import itertools
 import json
 import math
 import os
@@ -39,10 +42,16 @@ import torch
 
 from spatial_kernels.nn import spatialize
 
+from ..analysis.evaluate import head_accuracy
+from ..analysis.invariants import measure_invariants, radial, rms_task_gradients
 from ..analysis.modularity import chain_measures
-from ..analysis.split import DEAD_TOL, greedy_split
+from ..analysis.task_split import DEAD_TOL, greedy_split
 from ..data import task_loss_sum
-from .timing import accuracy, as_image, concat_data, time_steps
+from ..data.images import as_image, concat_data
+from ..training import fit, make_scheduler
+from ..training.timing import time_steps
+from .registry import register_study
+from .vit_tables import vit, vit_summary
 
 LAYERS = ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2", "head"]
 # the head reads the class token (x[:, 0], not element-wise): named onto the residual stream
@@ -55,15 +64,6 @@ def make_vit(a, seed: int):
     torch.manual_seed(seed)
     return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(28, 56), patch_size=a.patch, in_chans=1,
                              embed_dim=a.dim, depth=a.depth, num_heads=a.heads, num_classes=20)
-
-
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    """Linear warm-up over ``warmup`` steps, then constant or a cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def loss_fn(model, x, y):
@@ -95,33 +95,26 @@ def mlp_split_accuracy(model, td, splits) -> list[float]:
         hooks = [blk.mlp.fc2.register_forward_pre_hook(
             lambda mod, args, keep=(s["groups"] == t).float(): (args[0] * keep,))
             for blk, s in zip(model.blocks, splits)]
-        accs.append(accuracy(model, td, as_image)[t])
+        accs.append(head_accuracy(model, td, as_image)[t])
         for h in hooks:
             h.remove()
     return accs
 
 
-def rms_task_gradients(model, td, names, batches: int = 8, batch: int = 128) -> dict[str, float]:
+def task_gradients(model, td, names, batches: int = 8, batch: int = 128) -> dict[str, float]:
     """RMS over each named layer's weights of the task loss's gradient, over ``batches`` batches."""
-    sq: dict[str, list] = {}
-    for b, (x, y, _) in enumerate(td.epoch_batches(20_000, batch)):
-        if b == batches:
-            break
-        model.zero_grad()
-        loss_fn(model, x, y).backward()
-        for n in names:
-            sq.setdefault(n, []).append(model.get_submodule(n).weight.grad.pow(2).mean().item())
-    model.zero_grad()
-    return {n: math.sqrt(sum(v) / len(v)) for n, v in sq.items()}
+    return rms_task_gradients(model, {n: model.get_submodule(n).weight for n in names},
+                              itertools.islice(td.epoch_batches(20_000, batch), batches),
+                              lambda m, x, y, task: loss_fn(m, x, y))
 
 
 def paper_targets(gradients_json: str) -> dict:
     """The paper net's pressure on a trained weight (per layer kind) and pull/push at
     initialisation (per sheet kind) at the chosen concat setting: what the ViT's terms match."""
+    from spatial_kernels.nn import transport_divisor
+
     from ..config import TrainConfig
     from ..data import load_data, load_subset
-    from ..width import measure_invariants
-    from spatial_kernels.nn import transport_divisor
 
     cfg = TrainConfig(data="subset").validate()  # the paper's widths, the chosen concat setting
     g = json.loads(Path(gradients_json).read_text())["rows"]["1"]["trained"]  # the 1x regular net, layers 2..5
@@ -143,11 +136,11 @@ def derived_strength(model, costs, td, targets: dict, scale: float = 1.0) -> dic
     """Per-layer alpha and per-sheet beta for the spatialized ViT (see the module docstring),
     from the task gradients of ``model`` (the trained plain ViT of the same seed; its weights
     are read, not changed) and the pull/push of ``costs``'s sheets at their initial positions."""
-    from spatial_kernels.nn import density_divisor, transport_divisor
+    from spatial_kernels.nn import transport_divisor
 
     names = costs.layers
     k = len(names)
-    g = rms_task_gradients(model, td, names)
+    g = task_gradients(model, td, names)
     alpha = {}
     for n in names:
         s_in, s_out = costs.sheet(n, "in"), costs.sheet(n, "out")
@@ -162,10 +155,8 @@ def derived_strength(model, costs, td, targets: dict, scale: float = 1.0) -> dic
     beta = {}
     for s, p, g_t in zip(sheets, pos, pulls):
         (g_v,) = torch.autograd.grad(costs.density_cost(s, 1.0 / k), p)
-        r = p.detach() - p.detach().mean(0)
-        rhat = r / r.norm(dim=1, keepdim=True)
-        pull = float((g_t * rhat).sum(1).mean()) if g_t is not None else 0.0
-        push = float(-(g_v * rhat).sum(1).mean())
+        pull = radial(g_t, p) if g_t is not None else 0.0
+        push = -radial(g_v, p)
         kind = "output" if costs.sheets[s].size == 20 else "hidden"
         beta[s] = pull / (targets["pull_push"][kind] * push) if push > 0 else 0.0
     model.zero_grad()
@@ -195,33 +186,29 @@ def train(a, variant: str, seed: int, td, plain=None, targets=None):
         else [{"params": list(model.parameters()), "weight_decay": a.wd}]
     opt = torch.optim.AdamW(groups, lr=a.lr)
     per_epoch = min(a.steps or td.steps_per_epoch(a.batch), td.steps_per_epoch(a.batch))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, a.warmup, a.epochs * per_epoch, a.schedule))
-    t0, hist = time.perf_counter(), []
-    for epoch in range(a.epochs):
-        tot = sp = 0.0
-        n = 0
-        for step, (x, y, _) in enumerate(td.epoch_batches(epoch, a.batch)):
-            if a.steps and step >= a.steps:
-                break
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model, x, y)
-            tot += loss.item()
-            if costs is not None:
-                c = costs(strength["alpha"], strength["beta"]) if strength else costs(a.alpha, a.beta)
-                if a.cost_warmup_frac > 0:  # the costs ramp up over this part of the run, as the setting's warm-up
-                    c = c * min(1.0, (epoch + step / per_epoch) / (a.cost_warmup_frac * a.epochs))
-                sp += c.item()
-                loss = loss + c
-            loss.backward()
-            opt.step()
-            sched.step()
-            n += 1
-        hist.append({"epoch": epoch + 1, "task_loss": tot / n, "spatial_loss": sp / n if costs else None,
-                     "seconds": time.perf_counter() - t0})
-        print(f"[{variant} seed {seed}] epoch {epoch + 1}: task loss {tot / n:.4f}"
-              + (f", costs {sp / n:.3f}" if costs else "") + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    sched = make_scheduler(opt, a.epochs * per_epoch, a.schedule, a.warmup)
+    t0 = time.perf_counter()
+
+    def batches(epoch):
+        return ((x, y, t) for step, (x, y, t) in enumerate(td.epoch_batches(epoch, a.batch)) if step < per_epoch)
+
+    def cost():
+        return costs(strength["alpha"], strength["beta"]) if strength else costs(a.alpha, a.beta)
+
+    def log(record):
+        record["seconds"] = time.perf_counter() - t0
+        if costs is None:
+            record["spatial_loss"] = None
+        print(f"[{variant} seed {seed}] epoch {record['epoch']}: task loss {record['task_loss']:.4f}"
+              + (f", costs {record['spatial_loss']:.3f}" if costs else "") + f" ({record['seconds']:.0f} s)",
+              flush=True)
+
+    # the costs ramp up over the chosen setting's share of the run, as its warm-up
+    hist = fit(opt, batches, lambda x, y, t: loss_fn(model, x, y), epochs=a.epochs, steps_per_epoch=per_epoch,
+               costs=cost if costs is not None else None, cost_warmup=a.cost_warmup_frac * a.epochs,
+               scheduler=sched, on_epoch_end=log)
     train_s = time.perf_counter() - t0
-    acc = accuracy(model, td, as_image)
+    acc = head_accuracy(model, td, as_image)
     splits = block_split(model, costs)
     rec = {"variant": variant + (a.tag if variant == "spatial" else ""), "seed": seed, "alpha": a.alpha, "beta": a.beta,
            "strength": strength, "scale": a.scale if variant == "spatial" else None,
@@ -237,32 +224,32 @@ def train(a, variant: str, seed: int, td, plain=None, targets=None):
     return rec, model
 
 
-def main():
+def _arguments(p) -> None:
     from ..config import CHOSEN
     chosen = CHOSEN["concat"]
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", default=None,
-                   help="data folder (else $SPATIALNET_DATA, else ~/.cache/spatialnet)")
     p.add_argument("--out", default="results/vit-modules")
     p.add_argument("--runs-dir", default="runs/vit-modules", help="the plain ViTs' weights, for a resumed study")
-    p.add_argument("--seeds", default="0")
+    p.add_argument("--seeds", default="0,1", help="seeds of the derived strength (default 0,1)")
+    p.add_argument("--scale-seeds", default="0", help="seeds of the other --scales (default 0)")
     p.add_argument("--variants", default="plain,spatial", help="plain (no costs) and/or spatial")
     p.add_argument("--tag", default="", help="appended to the spatial variant's name in the records")
-    p.add_argument("--patch", type=int, default=4, help="patch side; 28 must be a multiple (4, 7, 14)")
+    p.add_argument("--patch", type=int, default=7, help="patch side; 28 must be a multiple (4, 7, 14)")
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--dim", type=int, default=96)
     p.add_argument("--heads", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--steps", type=int, default=0, help="batches per epoch (0: the whole training set)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--wd", type=float, default=0.05)
-    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
-    p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine")
+    p.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     p.add_argument("--strength", choices=("derived", "flags"), default="derived",
                    help="derived: alpha per layer and beta per sheet from the paper net's invariants (the module "
                         "docstring); flags: --alpha and --beta on every term")
-    p.add_argument("--scales", default="1", help="multiples of the derived strength, one spatial net each (e.g. 1,3,0.333)")
+    p.add_argument("--scales", default="1,3,0.333",
+                   help="multiples of the derived strength, one spatial net each: the first on --seeds, the "
+                        "others on --scale-seeds")
     p.add_argument("--gradients", default="results/width-rule-gradients.json",
                    help="the paper net's trained task gradients (spatialnet study width-gradients)")
     p.add_argument("--pos-lr-scale", type=float, default=chosen["pos_lr_scale"])
@@ -272,13 +259,19 @@ def main():
     p.add_argument("--alpha", type=float, default=chosen["alpha"])
     p.add_argument("--beta", type=float, default=chosen["beta"])
     p.add_argument("--density-norm", choices=("per_pair", "per_neuron", "paper", "neuron"), default="per_pair")
-    p.add_argument("--timing-pairs", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2)
-    a = p.parse_args()
+    p.add_argument("--timing-pairs", type=int, default=15)
+    p.add_argument("--threads", type=int, default=1)
+
+
+@register_study("vit-modules", question="Does any block of a timm ViT form task modules under the costs at the "
+                                        "strength the width rule's invariants give (and at 3x and 1/3 of it), beside "
+                                        "the plain ViT?", outputs=("vit-modules.md", "vit-modules.json"),
+                arguments=_arguments)
+def run(a) -> None:
     if not set(a.variants.split(",")) <= {"plain", "spatial"}:
-        p.error(f"--variants: plain and/or spatial, got {a.variants!r}")
+        raise ValueError(f"--variants: plain and/or spatial, got {a.variants!r}")
     if a.patch < 1 or 28 % a.patch:
-        p.error(f"--patch must divide 28 (each patch then lies in one task's image), got {a.patch}")
+        raise ValueError(f"--patch must divide 28 (each patch then lies in one task's image), got {a.patch}")
     torch.set_num_threads(a.threads)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(a.threads))
     from .._io import save_torch, write_json
@@ -288,7 +281,10 @@ def main():
     done = {(r["variant"], r["seed"]) for r in records}
     targets = paper_targets(a.gradients) if a.strength == "derived" and "spatial" in a.variants else None
     scales = [float(v) for v in a.scales.split(",")] if a.strength == "derived" else [1.0]
-    for seed in (int(s) for s in a.seeds.split(",")):
+    seeds = [int(s) for s in a.seeds.split(",")]
+    scale_seeds = [int(s) for s in a.scale_seeds.split(",")]
+    config = {k: v for k, v in vars(a).items() if k != "rerun"}
+    for seed in dict.fromkeys(seeds + scale_seeds):
         td = concat_data(seed, a.data_dir)
         plain_path = Path(a.runs_dir) / f"plain-seed{seed}.pt"
         plain = None
@@ -296,8 +292,10 @@ def main():
             rec, plain = train(a, "plain", seed, td)
             save_torch(plain_path, plain.state_dict())
             records.append(rec)
-            write_json(out, {"config": vars(a), "targets": targets, "runs": records})
-        for scale in scales if "spatial" in a.variants else []:
+            write_json(out, {"config": config, "targets": targets, "runs": records})
+        for i, scale in enumerate(scales if "spatial" in a.variants else []):
+            if seed not in (seeds if i == 0 else scale_seeds):
+                continue
             a.scale = scale
             a.tag = f" x{scale:g}" if a.strength == "derived" else a.tag
             if ("spatial" + a.tag, seed) in done:
@@ -307,9 +305,6 @@ def main():
                 plain.load_state_dict(torch.load(plain_path, weights_only=True))
             rec, _ = train(a, "spatial", seed, td, plain=plain, targets=targets)
             records.append(rec)
-            write_json(out, {"config": vars(a), "targets": targets, "runs": records})
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()
+            write_json(out, {"config": config, "targets": targets, "runs": records})
+    print(vit_summary({"runs": records}) + "\n\nPer run:\n\n" + vit({"runs": records}))
+    print(f"wrote {out}; rerun: {a.rerun}")

@@ -1,12 +1,6 @@
-"""Markdown tables from the JSON of ``vit_modules.py`` and ``wide_mlp.py``.
-
-    python -m spatialnet.studies.module_tables results/vit-modules.json results/wide-torchvision-mlp.json
-    python -m spatialnet.studies.module_tables --merge A.json B.json   # one ViT summary over several files
-"""
+"""Markdown tables of the ViT study's record (``vit_modules.py``): per run, and per net and block
+over the seeds."""
 from __future__ import annotations
-
-import json
-import sys
 
 from ..analysis.stats import mean, present
 
@@ -83,31 +77,3 @@ def vit_summary(d: dict) -> str:
         cells = [_mean_range([r[k][t] for r in runs], 4) for k in ("accuracy", "mlp_split_accuracy") for t in (0, 1)]
         out.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(out)
-
-
-def mlp(d: dict) -> str:
-    out = [timing(d["step_timing"]), ""]
-    out.append("| net | MNIST | Fashion | share (chance) | share/chance | Newman Q | silhouette (null) | ARI (null) | dead | train s |\n"
-               "|---|---|---|---|---|---|---|---|---|---|")
-    for r in d["runs"]:
-        m, a = r["measures"], r["accuracy"]
-        out.append(f"| {r['variant']} | {a[0]:.4f} | {a[1]:.4f} | {f(m['cross_task_share'])} ({f(m['share_chance'])}) | "
-                   f"{f(m['share_norm'])} | {f(m['newman_q'])} | {f(m['silhouette'])} ({f(m['silhouette_null'])}) | "
-                   f"{f(m['ari'])} ({f(m['ari_null'])}) | {m['dead']} | {r['train_seconds']:.0f} |")
-    return "\n".join(out)
-
-
-if __name__ == "__main__":
-    paths = sys.argv[1:]
-    if paths and paths[0] == "--merge":  # ViT records of one study written by several commands
-        docs = [json.load(open(x)) for x in paths[1:]]
-        print(vit_summary({"runs": [r for d in docs for r in d["runs"]]}))
-        sys.exit()
-    for path in paths:
-        d = json.load(open(path))
-        print(f"## {path}\n")
-        if "runs" in d and d["runs"] and "blocks" in d["runs"][0]:
-            print(vit_summary(d) + "\n\nPer run:\n\n" + vit(d))
-        else:
-            print(mlp(d))
-        print()

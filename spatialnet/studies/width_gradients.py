@@ -1,7 +1,7 @@
 """How a weight's task gradient scales with width, at initialisation and once trained: the
 premise of the width rule's pressure term (``width.py``, docs/width-rule.md).
 
-    python -m spatialnet.studies.width_gradients [--widths 1,2,4,8] [--seed 100] [--workers 2]
+    spatialnet study width-gradients [--widths 1,2,4,8] [--seed 100] [--workers 2]
 
 Regular nets (no costs, so no L1 kills neurons and confounds the mean) n times the paper's
 width train 30 epochs in concat mode at the rule's learning rates (validation split, a selection
@@ -11,51 +11,52 @@ batches of 256, at initialisation and at the end, against the 1x net's. Writes
 """
 from __future__ import annotations
 
-import argparse
-import math
+import itertools
 from pathlib import Path
 
 from .._io import write_json, write_text
-from ..config import TrainConfig, build_model
+from ..analysis.invariants import rms_task_gradients
+from ..config import TrainConfig
 from ..data import load as load_dataset, load_data, task_loss_sum
-from .runs import machine, rerun_line, run_jobs
+from ..model import build_model
+from .registry import register_study
+from .runs import machine, run_jobs
 
 LAYERS = (2, 3, 4, 5)
 
 
-def rms_task_gradients(model, cfg: TrainConfig, dataset, batches: int = 8) -> dict[int, float]:
+def layer_gradients(model, cfg: TrainConfig, dataset, batches: int = 8) -> dict[int, float]:
+    """RMS of the task loss's gradient over each of ``LAYERS``'s weights, 8 batches of 256."""
     td = load_data(cfg, dataset=dataset)
-    sq: dict[int, list] = {}
-    for b, (x, y, task) in enumerate(td.epoch_batches(1, 256)):
-        if b == batches:
-            break
-        model.zero_grad()
-        (task_loss_sum(model(x), y, task) / len(x)).backward()
-        for l in LAYERS:
-            sq.setdefault(l, []).append(model.layer(l).weight.grad.pow(2).mean().item())
-    return {l: math.sqrt(sum(v) / len(v)) for l, v in sq.items()}
+    return rms_task_gradients(model, {l: model.layer(l).weight for l in LAYERS},
+                              itertools.islice(td.epoch_batches(1, 256), batches),
+                              lambda m, x, y, task: task_loss_sum(m(x), y, task) / len(x))
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _arguments(ap) -> None:
     ap.add_argument("--widths", default="1,2,4,8")
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--runs-dir", default="runs/width-gradients")
     ap.add_argument("--out", default="results/width-rule-gradients")
-    args = ap.parse_args(argv)
+
+
+@register_study("width-gradients", question="How does a weight's task gradient scale with width, at "
+                                            "initialisation and once trained (the width rule's premise)?",
+                outputs=("width-rule-gradients.md", "width-rule-gradients.json"), arguments=_arguments)
+def run(args) -> None:
     from ..training.checkpoint import model_from_checkpoint
 
     widths = [int(w) for w in args.widths.split(",")]
     cfgs = {n: TrainConfig(net="regular", mode="concat", seed=args.seed, hidden=[128 * n, 128 * n, 128 * n, 256 * n])
             for n in widths}
-    jobs = [(cfg.to_dict(), str(Path(args.runs_dir) / f"{n}x"), None, "cpu") for n, cfg in cfgs.items()]
+    jobs = [(cfg.to_dict(), str(Path(args.runs_dir) / f"{n}x"), args.data_dir, "cpu") for n, cfg in cfgs.items()]
     run_jobs(jobs, args.workers, lambda *a: None)
-    ds = load_dataset("full")
+    ds = load_dataset("full", args.data_dir)
     rows = {}
     for n, cfg in cfgs.items():
         trained, _, _ = model_from_checkpoint(Path(args.runs_dir) / f"{n}x" / "checkpoint.pt")
-        rows[n] = {"init": rms_task_gradients(build_model(cfg), cfg, ds), "trained": rms_task_gradients(trained, cfg, ds)}
+        rows[n] = {"init": layer_gradients(build_model(cfg), cfg, ds), "trained": layer_gradients(trained, cfg, ds)}
     base = rows[widths[0]]
     lines = ["# How a weight's task gradient scales with width", "",
              f"Regular nets n x the paper's width, concat, 30 epochs at the width rule's learning rates, seed "
@@ -70,12 +71,8 @@ def main(argv=None) -> None:
             cells = " | ".join(f"{r[when][l] / base[when][l]:.3f}" for l in LAYERS)
             lines.append(f"| {n} | {when} | {cells} | {n ** -0.5:.3f} | {1 / n:.3f} |")
     lines += ["", f"Machine: {machine(args.workers, 1, 'cpu')}.", "",
-              f"Rerun: `{rerun_line('python -m spatialnet.studies.width_gradients --widths ' + args.widths)}`", ""]
+              f"Rerun: `{args.rerun}`", ""]
     write_text(Path(args.out).with_suffix(".md"), "\n".join(lines))
     write_json(Path(args.out).with_suffix(".json"), {"widths": widths, "seed": args.seed,
                                                       "rows": {str(n): r for n, r in rows.items()}})
     print("\n".join(lines))
-
-
-if __name__ == "__main__":
-    main()

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from .._io import save_torch
-from ..config import TrainConfig, build_model
-from ..model import SpatialMLP
+from ..config import TrainConfig
+from ..model import SpatialMLP, build_model
 
 CHECKPOINT_FORMAT = "spatialnet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -51,3 +51,14 @@ def model_from_checkpoint(path) -> tuple[SpatialMLP, TrainConfig, dict]:
     except RuntimeError as exc:
         raise ValueError(f"checkpoint {path}: weights do not fit its config: {exc}") from exc
     return model, cfg, ckpt
+
+
+def load_run(run_dir) -> tuple[SpatialMLP, TrainConfig, dict]:
+    """``(model, config, positions track)`` of a run folder (or of the folder of a checkpoint
+    path): its last checkpoint and its positions epoch by epoch (``positions.load_positions``)."""
+    from .positions import load_positions
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    model, cfg, _ = model_from_checkpoint(run_dir / "checkpoint.pt")
+    return model, cfg, load_positions(run_dir)

@@ -1,28 +1,30 @@
-"""Training, one or many processes, with checkpoints and resuming.
+"""Training: one loop, :func:`fit`, for any model and its costs, and :func:`train`, the paper's
+MLP through it with checkpoints, resuming, evaluation and DDP.
 
-One process: ``train(cfg, out_dir)``. Many: ``torchrun --nproc-per-node=N -m spatialnet train ...``
-wraps the model in DistributedDataParallel (gloo on CPU, nccl on GPU). Every process draws the
-same global batch and takes a strided shard of it; each shard's loss is its summed cross-entropy
-times ``world_size / global_batch``, so DDP's gradient average equals the gradient of the global
-batch's mean loss, as in one process (the spatial loss, the same on every process, averages to
-itself).
+``fit`` steps an optimiser over a model's task loss plus its spatial costs (ramped up over a
+warm-up), epoch by epoch, never waiting for the device within an epoch: the losses and the finite
+check are accumulated where the model is, and the host reads them every ``sync_every`` steps and
+at the end of an epoch. A non-finite loss stops it with :class:`NonFiniteLossError`.
+
+``train(cfg, out_dir)`` builds the net of a ``TrainConfig`` and fits it. One process, or many:
+``torchrun --nproc-per-node=N -m spatialnet train ...`` wraps the model in
+DistributedDataParallel (gloo on CPU, nccl on GPU). Every process draws the same global batch and
+takes a strided shard of it; each shard's loss is its summed cross-entropy times ``world_size /
+global_batch``, so DDP's gradient average equals the gradient of the global batch's mean loss, as
+in one process (the spatial loss, the same on every process, averages to itself).
 
 Each epoch ends with an atomic ``checkpoint.pt`` (state dicts + config, loadable with
 ``torch.load(weights_only=True)``) and ``metrics.json``; a killed run loses at most its current
-epoch, and ``resume=True`` continues from the last checkpoint. A non-finite loss stops training
-with :class:`NonFiniteLossError` and leaves the last good checkpoint in place.
-
-A step never waits for the device: the data sit on the training device, the losses and the
-finite check are accumulated there, and the host reads them once every ``sync_every`` steps
-and at the end of an epoch. The test-set evaluation and the split run at the end of training
-and, with ``eval_every = K``, after every K-th epoch.
+epoch, ``resume=True`` continues from the last checkpoint, and a finished run on a constant
+schedule continues past its last epoch when asked for more. The evaluation and the split run at
+the end of training and, with ``eval_every = K``, after every K-th epoch.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -30,15 +32,18 @@ import torch.distributed as dist
 from .. import data as data_mod
 from .._io import write_json
 from ..analysis.evaluate import evaluate
-from ..config import TrainConfig, build_model
+from ..config import TrainConfig
 from ..data import load_data
-from ..model import SpatialMLP
+from ..model import SpatialMLP, build_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .optim import LOW_PRECISION, MasterWeights
 from .positions import POSITIONS_FILE, PositionTrack
 from .progress import Progress
+from .schedule import make_scheduler
 
 SYNC_EVERY = 100  # steps between host reads of the loss sums and the finite flag
+
+
 class NonFiniteLossError(ValueError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -54,37 +59,96 @@ def set_threads(n: int) -> None:
         pass
 
 
+def fit(optimizer, batches: Callable[[int], Iterable], loss_fn: Callable, *, epochs: int, steps_per_epoch: int,
+        costs: Callable | None = None, cost_warmup: float = 0.0, scheduler=None, start_epoch: int = 0,
+        on_epoch_end: Callable | None = None, sync_every: int = SYNC_EVERY, world: int = 1,
+        nonfinite: Callable | None = None, device=None) -> list[dict]:
+    """Trains from ``start_epoch`` to ``epochs``; returns one record per epoch run: ``{"epoch",
+    "task_loss", "spatial_loss"}`` (means over its steps).
+
+    Args:
+        optimizer: steps every parameter (and ``scheduler``, if given, steps after it).
+        batches: ``batches(epoch)`` gives the epoch's ``(x, y, task)`` batches.
+        loss_fn: ``loss_fn(x, y, task) -> (task loss, spatial loss)`` of a batch, the spatial
+            loss at full strength (a zero tensor without costs), or ``-> task loss`` with
+            ``costs`` giving the spatial loss: ``costs() -> tensor``.
+        cost_warmup: epochs over which the spatial loss ramps up linearly from 0.
+        on_epoch_end: ``on_epoch_end(record)`` after each epoch (checkpoints, evaluation); it
+            may add to the record.
+        world: processes (DDP): the non-finite flag is reduced over them.
+        nonfinite: ``nonfinite(epoch, step, value) -> Exception`` for a non-finite loss
+            (default :class:`NonFiniteLossError` naming the step).
+    """
+    history = []
+    for epoch in range(start_epoch, epochs):
+        # on the device: [task loss, spatial loss] sums, and the first non-finite step and its loss
+        sums = torch.zeros(2, device=device)
+        bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        bad_loss = torch.zeros((), device=device)
+        step = -1
+        for step, (x, y, task) in enumerate(batches(epoch)):
+            out = loss_fn(x, y, task)
+            loss, sp = out if isinstance(out, tuple) else (out, costs() if costs is not None else out.new_zeros(()))
+            if cost_warmup > 0:
+                sp = sp * min(1.0, (epoch + step / steps_per_epoch) / cost_warmup)
+            total = loss + sp
+            with torch.no_grad():
+                sums += torch.stack([loss.detach(), sp.detach()]).to(sums)
+                first = ~torch.isfinite(total) & (bad_step < 0)
+                bad_step = torch.where(first, step, bad_step)
+                bad_loss = torch.where(first, total.detach().to(bad_loss), bad_loss)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            if (step + 1) % sync_every == 0 or step + 1 == steps_per_epoch:
+                # the one host read per interval; every process stops together, none is left in backward
+                flag = bad_step.clone()
+                if world > 1:
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                first_bad = int(flag.item())
+                if first_bad >= 0:
+                    value = float(bad_loss)
+                    raise (nonfinite or _nonfinite)(epoch, first_bad, value)
+        n = max(step + 1, 1)
+        task_loss, sp_loss = (sums / n).tolist()
+        record = {"epoch": epoch + 1, "task_loss": task_loss, "spatial_loss": sp_loss}
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+        history.append(record)
+    return history
+
+
+def _nonfinite(epoch, step, value) -> NonFiniteLossError:
+    return NonFiniteLossError(f"loss became {value:g} at epoch {epoch + 1}, step {step + 1}; training stopped")
+
+
 def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
     opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
     kw = {"momentum": 0.9} if cfg.optimizer == "sgd" else {}
     # frozen positions (the control) are left out: they never move
     pos = [p for n, p in model.named_parameters() if n.endswith("positions") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.endswith("positions")]
-    eff = cfg.effective()
+    values = cfg.per_layer_values()
     # the width rule's lr per weight matrix, biases at the base lr: parameters sharing an lr share a group
-    lr_of = {id(lin.weight): eff["lr"][str(l)] for l, lin in enumerate(model.layers, start=1)}
+    lr_of = {id(lin.weight): values.lr[l] for l, lin in enumerate(model.layers, start=1)}
     by_lr: dict[float, list] = {}
     for p in rest:
-        by_lr.setdefault(lr_of.get(id(p), eff["bias_lr"]), []).append(p)
+        by_lr.setdefault(lr_of.get(id(p), values.bias_lr), []).append(p)
     groups = [{"params": ps, "lr": v} for v, ps in by_lr.items()]
-    groups += [{"params": pos, "lr": eff["pos_lr"]}] if pos else []
+    groups += [{"params": pos, "lr": values.pos_lr}] if pos else []
     if any(p.dtype in LOW_PRECISION for p in rest):  # bf16 weights: the steps go to float32 masters
-        opt = MasterWeights(groups, opt_cls, lr=eff["bias_lr"], **kw)
-        inner = opt.inner
+        opt = MasterWeights(groups, opt_cls, lr=values.bias_lr, **kw)
     else:
-        opt = inner = opt_cls(groups, lr=eff["bias_lr"], **kw)
-    if cfg.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            inner, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(inner, lambda s: 1.0)
-    return opt, sched
+        opt = opt_cls(groups, lr=values.bias_lr, **kw)
+    return opt, make_scheduler(opt, total_steps, cfg.schedule)
 
 
 def _extends(old: TrainConfig, new: TrainConfig) -> bool:
-    """Whether ``new`` continues the run ``old`` made past its last epoch: the
-    same config but for more epochs, which a constant schedule allows (a ValueError says why
-    not where the schedule would change the steps already taken)."""
+    """Whether ``new`` continues the run ``old`` made past its last epoch: the same config but for
+    more epochs, which a constant schedule allows (a ValueError says why not where the schedule
+    would change the steps already taken)."""
     a, b = old.identity(), new.identity()
     if {k for k in a if a[k] != b.get(k)} != {"epochs"} or new.epochs <= old.epochs:
         return False
@@ -93,13 +157,6 @@ def _extends(old: TrainConfig, new: TrainConfig) -> bool:
                          f"{new.schedule} schedule, whose learning rate at every step depends on the run's length; "
                          f"only a constant schedule can be extended")
     return True
-
-
-def _keep(path: Path, cfg: TrainConfig, epoch: int) -> None:
-    """A copy of the checkpoint just written, ``checkpoint-e{epoch}.pt``, where ``keep_epochs`` asks."""
-    if epoch in cfg.keep_epochs:
-        import shutil
-        shutil.copyfile(path, path.with_name(f"checkpoint-e{epoch}.pt"))
 
 
 def _dist_info() -> tuple[int, int]:
@@ -137,30 +194,26 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
-def _step_loss_fn(net, model: SpatialMLP, cfg: TrainConfig):
-    """``(task loss, spatial loss)`` of a shard, the task loss scaled by ``world / global batch``
-    (see the module docstring); compiled with torch.compile when ``cfg.compile``."""
+def _step_loss_fn(net, model: SpatialMLP, cfg: TrainConfig, rank: int, world: int):
+    """``(task loss, spatial loss)`` of this process's shard of a batch, the task loss scaled by
+    ``world / global batch`` (see the module docstring); compiled with torch.compile when
+    ``cfg.compile``."""
     use_costs = cfg.net == "spatial"
-    eff = cfg.effective()
-
-    alpha = {int(l): v for l, v in eff["alpha"].items()}
-    beta = {int(l): v for l, v in eff["beta"].items()}
+    values = cfg.per_layer_values()
 
     def step_loss(x, y, task, task_scale: float):
         loss = data_mod.task_loss_sum(net(x), y, task) * task_scale
-        sp = model.spatial_loss(alpha, beta) if use_costs else loss.new_zeros(())
+        sp = model.spatial_loss(values.alpha, values.beta) if use_costs else loss.new_zeros(())
         return loss, sp
 
     # dynamic=False: a batch has one of two sizes (full, last), each compiled once
-    return torch.compile(step_loss, dynamic=False) if cfg.compile else step_loss
+    fn = torch.compile(step_loss, dynamic=False) if cfg.compile else step_loss
 
+    def shard_loss(x, y, task):
+        B = len(x)
+        return fn(x[rank::world], y[rank::world], task[rank::world] if task is not None else None, world / B)
 
-def _nonfinite_error(epoch, step, value, world, cfg, ckpt_path) -> NonFiniteLossError:
-    what = f"{value:g}" if world == 1 else "non-finite on some process"
-    return NonFiniteLossError(
-        f"loss became {what} at epoch {epoch + 1}, step {step + 1} (lr={cfg.lr}, alpha={cfg.alpha}, "
-        f"beta={cfg.beta}); training stopped, the last good checkpoint is kept at "
-        f"{ckpt_path if ckpt_path.exists() else '(none yet)'}")
+    return shard_loss
 
 
 def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, progress: bool = True,
@@ -202,7 +255,6 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    step_loss = _step_loss_fn(net, model, cfg)
     # a resumed run's clock continues from its last saved epoch: the history's seconds and
     # train_seconds count the whole training, not only this process's part
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
@@ -211,65 +263,49 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, data_dir=None, pro
     track = PositionTrack(out_dir / POSITIONS_FILE, start_epoch, model) if rank == 0 else None
     if rank == 0 and start_epoch == 0 and 0 in cfg.keep_epochs:
         save_checkpoint(out_dir / "checkpoint-e0.pt", model, opt, sched, cfg, 0, [])
-    ev = None
-    for epoch in range(start_epoch, cfg.epochs):
-        # on the device: [task loss, spatial loss] sums, and the first non-finite step and its loss
-        sums = torch.zeros(2, device=dev)
-        bad_step = torch.full((), -1, dtype=torch.long, device=dev)
-        bad_loss = torch.zeros((), device=dev)
-        for step, (x, y, task) in enumerate(td.epoch_batches(epoch, cfg.batch_size)):
-            B = len(x)
-            x, y = x[rank::world], y[rank::world]
-            task = task[rank::world] if task is not None else None
-            loss, sp = step_loss(x, y, task, world / B)
-            if cfg.cost_warmup > 0:
-                sp = sp * min(1.0, (epoch + step / steps) / cfg.cost_warmup)
-            total = loss + sp
-            with torch.no_grad():
-                sums += torch.stack([loss, sp])
-                first = ~torch.isfinite(total) & (bad_step < 0)
-                bad_step = torch.where(first, step, bad_step)
-                bad_loss = torch.where(first, total, bad_loss)
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-            sched.step()
-            if (step + 1) % sync_every == 0 or step + 1 == steps:
-                # the one host read per interval; every process stops together, none is left in backward
-                flag = bad_step.clone()
-                if world > 1:
-                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                first_bad = int(flag.item())
-                if first_bad >= 0:
-                    raise _nonfinite_error(epoch, first_bad, float(bad_loss), world, cfg, ckpt_path)
-        task_loss, sp_loss = (sums / steps).tolist()
-        record = {"epoch": epoch + 1, "task_loss": task_loss, "spatial_loss": sp_loss,
-                  "seconds": round(time.time() - t0, 2)}
-        last = epoch + 1 == cfg.epochs
+    last_eval = {}
+
+    def end_of_epoch(record):
+        epoch = record["epoch"]
+        record["seconds"] = round(time.time() - t0, 2)
         if rank == 0:
-            ev = None
-            if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
-                ev = evaluate(model, cfg, td)
-                record.update({k: ev[k] for k in ("full", "split", "cross_task_share", "share_norm", "silhouette",
-                                                  "ari", "nn", "stacked", "dead_fraction")})
+            last_eval.clear()
+            if epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0):
+                last_eval.update(evaluate(model, cfg, td))
+                record.update({k: last_eval[k] for k in ("full", "split", "cross_task_share", "share_norm",
+                                                         "silhouette", "ari", "nn", "stacked", "dead_fraction")})
             history.append(record)
-            save_checkpoint(ckpt_path, model, opt, sched, cfg, epoch + 1, history)
-            _keep(ckpt_path, cfg, epoch + 1)
-            track.append(epoch + 1, model)
+            save_checkpoint(ckpt_path, model, opt, sched, cfg, epoch, history)
+            if epoch in cfg.keep_epochs:
+                import shutil
+                shutil.copyfile(ckpt_path, ckpt_path.with_name(f"checkpoint-e{epoch}.pt"))
+            track.append(epoch, model)
             write_json(metrics_path, {"config": cfg.to_dict(), "data": td.source, "history": history})
             if bar is not None:
-                post = dict(loss=f"{task_loss:.3f}", sp=f"{sp_loss:.3f}")
-                if ev is not None:
-                    post.update(full=f"{ev['full']:.3f}", split=f"{ev['split']:.3f}")
-                bar.update(epoch + 1, post)
+                post = dict(loss=f"{record['task_loss']:.3f}", sp=f"{record['spatial_loss']:.3f}")
+                if last_eval:
+                    post.update(full=f"{last_eval['full']:.3f}", split=f"{last_eval['split']:.3f}")
+                bar.update(epoch, post)
         if world > 1:
             dist.barrier()
+
+    def nonfinite(epoch, step, value):
+        what = f"{value:g}" if world == 1 else "non-finite on some process"
+        return NonFiniteLossError(
+            f"loss became {what} at epoch {epoch + 1}, step {step + 1} (lr={cfg.lr}, alpha={cfg.alpha}, "
+            f"beta={cfg.beta}); training stopped, the last good checkpoint is kept at "
+            f"{ckpt_path if ckpt_path.exists() else '(none yet)'}")
+
+    fit(opt, lambda epoch: td.epoch_batches(epoch, cfg.batch_size), _step_loss_fn(net, model, cfg, rank, world),
+        epochs=cfg.epochs, steps_per_epoch=steps, cost_warmup=cfg.cost_warmup, scheduler=sched,
+        start_epoch=start_epoch, on_epoch_end=end_of_epoch, sync_every=sync_every, world=world,
+        nonfinite=nonfinite, device=dev)
     if bar is not None:
         bar.close()
     result = {}
     if rank == 0:
-        result = ev if ev is not None else evaluate(model, cfg, td)
-        result.update(config=cfg.to_dict(), effective=cfg.effective(), data=td.source,
+        result = dict(last_eval) if last_eval else evaluate(model, cfg, td)
+        result.update(config=cfg.to_dict(), effective=cfg.per_layer_values().to_json(), data=td.source,
                       train_seconds=round(time.time() - t0, 2))
         write_json(out_dir / "result.json", result)
     return result

@@ -4,7 +4,7 @@ import torch
 
 from spatialnet.model import SpatialMLP
 from spatialnet.analysis.modularity import layer_segregation, measures, segregation
-from spatialnet.analysis.split import greedy_split, model_split, task_masks
+from spatialnet.analysis.task_split import greedy_split, model_split, task_masks
 
 
 def _net(weights, positions=None):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from spatialnet.model import SpatialMLP
-from spatialnet.analysis.split import greedy_split, model_split, task_masks
+from spatialnet.analysis.task_split import greedy_split, model_split, task_masks
 
 
 def test_greedy_split_two_tasks_by_hand():

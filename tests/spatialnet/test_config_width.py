@@ -8,7 +8,8 @@ import torch
 
 from spatialnet import data as data_mod
 from spatialnet.config import TrainConfig
-from spatialnet.width import _pair_push, density_push, measure_invariants
+from spatialnet.analysis.invariants import measure_invariants
+from spatialnet.width import _pair_push, density_push
 
 PAPER = [128, 128, 128, 256]
 WIDE8 = [1024, 1024, 1024, 2048]
@@ -55,7 +56,7 @@ def test_without_the_rule_the_invariants_break(ratios):
 def _trained_task_gradients(n: int, steps: int = 400) -> dict:
     """RMS task gradient of one weight of layers 3, 4, 5 of a regular net n times the paper's
     width after ``steps`` Adam steps at the rule's learning rates (the mean over the last 20)."""
-    from spatialnet.config import build_model
+    from spatialnet.model import build_model
     from spatialnet.training.loop import _make_optimizer
 
     cfg = TrainConfig(data="subset", net="regular", hidden=[128 * n, 128 * n, 128 * n, 256 * n]).validate()
@@ -90,28 +91,32 @@ def test_the_pressure_on_a_trained_weight_holds_from_1x_to_4x():
     # at every width: its RMS goes as alpha_l c_T(l); against the task's, it holds
     from spatial_kernels.nn import transport_divisor
     sizes = {1: [1568, 128, 128, 128, 256, 20], 4: [1568, 512, 512, 512, 1024, 20]}
-    alpha = {n: TrainConfig(hidden=sizes[n][1:-1]).validate().effective()["alpha"] for n in (1, 4)}
+    alpha = {n: TrainConfig(hidden=sizes[n][1:-1]).validate().per_layer_values().alpha for n in (1, 4)}
     for l in (3, 4, 5):
-        press = {n: alpha[n][str(l)] / transport_divisor("per_connection", sizes[n][l], sizes[n][l - 1])
+        press = {n: alpha[n][l] / transport_divisor("per_connection", sizes[n][l], sizes[n][l - 1])
                  for n in (1, 4)}
         ratio = press[4] / press[1] / g[l]
         assert 0.6 < ratio < 1.6, (l, ratio)
         # with the flags as given (no rule) it would be far off
-        assert press[4] / alpha[4][str(l)] * alpha[1][str(l)] / press[1] / g[l] < 0.45
+        assert press[4] / alpha[4][l] * alpha[1][l] / press[1] / g[l] < 0.45
 
 
 def test_the_rule_at_the_paper_width_is_the_flags():
     cfg = TrainConfig(alpha=1.3, beta=2.5, lr=0.004, pos_lr_scale=3.0, density_length=1.0).validate()
-    eff = cfg.effective()
-    assert eff["width_factor"] == 1.0
-    assert eff["alpha"] == {"3": 1.3, "4": 1.3, "5": 1.3} and eff["beta"] == {"3": 2.5, "4": 2.5, "5": 2.5}
-    assert set(eff["lr"].values()) == {0.004} and eff["bias_lr"] == 0.004 and eff["pos_lr"] == pytest.approx(0.012)
-    assert set(eff["density_length"].values()) == {1.0} and set(eff["density_length"]) == {"2", "3", "4", "5"}
+    v = cfg.per_layer_values()
+    assert v.width_factor == 1.0
+    assert v.alpha == {3: 1.3, 4: 1.3, 5: 1.3} and v.beta == {3: 2.5, 4: 2.5, 5: 2.5}
+    assert set(v.lr.values()) == {0.004} and v.bias_lr == 0.004 and v.pos_lr == pytest.approx(0.012)
+    assert set(v.density_length.values()) == {1.0} and set(v.density_length) == {2, 3, 4, 5}
+    # the records' JSON form keys layers by strings; the old name still gives it, with a warning
+    assert v.to_json()["alpha"] == {"3": 1.3, "4": 1.3, "5": 1.3}
+    with pytest.warns(DeprecationWarning, match="per_layer_values"):
+        assert cfg.effective() == v.to_json()
     # narrower nets are not scaled down; width_rule none keeps the flags at any width
     a0 = TrainConfig().alpha  # the chosen setting's
-    assert TrainConfig(hidden=[16, 16, 16, 24]).effective()["alpha"] == dict.fromkeys("345", a0)
-    none = TrainConfig(hidden=WIDE8, width_rule="none").effective()
-    assert none["alpha"] == dict.fromkeys("345", a0) and set(none["lr"].values()) == {0.005}
+    assert TrainConfig(hidden=[16, 16, 16, 24]).per_layer_values().alpha == dict.fromkeys((3, 4, 5), a0)
+    none = TrainConfig(hidden=WIDE8, width_rule="none").per_layer_values()
+    assert none.alpha == dict.fromkeys((3, 4, 5), a0) and set(none.lr.values()) == {0.005}
     with pytest.raises(ValueError, match="width_rule"):
         TrainConfig(width_rule="sqrt").validate()
     with pytest.raises(ValueError, match="density_length"):
@@ -121,12 +126,12 @@ def test_the_rule_at_the_paper_width_is_the_flags():
 def test_odd_widths_give_a_valid_rule_or_a_clear_error():
     # one layer far narrower than the net's mean width: its reference is under two neurons
     for hidden in ([128, 128, 1, 256], [2, 2, 2, 2000]):
-        eff = TrainConfig(hidden=hidden).validate().effective()
-        assert all(v >= 0 for v in eff["beta"].values()) and all(v > 0 for v in eff["density_length"].values())
-    from spatialnet.config import build_model
+        v = TrainConfig(hidden=hidden).validate().per_layer_values()
+        assert all(b >= 0 for b in v.beta.values()) and all(x > 0 for x in v.density_length.values())
+    from spatialnet.model import build_model
     build_model(TrainConfig(hidden=[2, 2, 2, 2000]).validate())
     m = build_model(TrainConfig(hidden=[8, 8, 8, 8]).validate())
-    with pytest.raises(ValueError, match="beta of layer 3 must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="beta for layer 3 must be a finite number >= 0"):
         m.spatial_loss(1.0, {3: -1.0, 4: 1.0, 5: 1.0})
 
 
@@ -138,22 +143,22 @@ def test_presets_name_every_per_mode_field():
 
 
 def test_the_rule_at_4x_scales_lengths_and_learning_rates_as_derived():
-    eff = TrainConfig(hidden=[512, 512, 512, 1024], lr=0.005, pos_lr_scale=2.0).validate().effective()
-    assert eff["width_factor"] == 4.0
+    v = TrainConfig(hidden=[512, 512, 512, 1024], lr=0.005, pos_lr_scale=2.0).validate().per_layer_values()
+    assert v.width_factor == 4.0
     # the density length: sqrt(N_ref / N) on hidden sheets, the output sheet's is unchanged
-    assert eff["density_length"] == {"2": 0.5, "3": 0.5, "4": 0.5, "5": 1.0}
+    assert v.density_length == {2: 0.5, 3: 0.5, 4: 0.5, 5: 1.0}
     # muP for Adam: the weights' lr over the fan-in's growth, so the first layer (fan-in: the pixels) keeps it
-    assert eff["lr"] == {"1": 0.005, "2": 0.00125, "3": 0.00125, "4": 0.00125, "5": 0.00125}
-    assert eff["bias_lr"] == 0.005 and eff["pos_lr"] == 0.01
+    assert v.lr == {1: 0.005, 2: 0.00125, 3: 0.00125, 4: 0.00125, 5: 0.00125}
+    assert v.bias_lr == 0.005 and v.pos_lr == 0.01
     # hidden-to-hidden transport: 1/c_T grows 16x, a trained hidden weight's task gradient
     # shrinks 4x (as the readout's fan-in grows); the readout's 1/c_T grows 4x and its gradient
     # stays: w on every layer
-    a = eff["alpha"]
-    assert a["3"] == a["4"] == a["5"] == pytest.approx(TrainConfig().alpha * 4)
+    a = v.alpha
+    assert a[3] == a[4] == a[5] == pytest.approx(TrainConfig().alpha * 4)
 
 
 def test_the_optimiser_gets_the_rule_s_learning_rates():
-    from spatialnet.config import build_model
+    from spatialnet.model import build_model
     from spatialnet.training.loop import _make_optimizer
     cfg = TrainConfig(hidden=[32, 32, 320, 1536], lr=0.005, pos_lr_scale=2.0).validate()  # mean 480: w = 3
     model = build_model(cfg)
@@ -163,8 +168,8 @@ def test_the_optimiser_gets_the_rule_s_learning_rates():
     assert lr_of[id(model.layer(3).weight)] == pytest.approx(0.005 * (32 / 3) / 32)
     assert lr_of[id(model.layer(3).bias)] == 0.005
     assert lr_of[id(model.layer(3).positions)] == pytest.approx(0.01)
-    eff = cfg.effective()
-    assert model.density_length(3) == pytest.approx(eff["density_length"]["3"]) == pytest.approx(math.sqrt(1 / 3))
+    v = cfg.per_layer_values()
+    assert model.density_length(3) == pytest.approx(v.density_length[3]) == pytest.approx(math.sqrt(1 / 3))
 
 
 def test_density_push_is_the_measured_mean_push():

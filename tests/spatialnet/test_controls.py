@@ -3,7 +3,8 @@ frozen positions, checked against formulas written here with torch.cdist."""
 import pytest
 import torch
 
-from spatialnet.config import TrainConfig, build_model
+from spatialnet.config import TrainConfig
+from spatialnet.model import build_model
 from spatialnet.model import SpatialMLP
 from spatialnet.training.loop import _make_optimizer
 

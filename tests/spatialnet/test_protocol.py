@@ -76,7 +76,7 @@ def test_positions_saved_every_epoch_and_resume_keeps_them(tmp_path):
 
 
 def test_position_track_drops_rows_past_the_checkpoint(tmp_path):
-    from spatialnet.config import build_model
+    from spatialnet.model import build_model
     from spatialnet.training.positions import PositionTrack
     model = build_model(TrainConfig(hidden=[4, 4, 4, 4]).validate())
     t = PositionTrack(tmp_path / POSITIONS_FILE, 0, model)
@@ -95,7 +95,7 @@ def test_position_track_drops_rows_past_the_checkpoint(tmp_path):
 def test_multi_objective_sweep_scores_cluster_quality_and_dead(tmp_path):
     import statistics
 
-    from tests._helpers import needs
+    from tests.helpers import needs
     needs("optuna")
     from spatialnet.studies.sweep import parse_space, run_sweep
     base = TrainConfig(data="subset", hidden=[8, 8, 8, 8], epochs=1, max_train=64).validate()

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from spatialnet.cli import main
-from tests._helpers import needs
+from tests.helpers import needs
 from spatialnet.studies.sweep import Param, pareto, parse_param
 
 needs("optuna")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--data", "subset", "--max-train", "128", "--batch-size", "64", "--hidden", "8,8,8,12"]
 
 
@@ -31,7 +31,7 @@ def test_param_syntax():
     ("gamma=1:2", "unknown parameter 'gamma'"), ("seed=1:3", "unknown parameter 'seed'"),
     ("alpha=2:1", "empty range"), ("alpha=1:1", "empty range"), ("alpha=0:1:log", "log range needs low > 0"),
     ("alpha", "write name=low:high"), ("alpha=1:2:3", "write name=low:high"), ("epochs=1.5:3", "must be ints"),
-    ("schedule=constant|weekly", "schedule must be one of"), ("lr=-1:1", "lr must be a positive number"),
+    ("schedule=constant|weekly", "schedule must be one of"), ("lr=-1:1", "lr must be a finite number > 0"),
 ])
 def test_bad_params_are_one_line_errors(spec, msg, capsys, tmp_path):
     with pytest.raises(ValueError, match=msg):
@@ -127,7 +127,7 @@ def test_killed_worker_loses_at_most_its_running_epoch(tmp_path):
 
 def test_resume_tells_what_differs():
     from spatialnet.config import TrainConfig
-    from spatialnet.studies.sweep import _study_differences
+    from spatialnet.studies.sweep.run import _study_differences
     fixed = {k: v for k, v in TrainConfig().identity().items() if k not in ("alpha", "seed")}
     stored = {"space": {"alpha": "alpha=1:2"}, "seeds": [0, 1], "fixed": dict(fixed)}
     assert _study_differences(stored, {"alpha": "alpha=1:2"}, fixed, [0, 1]) == ""
@@ -156,7 +156,7 @@ def test_constraints_syntax_and_targets():
 
 
 def test_gaps_read_the_worst_seed_of_each_mode():
-    from spatialnet.studies.sweep import Constraint, constraint_gaps, constraint_margin
+    from spatialnet.studies.sweep.constraints import Constraint, constraint_gaps, constraint_margin
     per_mode = {"concat": [{"nn": 0.5, "drop": 0.0}, {"nn": 0.3, "drop": 0.02}],
                 "mix": [{"nn": 0.6, "drop": 0.0}, {"nn": 0.5, "drop": 0.001}]}
     cons = [Constraint("nn", ">=", 0.4), Constraint("drop", "<=", 0.01, "mix")]

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from tests.test_spatialnet_sweep import _env, _sweep_cmd
+from tests.spatialnet.test_studies_sweep import _env, _sweep_cmd
 
-from tests._helpers import needs
+from tests.helpers import needs
 
 pgserver = needs("pgserver")  # never skipped under CI (.ci/run installs the dev extra)
 optuna = needs("optuna")

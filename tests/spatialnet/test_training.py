@@ -253,7 +253,7 @@ def test_bfloat16_weights(tmp_path, subset, monkeypatch):
 
 
 def test_default_heads_start_apart_only_where_the_output_is_spatial():
-    from spatialnet.config import build_model
+    from spatialnet.model import build_model
     torch.manual_seed(0)
     ref = build_model(TrainConfig(head_offset=0.0).validate()).layer(5).positions.detach()
     moved = build_model(TrainConfig(head_offset=1.6).validate()).layer(5).positions.detach()

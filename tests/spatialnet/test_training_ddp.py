@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["train", "--data", "subset", "--max-train", "320", "--batch-size", "64", "--hidden", "16,16,16,24",
         "--epochs", "2", "--mode", "sequential", "--no-progress"]
 

@@ -1,0 +1,46 @@
+"""Every study, imported once so that each registers itself (``registry.py``): a new study is one
+file and one line in ``_STUDY_MODULES`` below. ``spatialnet study`` reads this catalog."""
+from __future__ import annotations
+
+import os
+import shlex
+
+from . import (dead_tol, demo_subset, grid, references, selection, selection_2x, selection_sequential,  # noqa: F401
+               table1, tasks, vit_modules, wide, width_gradients)
+from .registry import STUDIES, Study
+
+_STUDY_MODULES = (dead_tol, demo_subset, grid, references, selection, selection_2x, selection_sequential, table1,
+                  tasks, vit_modules, wide, width_gradients)
+
+
+def study(name: str) -> Study:
+    if name not in STUDIES:
+        raise ValueError(f"no study {name!r}; the studies are {', '.join(sorted(STUDIES))} (spatialnet study --list)")
+    return STUDIES[name]
+
+
+def all_studies() -> list[Study]:
+    return sorted(STUDIES.values(), key=lambda s: s.name)
+
+
+def run_study(name: str, argv=(), data_dir=None):
+    """Runs study ``name`` with ``argv`` (its own flags; none: the declared study). ``data_dir``
+    reaches every run as ``--data-dir`` and $SPATIALNET_DATA."""
+    s = study(name)
+    argv = [a for a in argv if a != "--"]
+    args = s.parser().parse_args(argv)
+    args.rerun = "spatialnet study " + " ".join([name, *(shlex.quote(a) for a in argv)])
+    data_dir = data_dir or getattr(args, "data_dir", None)
+    if data_dir:
+        args.data_dir = str(data_dir)
+    env = os.environ.get("SPATIALNET_DATA")
+    if data_dir:
+        os.environ["SPATIALNET_DATA"] = str(data_dir)
+    try:
+        return s.run(args)
+    finally:
+        if data_dir:
+            if env is None:
+                os.environ.pop("SPATIALNET_DATA", None)
+            else:
+                os.environ["SPATIALNET_DATA"] = env
