@@ -28,7 +28,7 @@ NETS = ("regular", "spatial")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 WEIGHT_DTYPES = ("float32", "bfloat16")
-WIDTH_RULES = ("auto", "none")
+WIDTH_RULES = ("auto", "none", "trained-init")
 DATA_SOURCES = ("full", "subset", "auto")
 PAPER_MEAN_HIDDEN = 160  # (128 + 128 + 128 + 256) / 4
 # The regular net's own settings in studies, a fair baseline: the paper's lr, gain 1. NOTE: at the
@@ -70,13 +70,14 @@ class LayerValues:
     lr: dict
     bias_lr: float
     pos_lr: float
+    init_scale: dict
 
     def to_json(self) -> dict:
         """A JSON object (layer keys as strings), as the records keep it under ``effective``."""
         key = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
         return {"width_factor": self.width_factor, "alpha": key(self.alpha), "beta": key(self.beta),
                 "density_length": key(self.density_length), "lr": key(self.lr), "bias_lr": self.bias_lr,
-                "pos_lr": self.pos_lr}
+                "pos_lr": self.pos_lr, "init_scale": key(self.init_scale)}
 
 
 def _field(default, help: str, choices=None, *, runtime: bool = False, type_=None):
@@ -248,7 +249,8 @@ class TrainConfig:
         rule = width_rule(self.sizes, [h / w for h in self.hidden], self.spatial_layers, alpha=self.alpha,
                           beta=self.beta, lr=self.lr, pos_lr=self.lr * self.pos_lr_scale,
                           transport_norm=self.transport_norm, density_norm=self.density_norm, init=self.init,
-                          density_length=self.density_length)
+                          density_length=self.density_length,
+                          trained_init=self.width_rule == "trained-init" and self.net == "spatial")
         if self.net == "spatial" and self.spatial_lr_scale != 1.0:
             rule["lr"] = {l: v * (self.spatial_lr_scale if l in self.spatial_layers else 1.0)
                           for l, v in rule["lr"].items()}

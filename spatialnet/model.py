@@ -284,9 +284,14 @@ def build_model(cfg) -> SpatialMLP:
     without costs and without positions), seeded by ``cfg.seed``, weights in ``cfg.weight_dtype``."""
     torch.manual_seed(cfg.seed)
     spatial = list(cfg.spatial_layers) if cfg.net == "spatial" else []
-    lengths = cfg.per_layer_values().density_length if spatial else 1.0
+    values = cfg.per_layer_values()
+    lengths = values.density_length if spatial else 1.0
     model = SpatialMLP(cfg.sizes, spatial, cfg.activation, dim=cfg.dim, transport_norm=cfg.transport_norm,
                        density_norm=cfg.density_norm, init=cfg.init, init_gain=cfg.init_gain,
                        head_offset=cfg.head_offset if cfg.num_layers in spatial else 0.0, num_heads=cfg.num_tasks,
                        transport=cfg.transport, freeze_positions=cfg.freeze_positions, density_lengths=lengths)
+    with torch.no_grad():  # the width rule's start of the weights (1: the initialiser's)
+        for l, s in values.init_scale.items():
+            if s != 1.0:
+                model.layer(l).weight.mul_(s)
     return model.weights_to(getattr(torch, cfg.weight_dtype))

@@ -79,7 +79,8 @@ def density_push(norm: str, n: float, length: float) -> float:
 
 
 def width_rule(sizes, hidden_ref, spatial_layers, *, alpha: float, beta: float, lr: float, pos_lr: float,
-               transport_norm: str, density_norm: str, init: str, density_length: float = 1.0) -> dict:
+               transport_norm: str, density_norm: str, init: str, density_length: float = 1.0,
+               trained_init: bool = False) -> dict:
     """The per-layer values of the rule (see the module docstring) for a net of ``sizes``
     (input, hidden..., output) against the reference whose hidden widths are ``hidden_ref``.
 
@@ -91,8 +92,13 @@ def width_rule(sizes, hidden_ref, spatial_layers, *, alpha: float, beta: float, 
     K = len(sizes) - 1
     spatial = sorted(int(l) for l in spatial_layers)
 
-    def ebar(sz, l):  # E|w| of W_l, (sz[l], sz[l-1])
-        return _mean_abs_weight(init, sz[l - 1], sz[l])
+    # 5. the spatial layers' weights start at the size training gives them (trained_init):
+    # E|w_l| over the reference's as fan_in(ref) / fan_in, the initialiser's times init_scale_l
+    init_scale = {l: (math.sqrt(ref[l - 1] / sizes[l - 1]) if trained_init and l in spatial else 1.0)
+                  for l in range(1, K + 1)}
+
+    def ebar(sz, l):  # E|w| of W_l, (sz[l], sz[l-1]), as initialised
+        return _mean_abs_weight(init, sz[l - 1], sz[l]) * (init_scale[l] if sz is sizes else 1.0)
 
     # 1. r_l: a trained weight's task gradient against the reference's. The readout's is the
     # loss's own; every hidden layer's backward signal comes through the readout's learned
@@ -130,4 +136,5 @@ def width_rule(sizes, hidden_ref, spatial_layers, *, alpha: float, beta: float, 
         beta_l[s] = beta * pulls / pushes
 
     lr_l = {l: lr * ref[l - 1] / sizes[l - 1] for l in range(1, K + 1)}
-    return {"alpha": alpha_l, "beta": beta_l, "density_length": length, "lr": lr_l, "bias_lr": lr, "pos_lr": pos_lr}
+    return {"alpha": alpha_l, "beta": beta_l, "density_length": length, "lr": lr_l, "bias_lr": lr, "pos_lr": pos_lr,
+            "init_scale": init_scale}
