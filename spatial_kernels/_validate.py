@@ -70,22 +70,33 @@ def _check_positions(name: str, p) -> BadArgument | None:
     return None
 
 
-def check_transport_args(W, p_in, p_out) -> BadArgument | None:
-    """Checks W (n_out, n_in) or (n_out, n_in, *kernel), p_in (n_in, D), p_out (n_out, D) for every backend."""
+def check_transport_args(W, p_in, p_out, groups=1, transposed=False) -> BadArgument | None:
+    """Checks W against p_in (n_in, D) and p_out (n_out, D) for every backend: ``(n_out, n_in /
+    groups, *kernel)``, or with ``transposed`` (W's first dimension the inputs, as transformers'
+    Conv1D and nn.ConvTranspose store it) ``(n_in, n_out / groups, *kernel)``."""
     bad = _require_tensor("W", W) or _check_positions("p_in", p_in) or _check_positions("p_out", p_out)
     if bad is not None:
         return bad
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        return BadArgument("ValueError", f"groups must be a positive int, got {groups!r}")
+    if not isinstance(transposed, bool):
+        return BadArgument("TypeError", f"transposed must be a bool, got {transposed!r}")
     if W.dim() < 2:
-        return BadArgument("ValueError", "W must be (n_out, n_in) like nn.Linear.weight or (n_out, n_in, *kernel) "
-                                       "like a convolution's weight, got shape {W}", W=W)
+        return BadArgument("ValueError", "W must be (n_out, n_in) like nn.Linear.weight or (n_out, n_in / groups, "
+                                       "*kernel) like a convolution's weight, got shape {W}", W=W)
     if p_in.shape[1] != p_out.shape[1]:
         return BadArgument("ValueError", "p_in and p_out must have the same number of coordinates D, got p_in "
                                        "{p_in} and p_out {p_out}", p_in=p_in, p_out=p_out)
-    if W.shape[0] != p_out.shape[0] or W.shape[1] != p_in.shape[0]:
-        return BadArgument("ValueError", "W must have shape (n_out, n_in, *kernel) with (n_out, n_in) = "
-                                       "(len(p_out), len(p_in)) = ({p_out[0]}, {p_in[0]}), got W {W}, p_in {p_in}, "
-                                       "p_out {p_out}",
-                           W=W, p_in=p_in, p_out=p_out)
+    rows, cols = ("p_in", "p_out") if transposed else ("p_out", "p_in")
+    layout = "(n_in, n_out / groups, *kernel)" if transposed else "(n_out, n_in / groups, *kernel)"
+    pos = {"p_in": p_in, "p_out": p_out}
+    if pos[rows].shape[0] % groups or pos[cols].shape[0] % groups:
+        return BadArgument("ValueError", f"groups={groups} must divide both len(p_in) and len(p_out), got p_in "
+                                       "{p_in} and p_out {p_out}", p_in=p_in, p_out=p_out)
+    if W.shape[0] != pos[rows].shape[0] or W.shape[1] * groups != pos[cols].shape[0]:
+        return BadArgument("ValueError", f"W must have shape {layout} with groups={groups}"
+                                       f"{', transposed' if transposed else ''}: W {{W}} does not fit p_in {{p_in}} "
+                                       "and p_out {p_out}", W=W, p_in=p_in, p_out=p_out)
     if W.device != p_in.device or W.device != p_out.device:
         return BadArgument("ValueError", f"W, p_in and p_out must be on one device, got W on {W.device}, p_in on "
                                        f"{p_in.device}, p_out on {p_out.device}")

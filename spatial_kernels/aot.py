@@ -80,6 +80,21 @@ def _variants() -> list[Variant]:
         add(transport._transport_fwd_kernel, f"W={wname} conv3x3", ptrs, conv, transport.NUM_WARPS, sizes, 2)
         add(transport._transport_fwd_bwd_kernel, f"W={wname} conv3x3 STORE_DW=1", ptrs_bwd,
             {**conv, "stride_dwk": 1, "STORE_DW": True}, transport.NUM_WARPS, sizes + ("stride_dwm",), 2)
+    # grouped and depthwise weights: a 3x3 grouped conv (one group per program) and a 7x7
+    # depthwise one (rows across groups), float32 and bfloat16
+    for wname in ("float32", "bfloat16"):
+        wtype = W_DTYPES[wname]
+        ptrs_g = {"W_ptr": wtype, "p_in_ptr": "*fp32", "p_out_ptr": "*fp32", "value_part_ptr": "*fp32",
+                  "dW_ptr": wtype, "grad_out_part_ptr": "*fp32", "grad_in_ptr": "*fp32"}
+        for label, taps, block_n, one in (("grouped3x3", 9, 16, True), ("depthwise7x7", 49, 1, False)):
+            g = {"stride_wk": 1, "TAPS": taps, "BLOCK_M": transport.GROUPED_BLOCK_M, "BLOCK_N": block_n,
+                 "ONE_GROUP": one}
+            add(transport._grouped_fwd_bwd_kernel, f"W={wname} {label} STORE_DW=1", ptrs_g,
+                {**g, "stride_dwk": 1, "STORE_DW": True, "GRADS": True}, transport.grouped_warps(one),
+                ("n_out",), 2)
+            add(transport._grouped_accumulate_kernel, f"W={wname} {label}",
+                {"W_ptr": wtype, "p_in_ptr": "*fp32", "p_out_ptr": "*fp32", "G_ptr": wtype, "up_ptr": "*fp32"},
+                {**g, "stride_gk": 1, "ACCUMULATE": True}, transport.GROUPED_ACCUMULATE_WARPS, ("n_out",), 2)
     blocks = {"BLOCK_M": density.BLOCK_M, "BLOCK_N": density.BLOCK_N}
     for D in (1, 2, 3):
         add(density._density_fwd_kernel, "", {"p_ptr": "*fp32", "value_part_ptr": "*fp32"}, blocks,

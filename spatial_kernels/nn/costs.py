@@ -17,8 +17,10 @@ then the positions go in as they are).
 For a chain of layers (each sheet written by one layer) this is SpatialMLP's
 ``(1/|L|) sum_l [alpha T(l) + beta V(l)]``, summed in that order, term by term, with the weights
 taken as ``(alpha/|L|)/c`` like SpatialMLP did, so that its numbers stay the same to the bit. A
-conv layer's weight ``(n_out, n_in, *kernel)`` counts each (out, in) channel pair once, with
-``sum_taps |w|`` as its weight. The constant weights go into the kernels as ``scale=`` (dW is
+conv layer's weight ``(n_out, n_in / groups, *kernel)`` counts each connected (out, in) channel
+pair once, with ``sum_taps |w|`` as its weight; a grouped or depthwise one connects each output
+only to its group's inputs, and a weight stored (inputs, outputs) (transformers' Conv1D,
+nn.ConvTranspose) is read as it lies (``sheets.geometry``). The constant weights go into the kernels as ``scale=`` (dW is
 stored already weighted).
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch import nn
 from ..density import fused_density_cost
 from ..transport import fused_transport_cost
 from .norms import density_divisor, density_norm as _density_norm, transport_divisor, transport_norm as _transport_norm
-from .sheets import infer_ports, port_size, select_layers
+from .sheets import geometry, infer_ports, port_size, select_layers
 from .values import per_key
 
 @dataclass(frozen=True)
@@ -44,11 +46,22 @@ class Sheet:
     key: str
     writers: tuple[str, ...]
     readers: tuple[str, ...]
+    gated: bool = False  # written by layers whose outputs are multiplied element by element (a gated MLP)
 
 
-def channel_strength(W: torch.Tensor) -> torch.Tensor:
-    """``(n_out, n_in)`` strength of each channel pair: ``|W|`` summed over the kernel taps."""
-    return W.abs() if W.dim() == 2 else W.abs().sum(dim=tuple(range(2, W.dim())))
+def channel_strength(W: torch.Tensor, groups: int = 1, transposed: bool = False) -> torch.Tensor:
+    """``(n_out, n_in)`` strength of each channel pair: ``|W|`` summed over the kernel taps; for a
+    grouped weight 0 between channels of different groups, for a transposed one (stored inputs
+    first) read as it lies."""
+    a = W.abs() if W.dim() == 2 else W.abs().sum(dim=tuple(range(2, W.dim())))
+    if groups > 1:  # block-diagonal: (rows, cols / groups) -> (rows, cols)
+        rows, local = a.shape
+        dense = a.new_zeros(rows, local * groups)
+        per = rows // groups
+        for g in range(groups):
+            dense[g * per:(g + 1) * per, g * local:(g + 1) * local] = a[g * per:(g + 1) * per]
+        a = dense
+    return a.t() if transposed else a
 
 
 def _key(name: str) -> str:
@@ -65,7 +78,7 @@ class SpatialCosts(nn.Module):
     def __init__(self, selected: dict[str, nn.Module], ports: list[list[tuple[str, str]]], *,
                  dim: int, transport_norm: str, density_norm: str, backend: str,
                  names: dict[tuple[str, str], str], generator: torch.Generator | None,
-                 adopt: dict[str, nn.Parameter] | None = None, density_length=1.0):
+                 adopt: dict[str, nn.Parameter] | None = None, density_length=1.0, gated=None):
         super().__init__()
         self.dim, self.transport_norm, self.density_norm, self.backend = dim, transport_norm, density_norm, backend
         first = next(iter(selected.values())).weight
@@ -75,7 +88,8 @@ class SpatialCosts(nn.Module):
         self.sheets: dict[str, Sheet] = {}
         adopt = dict(adopt or {})
         self._sheet_of: dict[tuple[str, str], str] = {}
-        for group in ports:
+        self.geometry = {n: geometry(m, n) for n, m in selected.items()}
+        for group, is_gated in zip(ports, gated or [False] * len(ports)):
             writers = tuple(n for n, p in group if p == "out")
             readers = tuple(n for n, p in group if p == "in")
             given = sorted({names[p] for p in group if p in names})
@@ -94,7 +108,7 @@ class SpatialCosts(nn.Module):
             else:
                 p = torch.randn(size, dim, generator=generator, dtype=dtype)  # N(0, 1), as in the paper
                 self.positions[key] = nn.Parameter(p.to(first.device))
-            self.sheets[name] = Sheet(name, size, key, writers, readers)
+            self.sheets[name] = Sheet(name, size, key, writers, readers, bool(is_gated))
             for port in group:
                 self._sheet_of[port] = name
         unknown = sorted(set(adopt) - set(self.sheets))
@@ -142,9 +156,10 @@ class SpatialCosts(nn.Module):
         return self.positions[self.sheet(layer, port).key]
 
     def strength(self, layer: str) -> torch.Tensor:
-        """``(n_out, n_in)`` |w| of ``layer``'s channel pairs (summed over taps), detached: what the
-        split and the modularity measures read."""
-        return channel_strength(dict(self._layers)[layer].weight.detach())
+        """``(n_out, n_in)`` |w| of ``layer``'s channel pairs (summed over taps; 0 across groups),
+        detached: what the split and the modularity measures read."""
+        g = self.geometry[layer]
+        return channel_strength(dict(self._layers)[layer].weight.detach(), g.groups, g.transposed)
 
     def chain(self, layers: list[str]) -> tuple[list[torch.Tensor], list[nn.Parameter]]:
         """``(strengths, positions)`` of a chain of layers, each reading the sheet the one before
@@ -159,20 +174,22 @@ class SpatialCosts(nn.Module):
         positions = [self.positions_of(layers[0], "in")] + [self.positions_of(n, "out") for n in layers]
         return [self.strength(n) for n in layers], positions
 
-    def _transport(self, m: nn.Module, key_in: str, key_out: str, scale) -> torch.Tensor:
+    def _transport(self, name: str, m: nn.Module, key_in: str, key_out: str, scale) -> torch.Tensor:
         W, p_in, p_out = m.weight, self.positions[key_in], self.positions[key_out]
-        if not torch.compiler.is_compiling() and tuple(W.shape[:2]) != (len(p_out), len(p_in)):
-            name = next(n for n, mod in self._layers if mod is m)
+        g = self.geometry[name]
+        rows, cols = (len(p_in), len(p_out) // g.groups) if g.transposed else (len(p_out), len(p_in) // g.groups)
+        if not torch.compiler.is_compiling() and tuple(W.shape[:2]) != (rows, cols):
             raise ValueError(f"layer {name!r} has weight {tuple(W.shape)}, but its sheets hold {len(p_out)} output "
                              f"and {len(p_in)} input neurons: was it replaced or resized after spatialize()?")
         # a conv weight goes in whole: the fused op sums |W| over the taps itself, no temporary
-        return fused_transport_cost(W, p_in, p_out, scale=scale, backend=self.backend)
+        return fused_transport_cost(W, p_in, p_out, scale=scale, backend=self.backend, groups=g.groups,
+                                    transposed=g.transposed)
 
     def transport_cost(self, layer: str, scale: float = 1.0) -> torch.Tensor:
         """``scale * T(layer)``, normalised as ``transport_norm`` says."""
         for n, m, ki, ko, norm, _ in self._terms:
             if n == layer:
-                return self._transport(m, ki, ko, scale / norm)
+                return self._transport(n, m, ki, ko, scale / norm)
         raise KeyError(f"{layer!r} is not a spatialized layer: {self.layers}")
 
     def density_cost(self, sheet: str, scale: float = 1.0) -> torch.Tensor:
@@ -190,7 +207,7 @@ class SpatialCosts(nn.Module):
         betas = self._per_sheet("beta", beta, names=self.density_sheets)
         total = None
         for n, m, ki, ko, norm, dnorm in self._terms:
-            term = self._transport(m, ki, ko, alphas[n] / k / norm)
+            term = self._transport(n, m, ki, ko, alphas[n] / k / norm)
             if dnorm is not None:
                 s = self.sheets[self._sheet_of[n, "out"]]
                 term = term + self._density(s, betas[s.name] / k / dnorm)
@@ -219,6 +236,26 @@ class SpatialCosts(nn.Module):
         groups.append(g)
         return groups
 
+    def summary(self) -> str:
+        """A table of what was taken, one row per layer (its type, weight shape, groups, the sheets
+        it reads and writes and their neurons) and one per sheet, to check at a glance."""
+        rows = [("layer", "type", "weight", "reads (neurons)", "writes (neurons)")]
+        for n, m in self._layers:
+            g = self.geometry[n]
+            kind = type(m).__name__ + (f" groups={g.groups}" if g.groups > 1 else "") + (
+                " (in, out)" if g.transposed else "")
+            a, b = self.sheet(n, "in"), self.sheet(n, "out")
+            rows.append((n, kind, "x".join(map(str, m.weight.shape)), f"{a.name} ({a.size})", f"{b.name} ({b.size})"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines += ["", f"{len(self.sheets)} sheets, dim {self.dim}:"]
+        for s in self.sheets.values():
+            what = ("gated: " if s.gated else "") + (f"written by {', '.join(s.writers)}" if s.writers else
+                                                      "an input sheet (no density)")
+            lines.append(f"  {s.name}: {s.size} neurons, {what}; read by {', '.join(s.readers) or 'none'}")
+        return "\n".join(lines)
+
     def extra_repr(self) -> str:
         sheets = ", ".join(f"{s.name}: {s.size}" for s in self.sheets.values())
         lengths = "" if all(v == 1.0 for v in self.lengths.values()) else f", density_length={self.lengths}"
@@ -229,13 +266,15 @@ class SpatialCosts(nn.Module):
 def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = None, infer: bool = True,
                transport_norm: str = "per_connection", density_norm: str = "per_pair", backend: str = "auto",
                elementwise: tuple = (), attach: str | None = None, positions: dict | None = None,
-               generator: torch.Generator | None = None, density_length=1.0) -> SpatialCosts:
+               generator: torch.Generator | None = None, density_length=1.0, verbose: bool = False) -> SpatialCosts:
     """Positions for the neurons of ``model``'s selected layers, and their spatial cost.
 
     Args:
         model: any ``nn.Module``; its class and forward are left as they are.
-        layers: module names or glob patterns (``"blocks.*.mlp.fc1"``); a pattern selects the
-            ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` (groups=1) among its matches.
+        layers: module names or glob patterns (``"blocks.*.mlp.fc1"``: ``*`` within a dotted
+            segment, ``**`` across segments); a pattern selects the supported layers among its
+            matches: ``nn.Linear``, ``nn.Conv1d/2d/3d`` (any groups, depthwise included),
+            ``nn.ConvTranspose1d/2d`` and transformers' ``Conv1D`` (GPT-2's, weight (in, out)).
         dim: coordinates per neuron, 1..3. Positions start N(0, 1) (``generator`` if given).
         sheets: ``{layer: (in_sheet, out_sheet)}`` names; ports named alike are one sheet, ``None``
             leaves a port to inference. ``infer=False`` turns inference off (every port not named
@@ -255,8 +294,11 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
             ``{sheet name: l}`` naming every sheet; 1 (the default) is the paper's ``exp(-d)``. A
             sheet made w times wider in the same area needs ``l / sqrt(w)`` to keep its neurons as
             far apart in that unit (the width rule, docs/width-rule.md).
+        verbose: print :meth:`SpatialCosts.summary`, the layers and sheets taken.
 
     Returns a :class:`SpatialCosts`; ``costs(alpha, beta)`` is the cost to add to the loss.
+    Two layers whose outputs are multiplied element by element (a gated MLP) write one sheet,
+    marked ``gated`` in ``costs.sheets``.
     """
     if isinstance(dim, bool) or dim not in (1, 2, 3):
         raise ValueError(f"dim must be 1, 2 or 3 (coordinates per neuron), got {dim!r}")
@@ -264,12 +306,12 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     selected = select_layers(model, layers)
-    ports = infer_ports(model, selected, sheets, infer, tuple(elementwise))
+    ports, gated = infer_ports(model, selected, sheets, infer, tuple(elementwise))
     names = {(n, p): str(s) for n, pair in (sheets or {}).items() for p, s in zip(("in", "out"), pair)
              if s is not None}
     costs = SpatialCosts(selected, ports, dim=dim, transport_norm=transport_norm, density_norm=density_norm,
                          backend=backend, names=names, generator=generator, adopt=positions,
-                         density_length=density_length)
+                         density_length=density_length, gated=gated)
     if attach is not None:
         if isinstance(model, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             raise ValueError(f"attach={attach!r}: a {type(model).__name__} runs or lists every child, so adding the "
@@ -278,4 +320,6 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
         if hasattr(model, attach):
             raise ValueError(f"attach={attach!r}: {type(model).__name__} already has an attribute of that name")
         model.add_module(attach, costs)
+    if verbose:
+        print(costs.summary())
     return costs

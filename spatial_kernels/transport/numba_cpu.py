@@ -9,6 +9,11 @@ thread count: each chunk owns its rows of ``dW`` and ``grad p_out`` and a privat
 ``grad p_in`` (a column reduction), and the partials are summed in chunk order afterwards. The
 result is therefore the same bit for bit whatever the number of threads. Extra memory besides
 ``dW``: ``num_chunks * 3 * n_in + 4 * n_out`` numbers.
+
+Grouped weights (a grouped or depthwise convolution, ``(n_out, n_in / G, *kernel)``): row i
+reads the ``n_in / G`` input neurons from ``(i // (n_out / G)) * n_in / G`` on; the kernels index
+the input positions and the partials of ``grad p_in`` at that offset themselves (no loop over
+groups, no gathered copy), with the same extra memory.
 """
 from __future__ import annotations
 
@@ -25,30 +30,34 @@ from .._numba_common import FASTMATH, num_chunks, soa3, to_numpy
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_fwd_kernel(W, pin, pout, rows_per_chunk, row_val, zero):
+def _transport_fwd_kernel(W, opg, pin, pout, rows_per_chunk, row_val, zero):
+    # groups: row i reads the n_in input neurons from (i // opg) * n_in on (opg rows per group)
     n_out, n_in = W.shape
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            off = (i // opg) * n_in
             acc = zero
             for j in range(n_in):
-                dx = ox - pin[0, j]
-                dy = oy - pin[1, j]
-                dz = oz - pin[2, j]
+                dx = ox - pin[0, off + j]
+                dy = oy - pin[1, off + j]
+                dz = oz - pin[2, off + j]
                 acc += abs(W[i, j]) * np.sqrt(dx * dx + dy * dy + dz * dz)
             row_val[i] = acc
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW, dW_scale, zero):
+def _transport_fwd_bwd_kernel(W, opg, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW, dW_scale,
+                              zero):
     n_out, n_in = W.shape
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
-        gx_in = g_in_part[c, 0]
-        gy_in = g_in_part[c, 1]
-        gz_in = g_in_part[c, 2]
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
+            off = (i // opg) * n_in
+            gx_in = g_in_part[c, 0, off:off + n_in]
+            gy_in = g_in_part[c, 1, off:off + n_in]
+            gz_in = g_in_part[c, 2, off:off + n_in]
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
             acc = zero
             gx = zero
@@ -56,9 +65,9 @@ def _transport_fwd_bwd_kernel(W, pin, pout, rows_per_chunk, row_val, dW, g_out, 
             gz = zero
             for j in range(n_in):
                 w = W[i, j]
-                dx = ox - pin[0, j]
-                dy = oy - pin[1, j]
-                dz = oz - pin[2, j]
+                dx = ox - pin[0, off + j]
+                dy = oy - pin[1, off + j]
+                dz = oz - pin[2, off + j]
                 d = np.sqrt(dx * dx + dy * dy + dz * dz)
                 a = abs(w)
                 acc += a * d
@@ -168,7 +177,7 @@ def _transport_planar_fwd_kernel(W, pin, pout, rows_per_chunk, row_val, g_out, g
 # inner loop over the taps keeps LLVM from vectorising the j loop, which is what the Linear
 # kernels' speed rests on.
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_taps_fwd_kernel(W, K, pin, pout, rows_per_chunk, row_val, zero):
+def _transport_taps_fwd_kernel(W, K, opg, pin, pout, rows_per_chunk, row_val, zero):
     # A conv weight as (n_out, n_in * K): the pair (i, j) weighs sum_k |W[i, j*K + k]|
     n_out = W.shape[0]
     n_in = W.shape[1] // K
@@ -176,38 +185,40 @@ def _transport_taps_fwd_kernel(W, K, pin, pout, rows_per_chunk, row_val, zero):
     for c in prange(n_chunks):
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            off = (i // opg) * n_in
             acc = zero
             for j in range(n_in):
                 a = zero
                 for k in range(K):
                     a += abs(W[i, j * K + k])
-                dx = ox - pin[0, j]
-                dy = oy - pin[1, j]
-                dz = oz - pin[2, j]
+                dx = ox - pin[0, off + j]
+                dy = oy - pin[1, off + j]
+                dz = oz - pin[2, off + j]
                 acc += a * np.sqrt(dx * dx + dy * dy + dz * dz)
             row_val[i] = acc
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_taps_fwd_bwd_kernel(W, K, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW,
+def _transport_taps_fwd_bwd_kernel(W, K, opg, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW,
                                    dW_scale, zero):
     n_out = W.shape[0]
     n_in = W.shape[1] // K
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
-        gx_in = g_in_part[c, 0]
-        gy_in = g_in_part[c, 1]
-        gz_in = g_in_part[c, 2]
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
+            off = (i // opg) * n_in
+            gx_in = g_in_part[c, 0, off:off + n_in]
+            gy_in = g_in_part[c, 1, off:off + n_in]
+            gz_in = g_in_part[c, 2, off:off + n_in]
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
             acc = zero
             gx = zero
             gy = zero
             gz = zero
             for j in range(n_in):
-                dx = ox - pin[0, j]
-                dy = oy - pin[1, j]
-                dz = oz - pin[2, j]
+                dx = ox - pin[0, off + j]
+                dy = oy - pin[1, off + j]
+                dz = oz - pin[2, off + j]
                 d = np.sqrt(dx * dx + dy * dy + dz * dz)
                 a = zero
                 for k in range(K):
@@ -235,34 +246,36 @@ def _transport_taps_fwd_bwd_kernel(W, K, pin, pout, rows_per_chunk, row_val, dW,
 # read-modify-write of G); the product is rounded as the saved dW times the upstream gradient
 # would be, so that G ends bit for bit as autograd's sum of the two would.
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_accumulate_kernel(W, pin, pout, rows_per_chunk, G, accumulate, dW_scale, up, zero):
+def _transport_accumulate_kernel(W, opg, pin, pout, rows_per_chunk, G, accumulate, dW_scale, up, zero):
     n_out, n_in = W.shape
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            off = (i // opg) * n_in
             for j in range(n_in):
                 w = W[i, j]
-                dx = ox - pin[0, j]
-                dy = oy - pin[1, j]
-                dz = oz - pin[2, j]
+                dx = ox - pin[0, off + j]
+                dy = oy - pin[1, off + j]
+                dz = oz - pin[2, off + j]
                 sd = dW_scale * np.sqrt(dx * dx + dy * dy + dz * dz)
                 v = (sd if w > 0 else (-sd if w < 0 else zero)) * up
                 G[i, j] = G[i, j] + v if accumulate else v
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_taps_accumulate_kernel(W, K, pin, pout, rows_per_chunk, G, accumulate, dW_scale, up, zero):
+def _transport_taps_accumulate_kernel(W, K, opg, pin, pout, rows_per_chunk, G, accumulate, dW_scale, up, zero):
     n_out = W.shape[0]
     n_in = W.shape[1] // K
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
+            off = (i // opg) * n_in
             for j in range(n_in):
-                dx = ox - pin[0, j]
-                dy = oy - pin[1, j]
-                dz = oz - pin[2, j]
+                dx = ox - pin[0, off + j]
+                dy = oy - pin[1, off + j]
+                dz = oz - pin[2, off + j]
                 sd = dW_scale * np.sqrt(dx * dx + dy * dy + dz * dz)
                 for k in range(K):
                     w = W[i, j * K + k]
@@ -275,11 +288,11 @@ def _taps(W: torch.Tensor) -> int:
     return int(np.prod(W.shape[2:], dtype=np.int64)) if W.dim() > 2 else 1
 
 
-def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor) -> torch.Tensor:
+def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor, groups: int = 1) -> torch.Tensor:
     n_out, K = W.shape[0], _taps(W)
     W_np = to_numpy(W).reshape(n_out, -1)
     row_val = np.empty(n_out, dtype=W_np.dtype)
-    args = (soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), row_val, W_np.dtype.type(0))
+    args = (n_out // groups, soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), row_val, W_np.dtype.type(0))
     if K == 1:
         _transport_fwd_kernel(W_np, *args)
     else:
@@ -287,10 +300,10 @@ def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor) ->
     return torch.tensor(row_val.sum(dtype=np.float64), dtype=p_in.dtype)
 
 
-def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True), scale=1.0):
+def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True), scale=1.0, groups: int = 1):
     """``scale`` times the value and the gradients of ``needs_grad = (W, p_in, p_out)``, in one
-    pass over W; ``dW`` (W's shape) is stored already scaled. W is ``(n_out, n_in)`` or a conv
-    weight ``(n_out, n_in, *kernel)``."""
+    pass over W; ``dW`` (W's shape) is stored already scaled. W is ``(n_out, n_in / groups)`` or a
+    conv weight ``(n_out, n_in / groups, *kernel)``: row i reads the input neurons of its group."""
     n_out, n_in = W.shape[:2]
     K = _taps(W)
     D = p_in.shape[1]
@@ -304,13 +317,13 @@ def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True), scale=1.0):
     dW = _buffers.empty(tuple(W.shape), dtype) if needs_grad[0] else torch.empty((1, 1), dtype=dtype)
     dW_np = dW.numpy().reshape(n_out, n_in * K) if needs_grad[0] else dW.numpy()
     g_out = np.empty((3, n_out), dtype=np_dtype)
-    g_in_part = np.zeros((chunks, 3, n_in), dtype=np_dtype)
-    if K == 1 and D <= 2 and not needs_grad[0]:
+    g_in_part = np.zeros((chunks, 3, n_in * groups), dtype=np_dtype)
+    if K == 1 and D <= 2 and not needs_grad[0] and groups == 1:
         g_out[2] = 0
         _transport_planar_fwd_kernel(W_np, soa3(p_in), soa3(p_out), rows, row_val, g_out, g_in_part,
                                      np_dtype.type(0))
     else:
-        args = (soa3(p_in), soa3(p_out), rows, row_val, dW_np, g_out, g_in_part, needs_grad[0],
+        args = (n_out // groups, soa3(p_in), soa3(p_out), rows, row_val, dW_np, g_out, g_in_part, needs_grad[0],
                 np_dtype.type(scale), np_dtype.type(0))
         if K == 1:
             _transport_fwd_bwd_kernel(W_np, *args)
@@ -335,7 +348,8 @@ def _rows_per_chunk(n_out: int) -> int:
     return max(1, -(-n_out // num_chunks(n_out)))
 
 
-def transport_accumulate_dW(W, p_in, p_out, scale: float, upstream: torch.Tensor, grad: torch.Tensor | None):
+def transport_accumulate_dW(W, p_in, p_out, scale: float, upstream: torch.Tensor, grad: torch.Tensor | None,
+                            groups: int = 1):
     """``upstream * scale * dT/dW`` added into ``grad`` in place (one pass over W and ``grad``),
     or written into a new tensor when ``grad`` is None (returned). ``grad`` must be a contiguous
     CPU tensor of W's shape and dtype."""
@@ -345,7 +359,7 @@ def transport_accumulate_dW(W, p_in, p_out, scale: float, upstream: torch.Tensor
     out = _buffers.empty(tuple(W.shape), W.dtype) if grad is None else grad
     G_np = out.detach().numpy().reshape(n_out, n_in * K)
     t = W_np.dtype.type
-    args = (soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), G_np, grad is not None, t(scale),
+    args = (n_out // groups, soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), G_np, grad is not None, t(scale),
             t(float(upstream)), t(0))
     if K == 1:
         _transport_accumulate_kernel(W_np, *args)

@@ -37,22 +37,23 @@ def kernels(backend: str):
 @torch.library.custom_op("spatial_kernels::transport", mutates_args=(), device_types=("cpu", "cuda"))
 def transport(W: Tensor, p_in: Tensor, p_out: Tensor, scale: float, backend: str,
               need_W: bool, need_p_in: bool, need_p_out: bool,
-              defer_W: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+              defer_W: bool = False, groups: int = 1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(scale * T, scale * dT/dW, scale * dT/dp_in, scale * dT/dp_out)``, empty where not needed.
+    W is ``(len(p_out), len(p_in) / groups, *kernel)``: row i reads the input neurons of its group.
 
     ``defer_W``: dT/dW is not made here (``need_W`` is then False); the backward adds it into
     ``W.grad`` itself, after the task gradient has reached it (``_accumulate.deferred_W_grad``)."""
     impl = kernels(backend)
     if not (need_W or need_p_in or need_p_out):
-        value = impl.transport_value(W, p_in, p_out)
+        value = impl.transport_value(W, p_in, p_out, groups=groups)
         return value if scale == 1.0 else value * scale, W.new_empty(0), p_in.new_empty(0), p_out.new_empty(0)
     value, dW, g_in, g_out = impl.transport_fwd(W, p_in, p_out, needs_grad=(need_W, need_p_in, need_p_out),
-                                                scale=scale)
+                                                scale=scale, groups=groups)
     return value, or_empty(dW, W), or_empty(g_in, p_in), or_empty(g_out, p_out)
 
 
 @transport.register_fake
-def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out, defer_W=False):
+def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out, defer_W=False, groups=1):
     # dW: numba writes a contiguous array, triton one in W's memory layout (empty_like)
     dW = (torch.empty_like(W) if backend == "triton" else W.new_empty(W.shape)) if need_W else W.new_empty(0)
     return (p_in.new_empty(()), dW, p_in.new_empty(p_in.shape) if need_p_in else p_in.new_empty(0),
@@ -61,8 +62,8 @@ def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out, defer_W=Fal
 
 def _setup(ctx, inputs, output):
     W, p_in, p_out, scale, backend = inputs[:5]
-    ctx.backend, ctx.scale, ctx.kernel_args = backend, scale, {}
     ctx.defer = len(inputs) > 8 and bool(inputs[8])
+    ctx.backend, ctx.scale, ctx.kernel_args = backend, scale, {"groups": inputs[9] if len(inputs) > 9 else 1}
     if ctx.defer:  # W's part of the gradient is made in backward: keep what it needs
         ctx.save_for_backward(*output[1:], W, p_in, p_out)
         # the leaf itself, whose .grad the backward adds into: a saved tensor can come back as
@@ -78,7 +79,7 @@ def _setup(ctx, inputs, output):
 
 def _backward(ctx, grad, _dW, _g_in, _g_out):
     if grad is None:  # grads are not materialised (see _setup)
-        return None, None, None, None, None, None, None, None, None
+        return None, None, None, None, None, None, None, None, None, None
     refuse_double_backward(ctx.backend)
     need = ctx.needs_input_grad
     if ctx.defer:
@@ -88,21 +89,21 @@ def _backward(ctx, grad, _dW, _g_in, _g_out):
         dW, g_in, g_out = ctx.saved_tensors
         grad_W = upstream(dW, grad) if need[0] else None
     return (grad_W, upstream(g_in, grad) if need[1] else None,
-            upstream(g_out, grad) if need[2] else None, None, None, None, None, None, None)
+            upstream(g_out, grad) if need[2] else None, None, None, None, None, None, None, None)
 
 
 transport.register_autograd(_backward, setup_context=_setup)
 
 
-def fused_transport_cost(W: Tensor, p_in: Tensor, p_out: Tensor, *, scale: float = 1.0,
-                         backend: str = "auto") -> Tensor:
+def fused_transport_cost(W: Tensor, p_in: Tensor, p_out: Tensor, *, scale: float = 1.0, backend: str = "auto",
+                         groups: int = 1, transposed: bool = False) -> Tensor:
     """``scale * sum_ij |W[i, j]| * ||p_out[i] - p_in[j]||_2`` as a 0-dim tensor, with gradients
     (for a conv weight ``|W[i, j]|`` is the sum over the taps).
 
     Args:
         W: ``(n_out, n_in)`` weights, as ``nn.Linear.weight``, or a convolution's weight
-            ``(n_out, n_in, *kernel)`` (groups = 1), whose pair ``(i, j)`` weighs the sum of
-            ``|W[i, j, ...]|`` over the kernel taps; ``dW`` has W's shape.
+            ``(n_out, n_in / groups, *kernel)``, whose pair ``(i, j)`` weighs the sum of
+            ``|W[i, j, ...]|`` over the kernel taps; ``dW`` has W's shape and layout.
         p_in: ``(n_in, D)`` positions of the layer feeding W, D in 1..3.
         p_out: ``(n_out, D)`` positions of the layer W feeds.
         scale: a constant weight on the cost (a real number). The fused backends store ``dW``
@@ -110,23 +111,31 @@ def fused_transport_cost(W: Tensor, p_in: Tensor, p_out: Tensor, *, scale: float
             costs one W-sized pass less in backward than ``c * fused_transport_cost(W, p_in, p_out)``
             (the same value and gradients otherwise).
         backend: ``"auto"``, ``"reference"``, ``"numba"`` or ``"triton"``.
+        groups: a grouped convolution's groups (``nn.Conv2d(groups=G)``; depthwise: G = channels):
+            output i reads the ``n_in / G`` inputs from ``(i // (n_out / G)) * n_in / G`` on.
+        transposed: W's first dimension indexes the inputs: ``(n_in, n_out)`` (transformers'
+            ``Conv1D``) or ``(n_in, n_out / groups, *kernel)`` (``nn.ConvTranspose1d/2d``); W is
+            read as it lies, not copied, and its gradient keeps its layout.
 
     A raw sum: any normalisation (the paper's 1/N_l) belongs to the caller. No
     ``(n_out, n_in)`` temporary is made by the fused backends; ``dW`` is their only W-sized
     output. The fused backends run as the operator ``torch.ops.spatial_kernels.transport``, so
     ``torch.compile(fullgraph=True)`` traces through this function.
     """
-    bad = check_transport_args(W, p_in, p_out) or check_scale(scale)
+    bad = check_transport_args(W, p_in, p_out, groups, transposed) or check_scale(scale)
     name = bad or resolve_backend(backend, W.device, p_in.dtype, W.dtype)
     if isinstance(name, BadArgument):
         return raise_bad_argument(name)
     scale = float(scale)
+    # the distance is symmetric: a weight stored (inputs, outputs) is the transport with the
+    # sheets' roles swapped, its rows the inputs
+    rows, cols = (p_in, p_out) if transposed else (p_out, p_in)
     if name == "reference" or W.numel() == 0:
-        cost = transport_cost_reference(W, p_in, p_out)
+        cost = transport_cost_reference(W, cols, rows, groups)
         return cost if scale == 1.0 else cost * scale
     need_W = needs_grad(W)
     # the fast path: W's gradient added into W.grad in the kernel's pass (_accumulate.accumulate_path)
     defer = need_W and _accumulate.accumulate_path(W) is None
-    value, _, _, _ = transport(W, p_in, p_out, scale, name, need_W and not defer, needs_grad(p_in),
-                               needs_grad(p_out), defer)
+    value, _, _, _ = transport(W, cols, rows, scale, name, need_W and not defer, needs_grad(cols), needs_grad(rows),
+                               defer, groups)
     return value

@@ -317,10 +317,13 @@ def test_errors_name_the_module():
         spatialize(model, ["blocks.*"])
     with pytest.raises(TypeError, match=r"pattern 'act'.*GELU.*nn.Linear"):
         spatialize(nn.ModuleDict({"act": nn.GELU(), "fc": nn.Linear(2, 2)}), ["act"])
-    with pytest.raises(TypeError, match="Conv3d"):
-        spatialize(nn.Sequential(nn.Conv3d(2, 2, 1)), ["0"])
-    with pytest.raises(ValueError, match=r"'0'.*groups=2"):
-        spatialize(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), ["0"])
+    with pytest.raises(TypeError, match=r"Bilinear.*supported layer: nn.Linear, nn.Conv1d/2d/3d \(any groups\)"):
+        spatialize(nn.Sequential(nn.Bilinear(2, 2, 2)), ["0"])
+    bad = nn.Conv2d(6, 6, 3, groups=2)
+    bad.groups = 4  # channels that do not divide by the groups
+    with pytest.raises(ValueError, match=r"'0' is a Conv2d with groups=4, which does not divide its 6 input"):
+        spatialize(nn.Sequential(bad), ["0"])
+    assert spatialize(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), ["0"]).geometry["0"].groups == 2
     with pytest.raises(ValueError, match=r"'fc1' output \(13 neurons\).*'fc3' input \(7 neurons\)"):
         spatialize(model, ["fc1", "fc3"], sheets={"fc1": (None, "s"), "fc3": ("s", None)})
     with pytest.raises(ValueError, match=r"'fc9', which is not a selected layer"):

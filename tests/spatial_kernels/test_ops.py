@@ -109,9 +109,10 @@ def test_compiled_training_step_matches_eager():
 def _bad_calls():
     W, p_in, p_out = torch.randn(6, 4, requires_grad=True), torch.randn(4, 2), torch.randn(6, 2)
     return [
-        ((torch.randn(6, 5), p_in, p_out), {}, ValueError, "W must have shape (n_out, n_in, *kernel) with (n_out, n_in) "
-                                                          "= (len(p_out), len(p_in)) = (6, 4), got W (6, 5), p_in (4, 2), "
-                                                          "p_out (6, 2)"),
+        ((torch.randn(6, 5), p_in, p_out), {}, ValueError, "W must have shape (n_out, n_in / groups, *kernel) with "
+                                                          "groups=1: W (6, 5) does not fit p_in (4, 2) and p_out (6, 2)"),
+        ((torch.randn(6, 2), p_in, p_out), {"groups": 3}, ValueError, "groups=3 must divide both len(p_in) and "
+                                                                      "len(p_out), got p_in (4, 2) and p_out (6, 2)"),
         ((W, torch.randn(4, 5), p_out), {}, ValueError, "p_in must have D = 1, 2 or 3 coordinates per neuron "
                                                         "(shape (num_neurons, D)), got shape (4, 5)"),
         ((W, p_in.double(), p_out), {}, TypeError, "p_in and p_out must share a dtype"),
