@@ -11,8 +11,18 @@ import os
 import sys
 
 
+# what spatialnet needs beyond the kernels: the [paper] extra
+PAPER_MODULES = ("matplotlib", "optuna", "sklearn", "networkx", "scipy", "torchvision", "tqdm")
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    import importlib.util
+    missing = [m for m in PAPER_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"spatialnet: needs the [paper] extra ({', '.join(missing)} missing): "
+              f"pip install 'spatial-kernels[paper]' (or -e '.[paper]' in a checkout)", file=sys.stderr)
+        return 2
     from .cli import main as cli_main
 
     return cli_main(argv)
