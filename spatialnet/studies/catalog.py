@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shlex
 
-from . import (dead_tol, demo_subset, grid, references, selection, selection_2x, selection_sequential,  # noqa: F401
-               table1, tasks, vit_modules, wide, width_gradients)
+from . import (dead_tol, demo_subset, gpt2_text, grid, references, selection, selection_2x,  # noqa: F401
+               selection_sequential, table1, tasks, vit_modules, wide, width_gradients)
 from .registry import STUDIES, Study
 
-_STUDY_MODULES = (dead_tol, demo_subset, grid, references, selection, selection_2x, selection_sequential, table1,
-                  tasks, vit_modules, wide, width_gradients)
+_STUDY_MODULES = (dead_tol, demo_subset, gpt2_text, grid, references, selection, selection_2x, selection_sequential,
+                  table1, tasks, vit_modules, wide, width_gradients)
 
 
 def study(name: str) -> Study:
