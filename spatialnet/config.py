@@ -28,7 +28,7 @@ NETS = ("regular", "spatial")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 WEIGHT_DTYPES = ("float32", "bfloat16")
-WIDTH_RULES = ("auto", "none", "trained-init")
+WIDTH_RULES = ("auto", "glorot", "none")
 DATA_SOURCES = ("full", "subset", "auto")
 PAPER_MEAN_HIDDEN = 160  # (128 + 128 + 128 + 256) / 4
 # The regular net's own settings in studies, a fair baseline: the paper's lr, gain 1. NOTE: at the
@@ -126,8 +126,10 @@ class TrainConfig:
                                            "their initial values")
     pos_lr_scale: float = _field(None, "learning rate of the positions relative to --lr", type_=float)
     width_rule: str = _field("auto", "auto: for hidden layers w times the paper's mean width (w > 1), alpha, beta "
-                                     "and the density length per layer and the weights' lr (muP) follow the width "
-                                     "(docs/width-rule.md); none: the flags as given", WIDTH_RULES)
+                                     "and the density length per layer, the weights' lr (muP) and the spatial "
+                                     "layers' starting scale follow the width (docs/width-rule.md); glorot: the same "
+                                     "but every width starts from the initialiser's scale (the rule's earlier form, "
+                                     "the records made before it changed); none: the flags as given", WIDTH_RULES)
     density_length: float = _field(1.0, "the density's length unit at the paper's width: V sums exp(-d / length) "
                                         "(1, the paper's)")
     cost_warmup: float = _field(None, "epochs over which the spatial loss ramps up linearly from 0 (0: off, the paper)",
@@ -250,7 +252,7 @@ class TrainConfig:
                           beta=self.beta, lr=self.lr, pos_lr=self.lr * self.pos_lr_scale,
                           transport_norm=self.transport_norm, density_norm=self.density_norm, init=self.init,
                           density_length=self.density_length,
-                          trained_init=self.width_rule == "trained-init" and self.net == "spatial")
+                          trained_init=self.width_rule == "auto" and self.net == "spatial")
         if self.net == "spatial" and self.spatial_lr_scale != 1.0:
             rule["lr"] = {l: v * (self.spatial_lr_scale if l in self.spatial_layers else 1.0)
                           for l, v in rule["lr"].items()}

@@ -23,7 +23,13 @@ parameter's step, so only ratios inside one parameter's gradient, and learning r
    (:func:`density_push`);
 3. the positions' initial spread: N(0, 1) at every width, so every sheet covers the same ground;
 4. the density's length against the spacing that N neurons need on that ground:
-   ``length_s = length * sqrt(N_s(ref) / N_s)``.
+   ``length_s = length * sqrt(N_s(ref) / N_s)``;
+5. the time the transport needs to reshape a weight, ``E|w_l| / lr_l`` (``trained_init``, the
+   rule's form since the width-forces study): the spatial layers' weights start at the size
+   training gives them, the initialiser's times ``sqrt(fan_in(ref) / fan_in)`` (``init_scale``),
+   so that under muP's lr a weight moves by its own size in the reference's number of steps; the
+   pull of 2 is then taken at that size, the trained one. Without it (``trained_init=False``, the
+   rule's earlier form) every width starts from the initialiser's scale.
 
 The weights' Adam learning rate follows muP: ``lr * fan_in(ref) / fan_in`` for each layer's
 weight matrix (the first layer's fan-in is the input's, so it keeps ``lr``), biases at ``lr``;
@@ -85,8 +91,9 @@ def width_rule(sizes, hidden_ref, spatial_layers, *, alpha: float, beta: float, 
     (input, hidden..., output) against the reference whose hidden widths are ``hidden_ref``.
 
     Returns ``{"alpha": {l: alpha_l}, "beta": {l: beta_l}, "density_length": {l: length_l},
-    "lr": {l: lr of W_l}, "bias_lr": lr, "pos_lr": ...}``, layers 1-based ints; alpha and beta
-    for the spatial layers, lengths for every positioned layer."""
+    "lr": {l: lr of W_l}, "bias_lr": lr, "pos_lr": ..., "init_scale": {l: scale of W_l's start}}``,
+    layers 1-based ints; alpha and beta for the spatial layers, lengths for every positioned layer,
+    the start's scale for every layer (1 but on the spatial layers with ``trained_init``)."""
     sizes = [float(s) for s in sizes]
     ref = [sizes[0], *map(float, hidden_ref), sizes[-1]]
     K = len(sizes) - 1

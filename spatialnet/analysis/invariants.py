@@ -116,6 +116,19 @@ def participation(W: torch.Tensor, live_in: torch.Tensor | None = None,
     return a.sum(0).pow(2) / a.pow(2).sum(0).clamp_min(1e-30)
 
 
+def own_task_share(W: torch.Tensor, g_in, g_out) -> float | None:
+    """How task-specific a layer's inputs are: the mean over its live inputs (``g_in`` >= 0) of the
+    share of each one's outgoing |w| (to live outputs) that goes to outputs of its own task (0.5
+    for two tasks at random, 1 once the connections are disjoint). ``W`` is ``(n_out, n_in)``."""
+    a = W.detach().abs().float()
+    live_out, live_in = g_out >= 0, g_in >= 0
+    if not live_in.any() or not live_out.any():
+        return None
+    a = a[live_out][:, live_in]
+    same = (g_out[live_out][:, None] == g_in[live_in][None, :]).float()
+    return float(((a * same).sum(0) / a.sum(0).clamp_min(1e-30)).mean())
+
+
 def adam_step(optimizer: torch.optim.Optimizer, param: torch.Tensor):
     """The size of ``param``'s last Adam step, per row (``(N,)`` for positions ``(N, D)``), as
     ``torch.optim.Adam`` takes it: ``lr m_hat / (sqrt(v_hat) + eps)``, from the optimiser's state
@@ -145,7 +158,9 @@ def rule_quantities(model, cfg, batches, optimizer=None, assignment: dict | None
       length (``optimizer``: the run's, its state loaded from the checkpoint; None at
       initialisation);
     - ``feeds/l``: the median participation of a live neuron of hidden layer l in the next
-      layer's live neurons (:func:`participation`).
+      layer's live neurons (:func:`participation`);
+    - ``own_share/l``: how task-specific hidden layer l's outgoing weights are
+      (:func:`own_task_share`).
     ``assignment`` is the task split (``task_split.model_split``), for which neurons live."""
     import numpy as np
 
@@ -175,4 +190,5 @@ def rule_quantities(model, cfg, batches, optimizer=None, assignment: dict | None
             if l + 1 in assignment:
                 pr = participation(model.layer(l + 1).weight, assignment[l] >= 0, assignment[l + 1] >= 0)
                 out[f"feeds/{l}"] = float(pr.median()) if len(pr) else None
+                out[f"own_share/{l}"] = own_task_share(model.layer(l + 1).weight, assignment[l], assignment[l + 1])
     return out

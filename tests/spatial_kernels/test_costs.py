@@ -268,7 +268,7 @@ def test_auto_picks_numba_on_cpu_and_env_overrides(monkeypatch):
 
     calls = []
     original = numba_impl.transport_value
-    monkeypatch.setattr(numba_impl, "transport_value", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(numba_impl, "transport_value", lambda *a, **k: calls.append(1) or original(*a, **k))
     W, p_in, p_out = _transport_inputs(3, 4, 2, torch.float32, "cpu")
     monkeypatch.delenv("SPATIAL_KERNELS_BACKEND", raising=False)
     fused_transport_cost(W, p_in, p_out)
