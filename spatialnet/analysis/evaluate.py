@@ -36,6 +36,12 @@ TARGETS = {
 }
 
 
+# what a wide net must show besides: one territory per task, a band between them, the output
+# sheet grouped by task (docs/measures.md)
+TERRITORY_TARGETS = (("purity", ">=", 0.95), ("territory", ">=", 0.9), ("band", "<=", 0.75),
+                     ("out_silhouette", ">=", 0.3))
+
+
 def target_gap(value, op: str, limit: float) -> float:
     """How far ``value`` misses ``op limit`` (<= 0: met); a missing value misses by 1."""
     if value is None:

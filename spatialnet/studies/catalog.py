@@ -6,11 +6,12 @@ import os
 import shlex
 
 from . import (dead_tol, demo_subset, gpt2_text, grid, references, selection, selection_2x,  # noqa: F401
-               selection_sequential, table1, tasks, vit_modules, wide, width_forces, width_gradients)
+               selection_sequential, sequential_seeds, table1, tasks, vit_modules, wide, width_forces,
+               width_gradients)
 from .registry import STUDIES, Study
 
 _STUDY_MODULES = (dead_tol, demo_subset, gpt2_text, grid, references, selection, selection_2x, selection_sequential,
-                  table1, tasks, vit_modules, wide, width_forces, width_gradients)
+                  sequential_seeds, table1, tasks, vit_modules, wide, width_forces, width_gradients)
 
 
 def study(name: str) -> Study:
