@@ -15,7 +15,7 @@
 #      the transport inside a step where the task gradient also reaches W.grad: W's gradient
 #      added where it lands (the fast path) against autograd's sum (benchmarks/cpu_step.py).
 #   5. Training (benchmarks/gpu_train.py): the paper net, one run per mode, for the recipe's
-#      epochs; Table 1 through `spatialnet reproduce --device cuda` (as many runs as fit); one
+#      epochs; Table 1 through `spatialnet study table1 --device cuda` (as many runs as fit); one
 #      16x-wide net in bf16 weights. Seconds per epoch and the Table 1 read-out of each.
 #      The full MNIST/Fashion-MNIST come from data/*/raw/*.gz when carried (`carry: ["data",
 #      ".whl"]`, 36 MB; make them with `python -m benchmarks.gpu_train pack`), else the runs use

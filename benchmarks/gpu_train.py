@@ -5,7 +5,7 @@ command in its own process, under a time limit, and what it left behind is read 
     python -m benchmarks.gpu_train pack [SRC]          # $SPATIALNET_DATA's idx files -> data/*/raw/*.gz
     python -m benchmarks.gpu_train unpack SRC DST     # data/*.gz (carried to the device) -> DST
     python -m benchmarks.gpu_train paper OUT LIMIT    # the 3 modes at once, recipe epochs
-    python -m benchmarks.gpu_train table OUT LIMIT    # spatialnet reproduce --device cuda
+    python -m benchmarks.gpu_train table OUT LIMIT    # spatialnet study table1 --device cuda (18 runs)
     python -m benchmarks.gpu_train wide OUT LIMIT [HIDDEN]   # one wide concat run, bf16 weights
     python -m benchmarks.gpu_train render OUT         # markdown of all of the above
 
@@ -95,10 +95,12 @@ def paper(out: str, limit: float) -> None:
 
 
 def table(out: str, limit: float, workers: int = 6) -> None:
-    """``spatialnet reproduce --device cuda``: as many of the 18 runs as the limit allows."""
+    """``spatialnet study table1 --device cuda``, spatial and regular on seeds 0-2: as many of the 18
+    runs as the limit allows."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    p = _spatialnet(["reproduce", "--device", "cuda", "--workers", str(workers), "--data", "auto",
+    p = _spatialnet(["study", "table1", "--variants", "spatial,regular", "--seeds", "0,1,2", "--device", "cuda",
+                     "--workers", str(workers), "--data", "auto",
                      "--out", str(out / "table1"), "--runs-dir", str(out / "table1-runs")], out / "table.log")
     wall = _wait([p], limit)
     (out / "table.json").write_text(json.dumps({"wall_s": wall, "limit_s": limit, "workers": workers}))
@@ -157,7 +159,7 @@ def render(out: str) -> str:
             info = json.loads((out / f"{what}.json").read_text())
             lines.append(f"\n{what}: {info['wall_s']:.0f} s wall (limit {info['limit_s']:.0f} s)"
                          + (", the three modes at once on the GPU" if what == "paper" else ""))
-    lines += ["", "### Table 1 on the GPU (`spatialnet reproduce --device cuda`)", ""]
+    lines += ["", "### Table 1 on the GPU (`spatialnet study table1 --device cuda`)", ""]
     if (out / "table.json").is_file():
         info = json.loads((out / "table.json").read_text())
         done = 0

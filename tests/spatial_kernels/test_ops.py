@@ -123,8 +123,8 @@ def _bad_calls():
     ]
 
 
-def _cost(W, p_in, p_out, scale=1.0, backend="auto"):
-    return fused_transport_cost(W, p_in, p_out, scale=scale, backend=backend) + fused_density_cost(p_out)
+def _cost(W, p_in, p_out, scale=1.0, backend="auto", groups=1):
+    return fused_transport_cost(W, p_in, p_out, scale=scale, backend=backend, groups=groups) + fused_density_cost(p_out)
 
 
 @pytest.mark.parametrize("fullgraph", [True, False], ids=["fullgraph", "graph-breaks"])
@@ -149,5 +149,5 @@ def test_dynamic_shapes_and_scales_compile_once_each():
     for n_out, n_in, scale in ((6, 4, 1.0), (9, 5, 0.5), (11, 3, 0.25), (13, 7, 2.0)):
         args = _inputs(n_out, n_in, 2, torch.float32, torch.device("cpu"))
         torch.testing.assert_close(compiled(*args, scale=scale), _cost(*args, scale=scale))
-    with pytest.raises(ValueError, match=r"got W \(8, 7\), p_in \(5, 2\)"):
+    with pytest.raises(ValueError, match=r"W \(8, 7\) does not fit p_in \(5, 2\)"):
         compiled(torch.randn(8, 7), torch.randn(5, 2), torch.randn(8, 2), scale=3.0)
