@@ -22,7 +22,7 @@ from pathlib import Path
 from . import data as data_mod
 from .analysis.printout import print_eval
 from .config import CHOSEN, PER_MODE
-from .flags import PER_RUN_FIELDS, add_config_args, config_from_args, int_list, pinned, str_list
+from .flags import PER_RUN_FIELDS, add_config_args, config_from_args, int_list, given_per_mode, str_list
 
 # old commands, now studies: ``spatialnet reproduce ARGS`` runs ``spatialnet study table1 ARGS``
 STUDY_ALIASES = {"reproduce": "table1", "grid": "grid", "dead-tol": "dead-tol"}
@@ -31,7 +31,7 @@ STUDY_ALIASES = {"reproduce": "table1", "grid": "grid", "dead-tol": "dead-tol"}
 def cmd_train(args) -> int:
     from .training import init_distributed_from_env, train
     cfg = config_from_args(args)
-    own = {k: CHOSEN[cfg.mode][k] for k in PER_MODE if k not in pinned(args)}
+    own = {k: CHOSEN[cfg.mode][k] for k in PER_MODE if k not in given_per_mode(args)}
     if own and any(CHOSEN[cfg.mode][k] != CHOSEN["concat"][k] for k in own):
         print(f"{cfg.mode} mode runs its own default setting ({', '.join(f'{k} {v:g}' for k, v in own.items())}): "
               f"no single setting met every mode's targets (README.md)")
@@ -109,7 +109,7 @@ def cmd_sweep(args) -> int:
     study = run_sweep(base, args.study, args.storage, params, trials=args.trials, seeds=args.seeds,
                       runs_dir=args.runs_dir, data_dir=args.data_dir, resume=args.resume,
                       heartbeat=args.heartbeat, sampler_seed=args.sampler_seed, objectives=args.objectives,
-                      modes=modes, constraints=constraints, pinned=pinned(args))
+                      modes=modes, constraints=constraints, given=given_per_mode(args))
     report = Path(args.report.format(study=args.study))
     import shlex
     rows = write_report(study, report, report.with_suffix(".png"), min_full=args.min_full,

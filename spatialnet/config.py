@@ -207,11 +207,11 @@ class TrainConfig:
         """A checked copy with ``changes`` (``dataclasses.replace``, then :meth:`validate`)."""
         return dataclasses.replace(self, **changes).validate()
 
-    def for_mode(self, mode: str, pinned=()) -> "TrainConfig":
-        """This config in ``mode``: the per-mode fields (``PER_MODE``) that are not ``pinned``
+    def for_mode(self, mode: str, given=()) -> "TrainConfig":
+        """This config in ``mode``: the per-mode fields (``PER_MODE``) that are not ``given``
         (given by a flag or a preset) take that mode's chosen setting."""
         return self.replace(mode=mode, **{k: CHOSEN.get(mode, CHOSEN["concat"])[k] for k in PER_MODE
-                                          if k not in pinned})
+                                          if k not in given})
 
     @property
     def num_layers(self) -> int:

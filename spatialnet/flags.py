@@ -72,7 +72,7 @@ def add_config_args(p: argparse.ArgumentParser, *, skip=PER_RUN_FIELDS, defaults
     p.set_defaults(_config_defaults=defaults)
 
 
-def pinned(args) -> frozenset:
+def given_per_mode(args) -> frozenset:
     """The per-mode fields a flag or the preset gives (the rest take each mode's chosen setting)."""
     preset = PRESETS.get(getattr(args, "preset", None), {})
     return frozenset(k for k in PER_MODE if hasattr(args, k) or k in preset)

@@ -18,10 +18,10 @@ T(l) needs the positions of layer l-1, so that layer has positions too; the inpu
 none, so layer 1 cannot be spatial. Positions are drawn from N(0, 1), as in the paper.
 
 The costs are computed by ``spatial_kernels.nn`` (``spatialize`` over these layers, with the
-layers' own positions as its sheets), the one implementation for any model; the same seed gives
-the same numbers to the bit as the per-layer sum this class took before (tests/spatialnet/test_model_costs.py).
+layers' own positions as its sheets), the one implementation for any model; they equal the
+per-layer sum of the formula above to the bit (tests/spatialnet/test_model_costs.py).
 
-Two controls (issue 14) ask whether space is needed at all:
+Two controls ask whether space is needed at all:
 
 - ``transport="constant"`` (the L1-only control): every distance in T(l) is replaced by one
   constant, the mean of ||p_i - p_j|| over the layer's connections, taken afresh each step and

@@ -25,7 +25,7 @@ RECORD = (*READOUT, "full_per_task", "split_per_task", "split_sizes", "dead_per_
           "tasks")
 DEAD_DELTA_MAX = 0.002
 
-# The spatial net's targets per mode (issue 20), as (read-out key, "<=" or ">=", limit), met when
+# The spatial net's targets per mode (docs/protocol.md), as (read-out key, "<=" or ">=", limit), met when
 # every seed meets them: the reports mark them and sweeps can take them as constraints.
 _CROWDING = (("nn", ">=", 0.4), ("stacked", "<=", 0.3))
 _MODULES = (("silhouette", ">=", 0.5), ("ari", ">=", 0.9), ("share_norm", "<=", 0.1), ("dead_fraction", "<=", 0.5))

@@ -52,11 +52,11 @@ neurons has a high silhouette); these see it. ``scipy.spatial.cKDTree`` answers 
 Dead neurons (label -1): counted, as a fraction of the hidden layers' neurons; the
 accuracy with only them silenced is in ``evaluate.py`` (``dead_delta``).
 
-5-NN segregation (:func:`layer_segregation`) is no longer reported. It is the share of a
+5-NN segregation (:func:`layer_segregation`) is not reported. It is the share of a
 neuron's nearest neighbours in its own task, and it rates a uniform sheet cut in halves and a
 sheet of small same-task patches (no cluster per task at all) about as high as two separate blobs
 (tests/spatialnet/test_analysis_modularity.py), so it cannot tell what the paper's claim needs; the
-silhouette and the ARI can. It is kept only for reading the earlier records.
+silhouette and the ARI can. It reads the archived records (results/archive/).
 """
 from __future__ import annotations
 
@@ -303,7 +303,7 @@ def measures(model, assignment: dict[int, torch.Tensor], num_tasks: int | None =
 
 
 def segregation(model, assignment: dict[int, torch.Tensor], k: int = SEGREGATION_K) -> float | None:
-    """The mean 5-NN segregation over the split layers with positions (earlier records only)."""
+    """The mean 5-NN segregation over the split layers with positions (for the archived records)."""
     values = [layer_segregation(model.layer(l).positions, g.to(model.layer(l).positions.device), k)
               for l, g in sorted(assignment.items()) if hasattr(model.layer(l), "positions")]
     return mean(values)

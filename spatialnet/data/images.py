@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .mnist import TaskData, load, val_size, with_validation
+from .batches import TaskData
+from .read import load, val_size, with_validation
 
 
 def concat_data(seed: int, data_dir=None, eval_split: str = "test") -> TaskData:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mnist import SUBSET_PATH, load_full
+from .read import SUBSET_PATH, load_full
 
 
 def balanced(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:

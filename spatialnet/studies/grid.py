@@ -20,7 +20,7 @@ from ..analysis.evaluate import RECORD
 from ..analysis.stats import fmt_mean_std
 from ..config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig
 from ..data.tasks import check_tasks, display_name
-from ..flags import add_config_args, config_from_args, int_list, pinned as pinned_fields, str_list
+from ..flags import add_config_args, config_from_args, int_list, given_per_mode, str_list
 from .registry import register_study
 from .runs import cli_flags, machine, run_jobs
 
@@ -92,7 +92,7 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
 
 def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=None, tasks_list=None,
              modes=("concat", "sequential"), nets=NETS, seeds=(0, 1), plan=None, data_dir=None, workers: int = 2,
-             device: str = "auto", figures: bool = True, pinned=(), rerun: str | None = None,
+             device: str = "auto", figures: bool = True, given=(), rerun: str | None = None,
              log=print) -> list[dict]:
     """Trains the grid (resumable) and writes its record, table and figures (module docstring).
     ``plan``: ``[(value, nets, seeds), ...]`` instead of every value of the list with every net and
@@ -111,7 +111,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
             for net in v_nets:
                 for seed in v_seeds:
                     # the regular net at its own settings (REGULAR_HPARAMS), a fair baseline
-                    cfg = vcfg.for_mode(mode, pinned).replace(net=net, seed=seed,
+                    cfg = vcfg.for_mode(mode, given).replace(net=net, seed=seed,
                                                               **(REGULAR_HPARAMS if net == "regular" else {}))
                     run = runs_dir / f"{_slug(cfg, axis)}-{mode}-{net}-seed{seed}"
                     jobs.append((cfg.to_dict(), str(run), data_dir, device))
@@ -126,7 +126,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
                     f"spatialnet study grid --name {name} {flag} '{';'.join(','.join(map(str, v)) for v in values)}' "
                     f"--modes {','.join(modes)} --nets {','.join(nets)} --seeds {','.join(map(str, seeds))} "
                     f"--workers {workers} --eval-split {base.eval_split} "
-                    + cli_flags(base, skip=("mode", "net", "seed", "data", axis), pinned=pinned))}
+                    + cli_flags(base, skip=("mode", "net", "seed", "data", axis), given=given))}
     records: list[dict] = []
     t0 = time.time()
 
@@ -151,7 +151,7 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
             if "spatial" not in v_nets:
                 continue
             for mode in modes:
-                vcfg = base.replace(**{axis: list(v)}).for_mode(mode, pinned).replace(net="spatial", seed=v_seeds[0])
+                vcfg = base.replace(**{axis: list(v)}).for_mode(mode, given).replace(net="spatial", seed=v_seeds[0])
                 slug = _slug(vcfg, axis)
                 model, cfg, _ = model_from_checkpoint(runs_dir / f"{slug}-{mode}-spatial-seed{v_seeds[0]}" / "checkpoint.pt")
                 plot_figures(model, cfg.split_layers, out_dir / name, tasks=cfg.tasks,
@@ -198,5 +198,5 @@ def run(args) -> None:
         print(SUBSET_BANNER)
     run_grid(base, args.name, args.out, args.runs_dir or f"runs/{args.name}", hidden_list=hidden_list,
              tasks_list=tasks_list, modes=args.modes, nets=args.nets, seeds=args.seeds, data_dir=args.data_dir,
-             workers=args.workers, device=args.device, pinned=pinned_fields(args), rerun=args.rerun)
+             workers=args.workers, device=args.device, given=given_per_mode(args), rerun=args.rerun)
     print((Path(args.out) / args.name / "table.md").read_text())

@@ -59,11 +59,11 @@ def machine(workers: int, threads: int, device: str) -> str:
             f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""))
 
 
-def cli_flags(cfg: TrainConfig, skip=("mode", "net", "seed", "data"), pinned=None) -> str:
+def cli_flags(cfg: TrainConfig, skip=("mode", "net", "seed", "data"), given=None) -> str:
     """The command-line flags that give ``cfg`` (its identity), for the rerun lines; with
-    ``pinned``, the per-mode fields not in it are left out (each mode takes its own)."""
-    if pinned is not None:
-        skip = (*skip, *(k for k in PER_MODE if k not in pinned))
+    ``given``, the per-mode fields not in it are left out (each mode takes its own)."""
+    if given is not None:
+        skip = (*skip, *(k for k in PER_MODE if k not in given))
     def flag(k, v):
         name = f"--{k.replace('_', '-')}"
         if isinstance(v, bool):  # store_true flags

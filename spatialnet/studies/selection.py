@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..flags import add_config_args, config_from_args, pinned
+from ..flags import add_config_args, config_from_args, given_per_mode
 from .sweep import parse_constraints, parse_space, run_sweep, write_report
 from .registry import register_study
 
@@ -29,7 +29,7 @@ def run_declared(args, study: str, space, modes, objectives, seeds=(100, 101)) -
     study_obj = run_sweep(base, study, args.storage, parse_space(space), trials=args.trials, seeds=list(seeds),
                           data_dir=args.data_dir, resume=True, heartbeat=args.heartbeat, objectives=list(objectives),
                           modes=list(modes), constraints=parse_constraints(["targets"], list(modes)),
-                          pinned=pinned(args))
+                          given=given_per_mode(args))
     report = Path("results/sweeps") / f"{study}.md"
     rows = write_report(study_obj, report, report.with_suffix(".png"), rerun=args.rerun,
                         title=f"{','.join(modes)}/{base.net}")

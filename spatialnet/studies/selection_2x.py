@@ -26,4 +26,4 @@ def run(args) -> None:
                            head_offset=0.0, eval_split="val").validate()
         reproduce(base, f"results/check-2x/trial{t}", f"runs/check-2x/trial{t}", seeds=(100, 101),
                   modes=("concat", "mix"), data_dir=args.data_dir, workers=args.workers, device=args.device,
-                  variants=("spatial",), pinned=("alpha", "beta", "pos_lr_scale", "cost_warmup"), rerun=args.rerun)
+                  variants=("spatial",), given=("alpha", "beta", "pos_lr_scale", "cost_warmup"), rerun=args.rerun)

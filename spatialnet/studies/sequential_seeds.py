@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .._io import write_json, write_text
 from ..analysis.evaluate import RECORD
-from ..flags import add_config_args, config_from_args, int_list, pinned
+from ..flags import add_config_args, config_from_args, int_list, given_per_mode
 from .registry import register_study
 from .runs import machine, run_jobs
 from .table1 import variant_config
@@ -71,12 +71,12 @@ def run(args) -> None:
     jobs = []
     for variant in ("spatial", "regular"):
         for seed in args.seeds:
-            cfg = variant_config(base, "sequential", variant, seed, pinned(args))
+            cfg = variant_config(base, "sequential", variant, seed, given_per_mode(args))
             jobs.append((cfg.to_dict(), str(runs_dir / f"sequential-{variant}-seed{seed}"), args.data_dir,
                          args.device, variant))
     records, t0 = [], time.time()
     settings = {"seeds": list(args.seeds), "machine": machine(args.workers, base.threads, args.device),
-                "setting": {k: getattr(base.for_mode("sequential", pinned(args)), k)
+                "setting": {k: getattr(base.for_mode("sequential", given_per_mode(args)), k)
                             for k in ("alpha", "beta", "pos_lr_scale", "cost_warmup")}, "rerun": args.rerun}
 
     def record(cfg_dict, res, variant):

@@ -29,7 +29,7 @@ from ..analysis.evaluate import READOUT, RECORD, TARGETS, target_gap
 from ..analysis.stats import ci95
 from ..config import REGULAR_HPARAMS, TrainConfig
 from ..data import MODES
-from ..flags import add_config_args, config_from_args, int_list, pinned as pinned_fields, str_list
+from ..flags import add_config_args, config_from_args, int_list, given_per_mode, str_list
 from .registry import register_study
 from .runs import cli_flags, machine, run_jobs
 
@@ -55,10 +55,10 @@ VARIANTS = {
 MEASURES = tuple(k for k in READOUT if k not in ("full", "split", "drop"))
 
 
-def variant_config(base: TrainConfig, mode: str, variant: str, seed: int, pinned=()) -> TrainConfig:
+def variant_config(base: TrainConfig, mode: str, variant: str, seed: int, given=()) -> TrainConfig:
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
-    return base.for_mode(mode, pinned).replace(**{"net": "spatial", "seed": seed, **VARIANTS[variant]})
+    return base.for_mode(mode, given).replace(**{"net": "spatial", "seed": seed, **VARIANTS[variant]})
 
 
 def summarise(results: dict) -> dict:
@@ -89,7 +89,7 @@ def table_markdown(summary: dict, settings: dict) -> str:
     split_name = "test sets" if settings.get("eval_split") == "test" else "validation split"
     lines = ["# Table 1: accuracy before and after splitting the network, with the controls", "",
              f"Data: {settings['data']}, read on the **{split_name}** (validation: {settings.get('val_size')} "
-             f"training images per dataset held out, `spatialnet/data/mnist.py`). Seeds: {settings['seeds']}. Epochs: "
+             f"training images per dataset held out, `spatialnet/data/read.py`). Seeds: {settings['seeds']}. Epochs: "
              f"{settings['config']['epochs']}. Each number is the mean ± the half-width of the 95 % "
              f"t-interval over seeds of the mean over the tasks (MNIST, Fashion-MNIST); 'paper' is "
              f"Wołczyk et al. 2019, Table 1 (mean ± std). Variants: {settings.get('variant_doc', '')}", "",
@@ -172,7 +172,7 @@ def targets_markdown(summary: dict, results: dict | None) -> list[str]:
 
 def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes=MODES, data_dir=None,
               workers: int = 2, figures: bool = True, device: str = "auto", variants=("regular", "spatial"),
-              pinned=(), rerun: str | None = None, log=print) -> dict:
+              given=(), rerun: str | None = None, log=print) -> dict:
     """Trains every mode x variant x seed (resumable) and writes ``table1.md``, ``table1.json``
     and each mode's figures to ``out_dir``; ``rerun`` is the command the table says remakes it."""
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
@@ -180,7 +180,7 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes
     for mode in modes:
         for v in variants:
             for seed in seeds:
-                cfg = variant_config(base, mode, v, seed, pinned)
+                cfg = variant_config(base, mode, v, seed, given)
                 key = json.dumps(cfg.identity(), sort_keys=True)
                 if key in seen:  # e.g. offset-1.6 when the base already starts the heads 1.6 apart
                     raise ValueError(f"variants {seen[key]!r} and {v!r} are the same config; drop one")
@@ -204,7 +204,7 @@ def reproduce(base: TrainConfig, out_dir, runs_dir, *, seeds=REPORT_SEEDS, modes
                 "machine": machine(workers, base.threads, device), "torch": torch.__version__,
                 "rerun": rerun or (f"spatialnet study table1 --seeds {','.join(map(str, seeds))} --modes "
                                    f"{','.join(modes)} --variants {','.join(variants)} --workers {workers} "
-                                   f"--eval-split {base.eval_split} " + cli_flags(base, pinned=pinned))}
+                                   f"--eval-split {base.eval_split} " + cli_flags(base, given=given))}
     results: dict = {}
     t0 = time.time()
 
@@ -270,7 +270,7 @@ def run(args) -> None:
         check_mode(m)
     t0 = time.time()
     reproduce(base, args.out, args.runs_dir, seeds=args.seeds, modes=args.modes, data_dir=args.data_dir,
-              workers=args.workers, device=args.device, variants=args.variants, pinned=pinned_fields(args),
+              workers=args.workers, device=args.device, variants=args.variants, given=given_per_mode(args),
               rerun=args.rerun)
     print(f"wrote {args.out}/table1.md, table1.json and figure1-/figure2-<mode>.png in {time.time() - t0:.0f} s")
     print((Path(args.out) / "table1.md").read_text())

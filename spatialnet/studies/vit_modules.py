@@ -58,12 +58,12 @@ LAYERS = ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2", "head"]
 SHEETS = {"head": ("residual", None), "blocks.0.mlp.fc2": (None, "residual")}
 
 
-def make_vit(a, seed: int):
+def make_vit(args, seed: int):
     import timm
 
     torch.manual_seed(seed)
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(28, 56), patch_size=a.patch, in_chans=1,
-                             embed_dim=a.dim, depth=a.depth, num_heads=a.heads, num_classes=20)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(28, 56), patch_size=args.patch, in_chans=1,
+                             embed_dim=args.dim, depth=args.depth, num_heads=args.heads, num_classes=20)
 
 
 def loss_fn(model, x, y):
@@ -164,36 +164,36 @@ def derived_strength(model, costs, td, targets: dict, scale: float = 1.0) -> dic
     return {"alpha": {n: scale * v for n, v in alpha.items()}, "beta": {s: scale * v for s, v in beta.items()}}
 
 
-def train(a, variant: str, seed: int, td, plain=None, targets=None):
-    model = make_vit(a, seed)
+def train(args, variant: str, seed: int, td, plain=None, targets=None, scale: float = 1.0, tag: str = ""):
+    model = make_vit(args, seed)
     costs = None
     strength = None
     if variant == "spatial":
         gen = torch.Generator().manual_seed(seed)
         lengths = None
-        if a.strength == "derived":
-            probe = spatialize(model, LAYERS, sheets=SHEETS, density_norm=a.density_norm, generator=gen)
+        if args.strength == "derived":
+            probe = spatialize(model, LAYERS, sheets=SHEETS, density_norm=args.density_norm, generator=gen)
             lengths = {s.name: (1.0 if s.size == 20 else math.sqrt(160 / s.size)) for s in probe.sheets.values()}
             gen = torch.Generator().manual_seed(seed)
-        costs = spatialize(model, LAYERS, sheets=SHEETS, density_norm=a.density_norm, generator=gen,
+        costs = spatialize(model, LAYERS, sheets=SHEETS, density_norm=args.density_norm, generator=gen,
                            density_length=lengths if lengths else 1.0)
-        if a.strength == "derived":
-            strength = derived_strength(plain, costs, td, targets, a.scale)
-            print(f"[{variant} seed {seed}] derived strength x{a.scale:g}: alpha "
+        if args.strength == "derived":
+            strength = derived_strength(plain, costs, td, targets, scale)
+            print(f"[{variant} seed {seed}] derived strength x{scale:g}: alpha "
                   + ", ".join(f"{n} {v:.3g}" for n, v in strength["alpha"].items()) + "; beta "
                   + ", ".join(f"{s} {v:.3g}" for s, v in strength["beta"].items()), flush=True)
-    groups = costs.param_groups(model, lr=a.lr, position_lr=a.lr * a.pos_lr_scale, weight_decay=a.wd) if costs \
-        else [{"params": list(model.parameters()), "weight_decay": a.wd}]
-    opt = torch.optim.AdamW(groups, lr=a.lr)
-    per_epoch = min(a.steps or td.steps_per_epoch(a.batch), td.steps_per_epoch(a.batch))
-    sched = make_scheduler(opt, a.epochs * per_epoch, a.schedule, a.warmup)
+    groups = costs.param_groups(model, lr=args.lr, position_lr=args.lr * args.pos_lr_scale, weight_decay=args.wd) if costs \
+        else [{"params": list(model.parameters()), "weight_decay": args.wd}]
+    opt = torch.optim.AdamW(groups, lr=args.lr)
+    per_epoch = min(args.steps or td.steps_per_epoch(args.batch), td.steps_per_epoch(args.batch))
+    sched = make_scheduler(opt, args.epochs * per_epoch, args.schedule, args.warmup)
     t0 = time.perf_counter()
 
     def batches(epoch):
-        return ((x, y, t) for step, (x, y, t) in enumerate(td.epoch_batches(epoch, a.batch)) if step < per_epoch)
+        return ((x, y, t) for step, (x, y, t) in enumerate(td.epoch_batches(epoch, args.batch)) if step < per_epoch)
 
     def cost():
-        return costs(strength["alpha"], strength["beta"]) if strength else costs(a.alpha, a.beta)
+        return costs(strength["alpha"], strength["beta"]) if strength else costs(args.alpha, args.beta)
 
     def log(record):
         record["seconds"] = time.perf_counter() - t0
@@ -204,23 +204,23 @@ def train(a, variant: str, seed: int, td, plain=None, targets=None):
               flush=True)
 
     # the costs ramp up over the chosen setting's share of the run, as its warm-up
-    hist = fit(opt, batches, lambda x, y, t: loss_fn(model, x, y), epochs=a.epochs, steps_per_epoch=per_epoch,
-               costs=cost if costs is not None else None, cost_warmup=a.cost_warmup_frac * a.epochs,
+    hist = fit(opt, batches, lambda x, y, t: loss_fn(model, x, y), epochs=args.epochs, steps_per_epoch=per_epoch,
+               costs=cost if costs is not None else None, cost_warmup=args.cost_warmup_frac * args.epochs,
                scheduler=sched, on_epoch_end=log)
     train_s = time.perf_counter() - t0
     acc = head_accuracy(model, td, as_image)
     splits = block_split(model, costs)
-    rec = {"variant": variant + (a.tag if variant == "spatial" else ""), "seed": seed, "alpha": a.alpha, "beta": a.beta,
-           "strength": strength, "scale": a.scale if variant == "spatial" else None,
+    rec = {"variant": variant + (tag if variant == "spatial" else ""), "seed": seed, "alpha": args.alpha, "beta": args.beta,
+           "strength": strength, "scale": scale if variant == "spatial" else None,
            "accuracy": acc, "mlp_split_accuracy": mlp_split_accuracy(model, td, splits),
            "train_seconds": train_s, "history": hist,
            "blocks": [s["measures"] for s in splits]}
     if costs is not None:
         rec["sheets"] = {s.name: s.size for s in costs.sheets.values()}
-        batches = ((x, y) for x, y, _ in td.epoch_batches(10_000 + seed, a.batch))
-        rec["step_timing"] = time_steps(model, costs, batches, loss_fn, a.lr,
-                                        strength["alpha"] if strength else a.alpha,
-                                        strength["beta"] if strength else a.beta, a.timing_pairs)
+        batches = ((x, y) for x, y, _ in td.epoch_batches(10_000 + seed, args.batch))
+        rec["step_timing"] = time_steps(model, costs, batches, loss_fn, args.lr,
+                                        strength["alpha"] if strength else args.alpha,
+                                        strength["beta"] if strength else args.beta, args.timing_pairs)
     return rec, model
 
 
@@ -267,44 +267,43 @@ def _arguments(p) -> None:
                                         "strength the width rule's invariants give (and at 3x and 1/3 of it), beside "
                                         "the plain ViT?", outputs=("vit-modules.md", "vit-modules.json"),
                 arguments=_arguments)
-def run(a) -> None:
-    if not set(a.variants.split(",")) <= {"plain", "spatial"}:
-        raise ValueError(f"--variants: plain and/or spatial, got {a.variants!r}")
-    if a.patch < 1 or 28 % a.patch:
-        raise ValueError(f"--patch must divide 28 (each patch then lies in one task's image), got {a.patch}")
-    torch.set_num_threads(a.threads)
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(a.threads))
+def run(args) -> None:
+    if not set(args.variants.split(",")) <= {"plain", "spatial"}:
+        raise ValueError(f"--variants: plain and/or spatial, got {args.variants!r}")
+    if args.patch < 1 or 28 % args.patch:
+        raise ValueError(f"--patch must divide 28 (each patch then lies in one task's image), got {args.patch}")
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     from .._io import save_torch, write_json
 
-    out = Path(a.out + ".json")
+    out = Path(args.out + ".json")
     records = json.loads(out.read_text())["runs"] if out.is_file() else []  # a resumed study keeps its runs
     done = {(r["variant"], r["seed"]) for r in records}
-    targets = paper_targets(a.gradients) if a.strength == "derived" and "spatial" in a.variants else None
-    scales = [float(v) for v in a.scales.split(",")] if a.strength == "derived" else [1.0]
-    seeds = [int(s) for s in a.seeds.split(",")]
-    scale_seeds = [int(s) for s in a.scale_seeds.split(",")]
-    config = {k: v for k, v in vars(a).items() if k != "rerun"}
+    targets = paper_targets(args.gradients) if args.strength == "derived" and "spatial" in args.variants else None
+    scales = [float(v) for v in args.scales.split(",")] if args.strength == "derived" else [1.0]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    scale_seeds = [int(s) for s in args.scale_seeds.split(",")]
+    config = {k: v for k, v in vars(args).items() if k != "rerun"}
     for seed in dict.fromkeys(seeds + scale_seeds):
-        td = concat_data(seed, a.data_dir)
-        plain_path = Path(a.runs_dir) / f"plain-seed{seed}.pt"
+        td = concat_data(seed, args.data_dir)
+        plain_path = Path(args.runs_dir) / f"plain-seed{seed}.pt"
         plain = None
         if ("plain", seed) not in done:
-            rec, plain = train(a, "plain", seed, td)
+            rec, plain = train(args, "plain", seed, td)
             save_torch(plain_path, plain.state_dict())
             records.append(rec)
             write_json(out, {"config": config, "targets": targets, "runs": records})
-        for i, scale in enumerate(scales if "spatial" in a.variants else []):
+        for i, scale in enumerate(scales if "spatial" in args.variants else []):
             if seed not in (seeds if i == 0 else scale_seeds):
                 continue
-            a.scale = scale
-            a.tag = f" x{scale:g}" if a.strength == "derived" else a.tag
-            if ("spatial" + a.tag, seed) in done:
+            tag = f" x{scale:g}" if args.strength == "derived" else args.tag
+            if ("spatial" + tag, seed) in done:
                 continue
-            if plain is None and a.strength == "derived":
-                plain = make_vit(a, seed)
+            if plain is None and args.strength == "derived":
+                plain = make_vit(args, seed)
                 plain.load_state_dict(torch.load(plain_path, weights_only=True))
-            rec, _ = train(a, "spatial", seed, td, plain=plain, targets=targets)
+            rec, _ = train(args, "spatial", seed, td, plain=plain, targets=targets, scale=scale, tag=tag)
             records.append(rec)
             write_json(out, {"config": config, "targets": targets, "runs": records})
     print(vit_summary({"runs": records}) + "\n\nPer run:\n\n" + vit({"runs": records}))
-    print(f"wrote {out}; rerun: {a.rerun}")
+    print(f"wrote {out}; rerun: {args.rerun}")

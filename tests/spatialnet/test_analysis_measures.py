@@ -164,3 +164,34 @@ def test_crowding_reads_in_the_density_length_and_ignores_the_dead():
     assert crowding(p[:1], g[:1])["nn"] is None
     with pytest.raises(ValueError, match="length"):
         crowding(p, g, length=0.0)
+
+
+def test_the_territory_measures_rank_references_as_a_person_would():
+    """Discs with a band > touching discs > a sheet cut in two (a cut, no band) > interleaved
+    lobes > mixed labels: each measure sees what it is for, and no single one sees every failure."""
+    from spatialnet.studies.references import score_territories
+    s = score_territories()
+    band, touch, cut, lobes, mixed = (s[k] for k in ("discs with a band", "touching discs", "sheet cut in two",
+                                                     "interleaved lobes", "mixed"))
+    # band: an empty band between the tasks reads low, touching higher, a cut and mixed labels at 1
+    assert band["band"] < 0.45 < touch["band"] < 0.7 < lobes["band"] and cut["band"] > 0.9 and mixed["band"] > 0.95
+    # territory: one piece per task, except lobes on the far side of the other task
+    assert min(band["territory"], touch["territory"], cut["territory"]) > 0.95 and lobes["territory"] < 0.75
+    # purity: pure neighbourhoods everywhere but the mixed labels, which sit on the null
+    assert min(band["purity"], touch["purity"], cut["purity"], lobes["purity"]) > 0.95
+    assert abs(mixed["purity"] - mixed["purity_null"]) < 0.03 and mixed["purity_null"] == pytest.approx(0.5, abs=0.03)
+    # the nulls: labels permuted break every territory's structure (band near 1, purity near 0.5)
+    for v in (band, touch, lobes):
+        assert v["band_null"] > 0.8 and v["purity_null"] < 0.55
+    # what the silhouette alone cannot tell: the cut sheet scores about as high as touching discs
+    assert abs(cut["silhouette"] - touch["silhouette"]) < 0.1 and cut["band"] - touch["band"] > 0.3
+
+
+def test_the_output_sheets_silhouette_and_bad_input():
+    from spatialnet.analysis.territory import output_silhouette, territory_measures
+    heads = torch.arange(20) // 10
+    grouped = torch.cat([torch.randn(10, 2) - 4, torch.randn(10, 2) + 4])
+    assert output_silhouette(grouped, heads)["out_silhouette"] > 0.6
+    assert abs(output_silhouette(torch.randn(20, 2), heads)["out_silhouette"]) < 0.2
+    # one task alive: nothing to read, not an error
+    assert territory_measures(torch.randn(10, 2), torch.zeros(10, dtype=torch.long))["band"] is None

@@ -165,10 +165,10 @@ def test_a_mode_runs_its_own_default_and_says_so(tmp_path, capsys):
     assert saved["beta"] == CHOSEN["sequential"]["beta"]
     # a flag given wins, and the command no longer claims the mode's own value for it
     assert main(["train", "--mode", "sequential", "--epochs", "1", "--beta", "2", *TINY,
-                 "--out", str(tmp_path / "pinned")]) == 0
+                 "--out", str(tmp_path / "given")]) == 0
     said = capsys.readouterr().out
     assert "beta " not in said.split("own default setting")[-1].split(")")[0]
-    assert json.loads((tmp_path / "pinned" / "result.json").read_text())["config"]["beta"] == 2.0
+    assert json.loads((tmp_path / "given" / "result.json").read_text())["config"]["beta"] == 2.0
     # concat runs the concat default silently
     assert main(["train", "--mode", "concat", "--epochs", "1", *TINY, "--out", str(tmp_path / "cat")]) == 0
     assert "own default" not in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The controls of issue 14: L1-only transport (every distance -> the layer's mean distance) and
+"""The controls: L1-only transport (every distance -> the layer's mean distance) and
 frozen positions, checked against formulas written here with torch.cdist."""
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The protocol of issue 14: a fixed validation split carved from training, read-outs on it by
+"""The protocol (docs/protocol.md): a fixed validation split carved from training, read-outs on it by
 default, selection seeds >= 100 for sweeps, and positions saved every epoch (resume-safe)."""
 import pytest
 import torch

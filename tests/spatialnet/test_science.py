@@ -3,7 +3,7 @@ recipe, the spatial net's positions cluster by task beyond their permutation nul
 regular net (at its own settings, REGULAR_HPARAMS) is less modular than the spatial net by the
 normalised cross-task share. Read on the validation split, seed 0, 250 subset epochs (1750 steps).
 
-Measured at the defaults of issue 20 (trial 25 of the selection sweep), seeds 0 and 1 (the test
+Measured at the defaults (trial 25 of the selection sweep), seeds 0 and 1 (the test
 runs seed 0): spatial silhouette 0.519 / 0.574 against nulls of 0.001 / -0.000, ARI 0.99 / 0.97
 against 0.002 / -0.002, share / chance 0.044 / 0.048 against the regular net's 0.686 / 0.711,
 nearest live neighbour 0.78 / 0.68 with 2 % stacked. The margins below are a third of the

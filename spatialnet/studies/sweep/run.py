@@ -20,11 +20,11 @@ SELECTION_SEEDS = (100, 101)
 
 
 def _objective(base: TrainConfig, params: list[Param], seeds, runs_dir, data_dir, log, objectives=OBJECTIVES,
-               modes=None, constraints=(), pinned=None):
+               modes=None, constraints=(), given=None):
     modes = list(modes or [base.mode])
     # the per-mode fields neither searched nor given take each mode's chosen setting; a one-mode
     # study keeps its base config as it is
-    keep = None if len(modes) == 1 or pinned is None else set(pinned) | {p.name for p in params}
+    keep = None if len(modes) == 1 or given is None else set(given) | {p.name for p in params}
 
     def objective(trial):
         values = {p.name: p.suggest(trial) for p in params}
@@ -77,7 +77,7 @@ def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> s
 
 def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: list[Param], *, trials: int,
               seeds=SELECTION_SEEDS, runs_dir=None, data_dir=None, resume: bool = False, heartbeat: int = HEARTBEAT,
-              sampler_seed: int | None = None, objectives=OBJECTIVES, modes=None, constraints=(), pinned=None,
+              sampler_seed: int | None = None, objectives=OBJECTIVES, modes=None, constraints=(), given=None,
               log=print):
     """Creates (or with ``resume`` joins or continues) ``study_name`` and runs ``trials`` trials,
     scored by ``objectives`` (names of ``DIRECTIONS``; the first two must be full and drop, so the
@@ -146,7 +146,7 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
     runs_dir = Path(runs_dir or Path("runs") / "sweeps" / study_name)
     if trials:
         # a retried trial (see the module docstring) is WAITING: a worker runs it before new ones
-        study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log, objectives, modes, constraints, pinned),
+        study.optimize(_objective(base, params, seeds, runs_dir, data_dir, log, objectives, modes, constraints, given),
                        n_trials=trials, catch=(), gc_after_trial=True)
     return study
 
