@@ -47,6 +47,17 @@ def _groups(num_tasks: int):
         yield t, TASK_COLOURS[t % len(TASK_COLOURS)], None
 
 
+def _selections(model, layers, assignment, num_tasks: int):
+    """``(k, layer, x, y, mask, task, colour, name)`` for each layer's group of neurons present."""
+    for k, l in enumerate(layers):
+        x, y = _xy(model, l)
+        g = assignment[l].cpu().numpy()
+        for t, colour, name in _groups(num_tasks):
+            sel = g == t
+            if sel.any():
+                yield k, l, x, y, sel, t, colour, name
+
+
 def plot_figures(model, split_layers, out_dir, tasks=DEFAULT_TASKS, title: str = "",
                  names: tuple[str, str] = ("figure1.png", "figure2.png")) -> list[Path]:
     """Writes ``names[0]`` (top-down, default ``figure1.png``) and ``names[1]`` (3-D) under
@@ -59,17 +70,11 @@ def plot_figures(model, split_layers, out_dir, tasks=DEFAULT_TASKS, title: str =
     task_names = [display_name(t) for t in tasks]
 
     fig, ax = plt.subplots(figsize=(6.5, 6))
-    for k, l in enumerate(layers):
-        x, y = _xy(model, l)
-        g = assignment[l].cpu().numpy()
-        for t, colour, name in _groups(len(tasks)):
-            sel = g == t
-            if not sel.any():
-                continue
-            ax.scatter(x[sel], y[sel], c=colour, marker=MARKERS[k % len(MARKERS)],
-                       s=36 if l == model.num_layers else 18, alpha=0.75 if t >= 0 else 0.6,
-                       edgecolors="k" if t >= 0 else "0.6", linewidths=0.3,
-                       label=f"layer {l}{' (output)' if l == model.num_layers else ''}, {name or task_names[t]}")
+    for k, l, x, y, sel, t, colour, name in _selections(model, layers, assignment, len(tasks)):
+        ax.scatter(x[sel], y[sel], c=colour, marker=MARKERS[k % len(MARKERS)],
+                   s=36 if l == model.num_layers else 18, alpha=0.75 if t >= 0 else 0.6,
+                   edgecolors="k" if t >= 0 else "0.6", linewidths=0.3,
+                   label=f"layer {l}{' (output)' if l == model.num_layers else ''}, {name or task_names[t]}")
     ax.set_title(title or "Top-down view of the split layers")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
@@ -83,17 +88,11 @@ def plot_figures(model, split_layers, out_dir, tasks=DEFAULT_TASKS, title: str =
     fig = plt.figure(figsize=(8, 5.5))
     ax = fig.add_subplot(projection="3d")
     labelled = set()  # one legend entry per group
-    for k, l in enumerate(layers):
-        x, y = _xy(model, l)
-        g = assignment[l].cpu().numpy()
-        for t, colour, name in _groups(len(tasks)):
-            sel = g == t
-            if not sel.any():
-                continue
-            ax.scatter(x[sel] * 0 + k, x[sel], y[sel], c=colour, marker=MARKERS[k % len(MARKERS)],
-                       s=16 if t >= 0 else 8, alpha=0.8 if t >= 0 else 0.5, depthshade=False,
-                       label=None if t in labelled else (name or task_names[t]))
-            labelled.add(t)
+    for k, l, x, y, sel, t, colour, name in _selections(model, layers, assignment, len(tasks)):
+        ax.scatter(x[sel] * 0 + k, x[sel], y[sel], c=colour, marker=MARKERS[k % len(MARKERS)],
+                   s=16 if t >= 0 else 8, alpha=0.8 if t >= 0 else 0.5, depthshade=False,
+                   label=None if t in labelled else (name or task_names[t]))
+        labelled.add(t)
     ax.set_xticks(range(len(layers)))
     ax.set_xticklabels([f"layer {l}" + (" (out)" if l == model.num_layers else "") for l in layers], fontsize=8)
     ax.set_ylabel("x")
