@@ -16,7 +16,7 @@ then the positions go in as they are).
 
 For a chain of layers (each sheet written by one layer) this is SpatialMLP's
 ``(1/|L|) sum_l [alpha T(l) + beta V(l)]``, summed in that order, term by term, with the weights
-taken as ``(alpha/|L|)/c`` like SpatialMLP did, so that its numbers stay the same to the bit. A
+taken as ``(alpha/|L|)/c``, the order and rounding of SpatialMLP's formula. A
 conv layer's weight ``(n_out, n_in / groups, *kernel)`` counts each connected (out, in) channel
 pair once, with ``sum_taps |w|`` as its weight; a grouped or depthwise one connects each output
 only to its group's inputs, and a weight stored (inputs, outputs) (transformers' Conv1D,
