@@ -92,6 +92,34 @@ def test_resume_equals_uninterrupted(tmp_path, subset):
         train(_cfg(epochs=2, lr=0.001), tmp_path / "b", resume=True, progress=False, dataset=subset, log=_quiet)
 
 
+def test_a_finished_run_extends_on_a_constant_schedule(tmp_path, subset):
+    # 2 epochs, then 3 more on resume: the same steps as 5 epochs at once (a constant schedule's
+    # lr never depends on the run's length), the positions file and the kept checkpoints follow
+    straight = train(_cfg(epochs=5), tmp_path / "a", progress=False, dataset=subset, log=_quiet)
+    train(_cfg(epochs=2, keep_epochs=[0, 2]), tmp_path / "b", progress=False, dataset=subset, log=_quiet)
+    logs = []
+    extended = train(_cfg(epochs=5, keep_epochs=[4]), tmp_path / "b", resume=True, progress=False, dataset=subset,
+                     log=logs.append)
+    assert any("extending" in m and "from 2 to 5 epochs" in m for m in logs)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
+    assert extended["full"] == straight["full"] and b["epoch"] == 5 and len(b["history"]) == 5
+    assert torch.load(tmp_path / "b" / "positions.pt", weights_only=True)["epochs"] == [0, 1, 2, 3, 4, 5]
+    assert {p.name for p in (tmp_path / "b").glob("checkpoint-e*.pt")} == {"checkpoint-e0.pt", "checkpoint-e2.pt",
+                                                                           "checkpoint-e4.pt"}
+    assert load_checkpoint(tmp_path / "b" / "checkpoint-e0.pt")["epoch"] == 0
+    # a cosine schedule's every step depends on the run's length: refused, saying why
+    train(_cfg(epochs=2, schedule="cosine"), tmp_path / "c", progress=False, dataset=subset, log=_quiet)
+    with pytest.raises(ValueError, match="only a constant schedule can be extended"):
+        train(_cfg(epochs=3, schedule="cosine"), tmp_path / "c", resume=True, progress=False, dataset=subset,
+              log=_quiet)
+    # fewer epochs, or another change besides, is another config
+    with pytest.raises(ValueError, match="another config"):
+        train(_cfg(epochs=6, lr=0.001), tmp_path / "b", resume=True, progress=False, dataset=subset, log=_quiet)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, subset, monkeypatch):
     import spatialnet.training.loop as T
     real, calls = D.task_loss_sum, {"n": 0}
