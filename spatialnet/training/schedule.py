@@ -6,7 +6,7 @@ import math
 
 import torch
 
-SCHEDULES = ("constant", "cosine")
+from ..config import SCHEDULES
 
 
 def lr_factor(step: int, total: int, schedule: str = "constant", warmup: int = 0) -> float:

@@ -67,7 +67,7 @@ def test_positions_saved_every_epoch_and_resume_keeps_them(tmp_path):
     assert torch.equal(track["layers"]["4"][-1], ckpt["model"]["layers.3.positions"])
     assert not torch.equal(track["layers"]["4"][0], track["layers"]["4"][-1])  # they moved
     # continue to 4 epochs: the first rows are kept as they were, two are added
-    cfg4 = TrainConfig.from_dict({**cfg.to_dict(), "epochs": 4})
+    cfg4 = cfg.replace(epochs=4)
     # (a longer run is another config; resume compares identities, so start it from a copy)
     train(cfg4, tmp_path / "b", progress=False, log=lambda *a: None)
     t4 = torch.load(tmp_path / "b" / POSITIONS_FILE, weights_only=True)
