@@ -96,6 +96,8 @@ def measure(cost: str, backend: str, n: int, w_dtype: torch.dtype = torch.float3
                peak_mib=peak / 2**20, inputs_mib=inputs / 2**20, roofline_card=card)
     if cost == "density":
         row["roofline_fraction"] = pairs / seconds / peak_pairs
+    elif cost == "depthwise":  # W in and dW out, 49 taps a channel, against the bandwidth
+        row["roofline_fraction"] = 2 * pairs * torch.empty((), dtype=w_dtype).element_size() / seconds / bandwidth
     else:
         bytes_per_pair = 2 * torch.empty((), dtype=w_dtype).element_size()  # W in, dW out
         row["roofline_fraction"] = pairs * bytes_per_pair / seconds / bandwidth
@@ -163,14 +165,25 @@ def test_transport_fwd_bwd_cuda(benchmark, backend, n, w_dtype):
     _pedantic(benchmark, run)
 
 
+@needs_cuda
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_depthwise_fwd_bwd_cuda(benchmark, backend):
+    # ConvNeXt's widest depthwise 7x7 conv: groups in the kernel against the reference
+    benchmark.group = "cuda depthwise 7x7 fwd+bwd C=768"
+    row, run = measure("depthwise", backend, 768)
+    _record(benchmark, row)
+    _pedantic(benchmark, run)
+
+
 def render_markdown(rows: list[dict]) -> str:
     """A table per cost, with the triton speed-up over every other backend at the same size."""
     out = []
-    for cost in ("density", "transport"):
+    for cost in ("density", "transport", "depthwise"):
         sel = [r for r in rows if r["cost"] == cost]
         if not sel:
             continue
         roof = "pairs/s over 2 MUFU ops per pair" if cost == "density" else "HBM bytes (W in + dW out) over bandwidth"
+        roof += "; depthwise 7x7: pairs = the 49 taps of each channel" if cost == "depthwise" else ""
         out += [f"### {cost} forward+backward (D={sel[0]['D']}; roofline: {roof})", "",
                 "| backend | n | dtype | median ms (q20-q80) | pairs/s | roofline | peak MiB | triton speed-up |",
                 "|---|---:|---|---:|---:|---:|---:|---:|"]

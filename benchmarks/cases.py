@@ -22,8 +22,9 @@ def _keops_density(p: torch.Tensor) -> torch.Tensor:
 
 def make_case(cost: str, backend: str, n: int, device: str = "cpu", D: int = 2,
               w_dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Callable[[], None], int]:
-    """``cost`` in {"transport", "density"}; ``backend`` a spatial_kernels backend or "pykeops".
-    Transport is square, ``n x n``; density has ``n`` neurons (``n * n`` ordered pairs)."""
+    """``cost`` in {"transport", "density", "depthwise"}; ``backend`` a spatial_kernels backend or
+    "pykeops". Transport is square, ``n x n``; density has ``n`` neurons (``n * n`` ordered pairs);
+    depthwise is a 7x7 depthwise conv of ``n`` channels (``49 n`` weights, counted as the pairs)."""
     g = torch.Generator().manual_seed(seed)
     if cost == "density":
         p = torch.randn(n, D, generator=g).to(device).requires_grad_(True)
@@ -46,4 +47,14 @@ def make_case(cost: str, backend: str, n: int, device: str = "cpu", D: int = 2,
             W.grad = p_in.grad = p_out.grad = None
 
         return run, n * n
-    raise ValueError(f"cost must be 'transport' or 'density', got {cost!r}")
+    if cost == "depthwise":  # a depthwise 7x7 conv's weight, (n, 1, 7, 7), groups = n: ConvNeXt's
+        W = torch.randn(n, 1, 7, 7, generator=g).to(device=device, dtype=w_dtype).requires_grad_(True)
+        p_in = torch.randn(n, D, generator=g).to(device).requires_grad_(True)
+        p_out = torch.randn(n, D, generator=g).to(device).requires_grad_(True)
+
+        def run():
+            fused_transport_cost(W, p_in, p_out, groups=n, backend=backend).backward()
+            W.grad = p_in.grad = p_out.grad = None
+
+        return run, n * 49
+    raise ValueError(f"cost must be 'transport', 'density' or 'depthwise', got {cost!r}")

@@ -9,7 +9,8 @@
 #   1. CUDA tests: tests/spatial_kernels/test_triton.py (bf16 W beyond 2**31 elements, large float32 shapes,
 #      block boundaries), the shared backend tests (test_costs.py, test_validation.py) on the
 #      triton backend, and the operators on CUDA (test_ops.py: opcheck, torch.compile).
-#   2. GPU benchmarks: benchmarks/bench_gpu.py (triton vs reference vs pykeops).
+#   2. GPU benchmarks: benchmarks/bench_gpu.py (triton vs reference vs pykeops; a depthwise 7x7 conv
+#      of 768 channels, groups in the kernel, against the reference).
 #   3. Registers/spills of the loaded kernels as triton reports them on this GPU.
 #   4. Scale benchmarks: a training step at spatial widths up to 65536 (benchmarks/scale.py), and
 #      the transport inside a step where the task gradient also reaches W.grad: W's gradient
@@ -88,7 +89,7 @@ fi
 
 # 1. CUDA tests (the first calls JIT-compile every kernel variant: most of this time)
 step tests_triton 50 "$PY" -m pytest tests/spatial_kernels/test_triton.py -q -ra -p no:cacheprovider --durations=8
-step tests_shared 30 "$PY" -m pytest tests/spatial_kernels/test_costs.py tests/spatial_kernels/test_validation.py -k triton -q -ra -p no:cacheprovider
+step tests_shared 30 "$PY" -m pytest tests/spatial_kernels/test_costs.py tests/spatial_kernels/test_validation.py tests/spatial_kernels/test_groups_layouts.py -k triton -q -ra -p no:cacheprovider
 step tests_ops 35 "$PY" -m pytest tests/spatial_kernels/test_ops.py -k triton -q -ra -p no:cacheprovider
 
 # 2. GPU benchmarks; each case appends its row to $ROWS as soon as it is measured
