@@ -24,6 +24,9 @@ def print_eval(ev: dict, header: str) -> None:
     print(f"crowding (in the density's length unit): median nearest live neighbour {_fmt(ev.get('nn'))} "
           f"(uniform over the same ground {_fmt(ev.get('nn_null'))}), stacked within 0.1 of another "
           f"{_fmt(ev.get('stacked'), '.0%')}, on a neuron of the next layer {_fmt(ev.get('on_next'), '.0%')}")
+    print(f"territories: purity {_fmt(ev.get('purity'))} (null {_fmt(ev.get('purity_null'))}), the largest piece of a "
+          f"task {_fmt(ev.get('territory'), '.0%')}, band between the tasks {_fmt(ev.get('band'))} (1: none; null "
+          f"{_fmt(ev.get('band_null'))}), output sheet's silhouette by task {_fmt(ev.get('out_silhouette'))}")
     print(f"weights: cross-task share of sum |w| {_fmt(ev['cross_task_share'])} (chance {_fmt(ev['share_chance'])}, "
           f"normalised {_fmt(ev['share_norm'])}: 1 = chance, 0 = disjoint), Newman Q {_fmt(ev['newman_q'])}")
     print(f"dead neurons: {ev['dead']} ({_fmt(ev['dead_fraction'], '.0%')} of the hidden split layers); full "
@@ -34,14 +37,17 @@ def print_eval(ev: dict, header: str) -> None:
 def print_nets_table(results: dict, eval_split: str) -> None:
     """One row per net (``{name: read-out}``): accuracy, drop and the modularity with its nulls."""
     print(f"{'net':9s} {'full':>7s} {'split':>7s} {'drop':>7s} {'silhouette (null)':>18s} {'ARI (null)':>14s} "
-          f"{'nn (null)':>14s} {'stacked':>8s} {'share/chance':>12s} {'Newman Q':>9s} {'dead':>5s}")
+          f"{'nn (null)':>14s} {'stacked':>8s} {'band':>5s} {'out sil':>7s} {'share/chance':>12s} {'Newman Q':>9s} "
+          f"{'dead':>5s}")
     for net, r in results.items():
         print(f"{net:9s} {r['full']:7.4f} {r['split']:7.4f} {r['drop']:7.4f} "
               f"{_fmt(r['silhouette']) + ' (' + _fmt(r['silhouette_null']) + ')':>18s} "
               f"{_fmt(r['ari']) + ' (' + _fmt(r['ari_null']) + ')':>14s} "
               f"{_fmt(r.get('nn')) + ' (' + _fmt(r.get('nn_null')) + ')':>14s} {_fmt(r.get('stacked'), '.0%'):>8s} "
+              f"{_fmt(r.get('band'), '.2f'):>5s} {_fmt(r.get('out_silhouette'), '.2f'):>7s} "
               f"{_fmt(r['share_norm']):>12s} {_fmt(r['newman_q']):>9s} {r['dead']:5d}")
     print(f"read on the {'validation split' if eval_split == 'val' else 'test sets'}; share/chance: the "
           f"cross-task share of sum |w| over its value under random relabelling (1 = chance, 0 = disjoint); "
           f"nn: the median distance to the nearest live neuron of the layer in the density's length unit "
-          f"(null: as many points uniform over the same ground); stacked: within 0.1 of another")
+          f"(null: as many points uniform over the same ground); stacked: within 0.1 of another; band: the "
+          f"dip of the density between the tasks (1: none); out sil: the output neurons' silhouette by task")
