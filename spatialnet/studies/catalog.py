@@ -30,7 +30,10 @@ def run_study(name: str, argv=(), data_dir=None):
     s = study(name)
     argv = [a for a in argv if a != "--"]
     args = s.parser().parse_args(argv)
-    args.rerun = "spatialnet study " + " ".join([name, *(shlex.quote(a) for a in argv)])
+    # the rerun line: the study and its flags, less where this machine keeps the data
+    shown = [a for i, a in enumerate(argv) if a != "--data-dir" and (i == 0 or argv[i - 1] != "--data-dir")
+             and not a.startswith("--data-dir=")]
+    args.rerun = "spatialnet study " + " ".join([name, *(shlex.quote(a) for a in shown)])
     data_dir = data_dir or getattr(args, "data_dir", None)
     if data_dir:
         args.data_dir = str(data_dir)

@@ -198,8 +198,9 @@ def figure(records: list, key: str, label: str, path: Path) -> None:
             if key in ("pressure", "step_length", "feeds"):
                 ax.set_yscale("log")
     axes[0][-1].legend(fontsize=6)
-    fig.suptitle(label + " (solid: the rule; dashed: its earlier form, every width from the initialiser's scale)",
-                 fontsize=9)
+    import textwrap
+    fig.suptitle(textwrap.fill(label + " (solid: the rule; dashed: its earlier form, every width from the "
+                               "initialiser's scale)", width=max(50, 55 * len(panels))), fontsize=9)
     fig.tight_layout()
     atomic(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
