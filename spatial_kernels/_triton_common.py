@@ -52,6 +52,17 @@ def load_coords(p_ptr, offs, mask, D: tl.constexpr):
     return x, y, z
 
 
+@triton.jit
+def store_coords(p_ptr, stride, offs, x, y, z, mask, D: tl.constexpr):
+    # D coordinates into a (D, stride) array: x at p_ptr + offs, y a row further, z two; the
+    # rows a D < 3 array does not have are not written.
+    tl.store(p_ptr + offs, x, mask=mask)
+    if D >= 2:
+        tl.store(p_ptr + stride + offs, y, mask=mask)
+    if D >= 3:
+        tl.store(p_ptr + 2 * stride + offs, z, mask=mask)
+
+
 def on_device(device: torch.device):
     """Triton launches on the current CUDA device: make it the inputs' one. CPU tensors (under
     TRITON_INTERPRET=1) need nothing."""

@@ -61,7 +61,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import load_coords, on_device
+from .._triton_common import load_coords, on_device, store_coords
 
 # NOTE: none of this is timed on a GPU yet (none was available); benchmarks/bench_gpu.py is
 # where to time it. Chosen from the compiled code alone (python -m spatial_kernels.aot and the
@@ -182,11 +182,8 @@ def _transport_fwd_bwd_kernel(
         hy += sy
         hz += sz
         # a row lies within one warp: these sums need no shared memory
-        tl.store(out_part_ptr + offs_m, tl.sum(sx, axis=1), mask=mask_m)
-        if D >= 2:
-            tl.store(out_part_ptr + n_out + offs_m, tl.sum(sy, axis=1), mask=mask_m)
-        if D >= 3:
-            tl.store(out_part_ptr + 2 * n_out + offs_m, tl.sum(sz, axis=1), mask=mask_m)
+        store_coords(out_part_ptr, n_out, offs_m, tl.sum(sx, axis=1), tl.sum(sy, axis=1), tl.sum(sz, axis=1),
+                     mask_m, D)
         if STORE_DW:
             sd = dW_scale * d
             offs_dw = offs_m[:, None] * stride_dwm + offs_n[None, :] * stride_dwn
@@ -197,12 +194,8 @@ def _transport_fwd_bwd_kernel(
                 b_dw = tl.where(b_wk > 0, sd, tl.where(b_wk < 0, -sd, 0.0))
                 tl.store(dW_ptr + offs_dw + k * stride_dwk, b_dw.to(dW_ptr.dtype.element_ty), mask=mask)
     tl.store(value_part_ptr + pid_r * tl.num_programs(0) + pid_n, tl.sum(tl.sum(acc, axis=1), axis=0))
-    in_part_ptr = grad_in_part_ptr + pid_r * (D * n_in)
-    tl.store(in_part_ptr + offs_n, -tl.sum(hx, axis=0), mask=mask_n)
-    if D >= 2:
-        tl.store(in_part_ptr + n_in + offs_n, -tl.sum(hy, axis=0), mask=mask_n)
-    if D >= 3:
-        tl.store(in_part_ptr + 2 * n_in + offs_n, -tl.sum(hz, axis=0), mask=mask_n)
+    store_coords(grad_in_part_ptr + pid_r * (D * n_in), n_in, offs_n, -tl.sum(hx, axis=0), -tl.sum(hy, axis=0),
+                 -tl.sum(hz, axis=0), mask_n, D)
 
 
 @triton.jit
@@ -311,22 +304,15 @@ def _grouped_fwd_bwd_kernel(
             sx = s * ux
             sy = s * uy
             sz = s * uz
-            tl.store(out_part_ptr + offs_m, tl.sum(sx, axis=1), mask=mask_m)
-            if D >= 2:
-                tl.store(out_part_ptr + n_out + offs_m, tl.sum(sy, axis=1), mask=mask_m)
-            if D >= 3:
-                tl.store(out_part_ptr + 2 * n_out + offs_m, tl.sum(sz, axis=1), mask=mask_m)
+            store_coords(out_part_ptr, n_out, offs_m, tl.sum(sx, axis=1), tl.sum(sy, axis=1), tl.sum(sz, axis=1),
+                         mask_m, D)
             if ONE_GROUP:
                 hx += sx
                 hy += sy
                 hz += sz
             else:  # this tile's rows span groups: each row's share, summed per group by torch
-                offs_r = offs_m[:, None] * n_in_local + offs_n[None, :]
-                tl.store(grad_in_ptr + offs_r, -sx, mask=mask)
-                if D >= 2:
-                    tl.store(grad_in_ptr + n_out * n_in_local + offs_r, -sy, mask=mask)
-                if D >= 3:
-                    tl.store(grad_in_ptr + 2 * n_out * n_in_local + offs_r, -sz, mask=mask)
+                store_coords(grad_in_ptr, n_out * n_in_local, offs_m[:, None] * n_in_local + offs_n[None, :],
+                             -sx, -sy, -sz, mask, D)
             if STORE_DW:
                 sd = dW_scale * d
                 offs_dw = offs_m[:, None] * stride_dwm + offs_n[None, :] * stride_dwn
@@ -340,12 +326,8 @@ def _grouped_fwd_bwd_kernel(
     tl.store(value_part_ptr + pid_r * tl.num_programs(0) + pid_n, tl.sum(tl.sum(acc, axis=1), axis=0))
     if GRADS and ONE_GROUP:
         n_in = n_in_local * (n_out // opg)
-        in_part_ptr = grad_in_ptr + run * (D * n_in) + group * n_in_local
-        tl.store(in_part_ptr + offs_n, -tl.sum(hx, axis=0), mask=mask_n)
-        if D >= 2:
-            tl.store(in_part_ptr + n_in + offs_n, -tl.sum(hy, axis=0), mask=mask_n)
-        if D >= 3:
-            tl.store(in_part_ptr + 2 * n_in + offs_n, -tl.sum(hz, axis=0), mask=mask_n)
+        store_coords(grad_in_ptr + run * (D * n_in) + group * n_in_local, n_in, offs_n, -tl.sum(hx, axis=0),
+                     -tl.sum(hy, axis=0), -tl.sum(hz, axis=0), mask_n, D)
 
 
 @triton.jit
