@@ -7,11 +7,11 @@ import shlex
 
 from . import (dead_tol, demo_subset, gpt2_text, grid, references, selection, selection_2x,  # noqa: F401
                selection_sequential, sequential_seeds, table1, tasks, vit_modules, wide, width_forces,
-               width_gradients)
+               width_gradients, width_probes)
 from .registry import STUDIES, Study
 
 _STUDY_MODULES = (dead_tol, demo_subset, gpt2_text, grid, references, selection, selection_2x, selection_sequential,
-                  sequential_seeds, table1, tasks, vit_modules, wide, width_forces, width_gradients)
+                  sequential_seeds, table1, tasks, vit_modules, wide, width_forces, width_gradients, width_probes)
 
 
 def study(name: str) -> Study:
