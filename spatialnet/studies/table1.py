@@ -116,10 +116,12 @@ def table_markdown(summary: dict, settings: dict) -> str:
               "not dead); crowding, in the density's length unit: nn, the median distance from a live neuron "
               "to the nearest live one of its layer (null: as many points uniform over the layer's hull), "
               "stacked, the fraction within 0.1 of another, on next, the fraction within 0.1 of a live "
-              "neuron of the next layer; neurons per task in each split layer (mean over seeds).", "",
+              "neuron of the next layer; the territories (docs/measures.md): purity, the largest piece of each "
+              "task, the band between the tasks (1: none), the output sheet's silhouette by task; neurons per task "
+              "in each split layer (mean over seeds).", "",
               "| mode | net | silhouette | (null) | ARI | (null) | nn | (null) | stacked | on next | share / chance "
-              "| share | Newman Q | dead | dead Δ | neurons per task |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| share | Newman Q | dead | dead Δ | purity | territory | band | output silhouette | neurons per task |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode in MODES:
         for v in variants:
             s = summary.get(mode, {}).get(v)
@@ -131,7 +133,9 @@ def table_markdown(summary: dict, settings: dict) -> str:
                          f"{_cell(s.get('nn_null'))} | {_cell(s.get('stacked'), '.2f')} | {_cell(s.get('on_next'), '.2f')} | "
                          f"{_cell(s['share_norm'])} | "
                          f"{_cell(s['cross_task_share'])} | {_cell(s['newman_q'])} | {_cell(s['dead_fraction'], '.2f')} | "
-                         f"{_cell(s['dead_delta'], '.4f')} | {sizes} |")
+                         f"{_cell(s['dead_delta'], '.4f')} | {_cell(s.get('purity'), '.2f')} | "
+                         f"{_cell(s.get('territory'), '.2f')} | {_cell(s.get('band'), '.2f')} | "
+                         f"{_cell(s.get('out_silhouette'), '.2f')} | {sizes} |")
     lines += targets_markdown(summary, settings.get("results"))
     lines += ["", f"Total wall time: {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.", "",
               f"Rerun: `{settings['rerun']}`", ""]

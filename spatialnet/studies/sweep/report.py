@@ -54,7 +54,8 @@ def _feasible(row: dict) -> bool:
     return row["margin"] is not None and row["margin"] >= 0
 
 
-REPORT_KEYS = ("full", "drop", "silhouette", "ari", "nn", "stacked", "share_norm", "dead_fraction")
+REPORT_KEYS = ("full", "drop", "silhouette", "ari", "nn", "stacked", "band", "out_silhouette", "share_norm",
+               "dead_fraction")
 
 
 def write_report(study, out_md, out_png=None, *, min_full: float = 0.91, title: str = "", rerun: str = "") -> list[dict]:
