@@ -1,17 +1,29 @@
 """Every study, imported once so that each registers itself (``registry.py``): a new study is one
-file and one line in ``_STUDY_MODULES`` below. ``spatialnet study`` reads this catalog."""
+file and one import line below. ``spatialnet study`` reads this catalog."""
 from __future__ import annotations
 
 import os
 import shlex
 
-from . import (dead_tol, demo_subset, gpt2_text, grid, references, selection, selection_2x,  # noqa: F401
-               selection_sequential, sequential_seeds, table1, tasks, vit_modules, wide, width_forces,
-               width_gradients, width_probes)
+# every study, one line each (importing a study registers it)
+from . import dead_tol  # noqa: F401
+from . import demo_subset  # noqa: F401
+from . import gpt2_text  # noqa: F401
+from . import grid  # noqa: F401
+from . import references  # noqa: F401
+from . import selection  # noqa: F401
+from . import selection_2x  # noqa: F401
+from . import selection_sequential  # noqa: F401
+from . import sequential_robust  # noqa: F401
+from . import sequential_seeds  # noqa: F401
+from . import table1  # noqa: F401
+from . import tasks  # noqa: F401
+from . import vit_modules  # noqa: F401
+from . import wide  # noqa: F401
+from . import width_forces  # noqa: F401
+from . import width_gradients  # noqa: F401
+from . import width_probes  # noqa: F401
 from .registry import STUDIES, Study
-
-_STUDY_MODULES = (dead_tol, demo_subset, gpt2_text, grid, references, selection, selection_2x, selection_sequential,
-                  sequential_seeds, table1, tasks, vit_modules, wide, width_forces, width_gradients, width_probes)
 
 
 def study(name: str) -> Study:
