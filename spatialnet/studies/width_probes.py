@@ -5,7 +5,9 @@
   layers' lr over 2.83 (8x's clock); at 4x and 8x their lr times sqrt(w) (1x's clock by the lr);
   at 4x and 8x the rule's start at the trained size (1x's clock by the start: the rule);
 - the positions' jitter against the density length: at 1x the positions' lr times 2.83 (8x's
-  jitter / length); at 4x their lr over 2 (1x's) and times 2.
+  jitter / length); at 4x their lr over 2 (1x's) and times 2;
+- under the rule, the positions' speed: their lr times sqrt(w) at 4x and 8x (their drift towards
+  their task's side per epoch falls with width under the rule: results/width-forces.md).
 
     spatialnet study width-probes
 
@@ -45,6 +47,8 @@ PROBES = (
      {"width_rule": "glorot", "spatial_lr_scale": 2.828}),
     ("the rule (trained start)", 8, "concat", (100,), {}),
     ("the rule (trained start)", 8, "mix", (100,), {}),
+    ("the rule, positions' lr x sqrt(w)", 4, "concat", (100, 101), {"pos_lr_scale": 11.66}),
+    ("the rule, positions' lr x sqrt(w)", 8, "concat", (100,), {"pos_lr_scale": 16.49}),
 )
 
 
