@@ -6,8 +6,9 @@ before torch is imported (``__main__.py``).
 """
 import importlib
 
-_EXPORTS = {"SpatialLinear": "model", "SpatialMLP": "model", "TrainConfig": "config", "greedy_split": "analysis.task_split",
-            "task_masks": "analysis.task_split", "train": "training"}
+_EXPORTS = {"SpatialLinear": "model", "SpatialMLP": "model", "TrainConfig": "config", "build_model": "model",
+            "greedy_split": "analysis.task_split", "task_masks": "analysis.task_split", "fit": "training",
+            "train": "training"}
 
 __all__ = sorted(_EXPORTS)
 

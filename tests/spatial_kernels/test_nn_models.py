@@ -55,6 +55,9 @@ MODELS = {
                            {"depthwise": True}),
     "efficientnet_b0": (lambda: _torchvision("efficientnet_b0"), ["features.1.**"], {"depthwise": True}),
     "vit": (_vit, ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2"], {}),
+    # a grouped conv into a grouped transposed conv (weight (C_in, C_out / G, k, k)): one sheet between
+    "conv-transpose": (lambda: torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=2), torch.nn.ReLU(),
+                                                   torch.nn.ConvTranspose2d(8, 6, 3, groups=2)), ["0", "2"], {}),
 }
 
 
