@@ -178,15 +178,22 @@ def run(args) -> None:
 
 
 def _plot(record, model, costs, out: Path) -> None:
+    plot_losses(record, out)
+    plot_sheets(costs, out)
+
+
+def plot_losses(record, out: Path) -> None:
+    """``OUT/loss.png``: both nets' training and validation loss (the plain net's drawn wide, under)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for net, colour in (("plain", "tab:gray"), ("spatial", "tab:blue")):
+    for net, colour, width in (("plain", "0.6", 4.0), ("spatial", "tab:blue", 1.5)):
         h = record["runs"][net]["history"]
-        ax.plot([r["step"] for r in h], [r["task_loss"] for r in h], "-", c=colour, label=f"{net}, train")
-        ax.plot([r["step"] for r in h], [r["val_loss"] for r in h], "--", c=colour, label=f"{net}, validation")
+        ax.plot([r["step"] for r in h], [r["task_loss"] for r in h], "-", c=colour, lw=width, label=f"{net}, train")
+        ax.plot([r["step"] for r in h], [r["val_loss"] for r in h], "--", c=colour, lw=width,
+                label=f"{net}, validation")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats per byte)")
     ax.set_title("GPT-2 (4 layers) on the standard library's source")
@@ -194,6 +201,14 @@ def _plot(record, model, costs, out: Path) -> None:
     fig.tight_layout()
     atomic(out / "loss.png", lambda f: fig.savefig(f, dpi=120, format="png"))
     plt.close(fig)
+
+
+def plot_sheets(costs, out: Path) -> None:
+    """``OUT/sheets.png``: each block's hidden sheet, a neuron's size its outgoing sum |w|."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     hidden = [s for s in costs.sheets.values() if s.writers and s.writers[0].endswith("c_fc")]
     fig, axes = plt.subplots(1, len(hidden), figsize=(3.2 * len(hidden), 3.2))
     for ax, s in zip(list(axes) if len(hidden) > 1 else [axes], hidden):
