@@ -36,16 +36,31 @@ def all_studies() -> list[Study]:
     return sorted(STUDIES.values(), key=lambda s: s.name)
 
 
+# where this machine keeps things, and a switch that only reads back: not part of a rerun line
+_PLACES = ("--data-dir", "--out", "--runs-dir")
+_READ_ONLY = ("--finished-only",)
+
+
+def rerun_argv(argv) -> list[str]:
+    """``argv`` less the flags in _PLACES (with their values) and _READ_ONLY."""
+    shown, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in _PLACES:
+            skip = True
+        elif a not in _READ_ONLY and not a.startswith(tuple(f"{f}=" for f in _PLACES)):
+            shown.append(a)
+    return shown
+
+
 def run_study(name: str, argv=(), data_dir=None):
     """Runs study ``name`` with ``argv`` (its own flags; none: the declared study). ``data_dir``
     reaches every run as ``--data-dir`` and $SPATIALNET_DATA."""
     s = study(name)
     argv = [a for a in argv if a != "--"]
     args = s.parser().parse_args(argv)
-    # the rerun line: the study and its flags, less where this machine keeps the data
-    shown = [a for i, a in enumerate(argv) if a != "--data-dir" and (i == 0 or argv[i - 1] != "--data-dir")
-             and not a.startswith("--data-dir=")]
-    args.rerun = "spatialnet study " + " ".join([name, *(shlex.quote(a) for a in shown)])
+    args.rerun = "spatialnet study " + " ".join([name, *(shlex.quote(a) for a in rerun_argv(argv))])
     data_dir = data_dir or getattr(args, "data_dir", None)
     if data_dir:
         args.data_dir = str(data_dir)

@@ -22,7 +22,7 @@ from ..config import NETS, PAPER_MEAN_HIDDEN, REGULAR_HPARAMS, TrainConfig
 from ..data.tasks import check_tasks, display_name
 from ..flags import add_config_args, config_from_args, int_list, given_per_mode, str_list
 from .registry import register_study
-from .runs import cli_flags, machine, run_jobs
+from .runs import cli_flags, finished_result, machine, run_jobs
 
 RECORD_KEYS = (*RECORD, "train_seconds")
 
@@ -85,6 +85,8 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
     trained = sum(r.get("train_seconds") or 0 for r in records)
     lines += ["", f"Training time summed over the runs: {trained:.0f} s. Wall time of the last invocation (runs "
               f"finished before it are read back): {settings.get('wall_seconds', 0):.0f} s on {settings['machine']}.",
+              *([ "", "Planned but not run to the end (not in the table): "
+                  + ", ".join(f"`{n}`" for n in settings["not_run"]) + "."] if settings.get("not_run") else []),
               "",
               f"Rerun: `{settings['rerun']}`", ""]
     return "\n".join(lines)
@@ -93,10 +95,11 @@ def grid_markdown(name: str, records: list[dict], settings: dict) -> str:
 def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=None, tasks_list=None,
              modes=("concat", "sequential"), nets=NETS, seeds=(0, 1), plan=None, data_dir=None, workers: int = 2,
              device: str = "auto", figures: bool = True, given=(), rerun: str | None = None,
-             log=print) -> list[dict]:
+             finished_only: bool = False, log=print) -> list[dict]:
     """Trains the grid (resumable) and writes its record, table and figures (module docstring).
     ``plan``: ``[(value, nets, seeds), ...]`` instead of every value of the list with every net and
-    seed (the width study trains fewer seeds at the widest widths)."""
+    seed (the width study trains fewer seeds at the widest widths). ``finished_only``: train
+    nothing; the record holds the runs that finished and names the others under ``not_run``."""
     if (hidden_list is None) == (tasks_list is None):
         raise ValueError("give exactly one of --hidden-list and --tasks-list")
     axis, values = ("hidden", hidden_list) if hidden_list is not None else ("tasks", tasks_list)
@@ -115,13 +118,17 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
                                                               **(REGULAR_HPARAMS if net == "regular" else {}))
                     run = runs_dir / f"{_slug(cfg, axis)}-{mode}-{net}-seed{seed}"
                     jobs.append((cfg.to_dict(), str(run), data_dir, device))
+    not_run = []
+    if finished_only:
+        not_run = [Path(j[1]).name for j in jobs if finished_result(Path(j[1]), TrainConfig.from_dict(j[0])) is None]
+        jobs = [j for j in jobs if Path(j[1]).name not in not_run]
     # the longest runs first (wide and sequential), so that the pool's tail is short
     jobs.sort(key=lambda j: -sum(j[0]["hidden"]) * len(j[0]["tasks"]) * (2 if j[0]["mode"] == "sequential" else 1))
     flag = "--hidden-list" if axis == "hidden" else "--tasks-list"
     settings = {"axis": axis, "variants": variants, "modes": list(modes), "nets": list(nets), "seeds": list(seeds),
                 "plan": [[list(v), list(n), list(sd)] for v, n, sd in plan],
                 "data": base.data, "eval_split": base.eval_split, "regular_hparams": REGULAR_HPARAMS,
-                "machine": machine(workers, base.threads, device),
+                "machine": machine(workers, base.threads, device), "not_run": not_run,
                 "rerun": rerun or (
                     f"spatialnet study grid --name {name} {flag} '{';'.join(','.join(map(str, v)) for v in values)}' "
                     f"--modes {','.join(modes)} --nets {','.join(nets)} --seeds {','.join(map(str, seeds))} "
@@ -153,6 +160,8 @@ def run_grid(base: TrainConfig, name: str, out_dir, runs_dir, *, hidden_list=Non
             for mode in modes:
                 vcfg = base.replace(**{axis: list(v)}).for_mode(mode, given).replace(net="spatial", seed=v_seeds[0])
                 slug = _slug(vcfg, axis)
+                if f"{slug}-{mode}-spatial-seed{v_seeds[0]}" in not_run:
+                    continue
                 model, cfg, _ = model_from_checkpoint(runs_dir / f"{slug}-{mode}-spatial-seed{v_seeds[0]}" / "checkpoint.pt")
                 plot_figures(model, cfg.split_layers, out_dir / name, tasks=cfg.tasks,
                              title=f"{variant_label(cfg, axis)}, {mode}, spatial, seed {v_seeds[0]}",
@@ -172,6 +181,8 @@ def arguments(p) -> None:
     p.add_argument("--out", default="results")
     p.add_argument("--runs-dir", default=None, help="checkpoints of every run (default runs/NAME; resumable)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: write the record from the runs that finished, naming the others")
     p.add_argument("--device", default="auto")
     add_config_args(p, defaults={"eval_split": "test"})
 
@@ -198,5 +209,6 @@ def run(args) -> None:
         print(SUBSET_BANNER)
     run_grid(base, args.name, args.out, args.runs_dir or f"runs/{args.name}", hidden_list=hidden_list,
              tasks_list=tasks_list, modes=args.modes, nets=args.nets, seeds=args.seeds, data_dir=args.data_dir,
-             workers=args.workers, device=args.device, given=given_per_mode(args), rerun=args.rerun)
+             workers=args.workers, device=args.device, given=given_per_mode(args), rerun=args.rerun,
+             finished_only=args.finished_only)
     print((Path(args.out) / args.name / "table.md").read_text())

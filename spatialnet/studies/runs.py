@@ -15,7 +15,7 @@ import torch
 from ..config import PER_MODE, TrainConfig
 from ..training import train
 
-def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
+def finished_result(run_dir: Path, cfg: TrainConfig) -> dict | None:
     """The run's result when it finished with this config and was read on the same split
     (else None; a finished run read on the other split is re-read from its checkpoint)."""
     try:
@@ -33,7 +33,7 @@ def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
 def _worker(args):
     cfg_dict, run_dir, data_dir, device, *tag = args
     cfg = TrainConfig.from_dict(cfg_dict)
-    res = _finished(Path(run_dir), cfg)
+    res = finished_result(Path(run_dir), cfg)
     if res is None:
         res = train(cfg, run_dir, resume=True, data_dir=data_dir, progress=False, device=device,
                     log=lambda *a: None)

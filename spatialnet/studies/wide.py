@@ -26,6 +26,8 @@ def _arguments(p) -> None:
     p.add_argument("--out", default="results")
     p.add_argument("--runs-dir", default="runs/wide")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: write the record from the runs that finished, naming the others")
     p.add_argument("--device", default="auto")
     add_config_args(p, defaults={"eval_split": "test"})
 
@@ -62,7 +64,8 @@ def run(args) -> None:
     base = config_from_args(args, mode=args.modes[0], net="spatial", seed=0)
     run_grid(base, "wide", args.out, args.runs_dir, hidden_list=[list(v) for v, _, _ in plan], modes=args.modes,
              nets=["spatial", "regular"], seeds=sorted({s for v in seeds.values() for s in v}), plan=plan,
-             data_dir=args.data_dir, workers=args.workers, device=args.device, rerun=args.rerun)
+             data_dir=args.data_dir, workers=args.workers, device=args.device, rerun=args.rerun,
+             finished_only=args.finished_only)
     records = json.loads((Path(args.out) / "wide.json").read_text())["records"]
     write_text(Path(args.out) / "wide" / "targets.md", targets_markdown(records, args.rerun))
     print((Path(args.out) / "wide" / "table.md").read_text())

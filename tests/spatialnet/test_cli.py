@@ -122,6 +122,20 @@ def test_grid_of_widths_and_of_tasks(tmp_path, capsys):
         assert (r["silhouette"] is None) == (r["net"] == "regular")
     assert {tuple(r["hidden"]) for r in wide["records"]} == {(8, 8, 8, 12), (16, 16, 16, 24)}
     assert (tmp_path / "wide" / "figure1-8-8-8-12-concat.png").is_file()
+    # read back only: a third width is planned, nothing trains, the record names what did not run
+    assert main(["grid", "--name", "wide", "--hidden-list", "8,8,8,12;16,16,16,24;24,24,24,36", *base,
+                 "--runs-dir", str(tmp_path / "runs-w"), "--finished-only"]) == 0
+    back = json.loads((tmp_path / "wide.json").read_text())
+    assert len(back["records"]) == 8
+    assert {(r["net"], r["seed"], r["full"]) for r in back["records"]} == {
+        (r["net"], r["seed"], r["full"]) for r in wide["records"]}
+    assert sorted(back["settings"]["not_run"]) == sorted(
+        f"24-24-24-36-concat-{n}-seed{s}" for n in ("spatial", "regular") for s in (0, 1))
+    assert not any((tmp_path / "runs-w").glob("24-24-24-36-*"))
+    table = (tmp_path / "wide" / "table.md").read_text()
+    assert "not run to the end" in table and "`24-24-24-36-concat-spatial-seed0`" in table
+    rerun = back["settings"]["rerun"]
+    assert "--finished-only" not in rerun and "--out" not in rerun and "--runs-dir" not in rerun
     assert main(["grid", "--name", "tasks", "--tasks-list", "mnist,fashion,pmnist1", *base,
                  "--runs-dir", str(tmp_path / "runs-t")]) == 0
     tasks = json.loads((tmp_path / "tasks.json").read_text())
