@@ -48,7 +48,8 @@ def seeds_per_width(spec: str) -> dict[int, list[int]]:
 
 @register_study("wide", question="Does the width rule carry the defaults to 2x, 4x, 8x and 16x the paper's widths "
                                  "(the spatial net beside the regular one)?",
-                outputs=("wide.json", "wide/table.md", "wide/figure1-*.png", "wide/figure2-*.png"),
+                outputs=("wide.json", "wide/table.md", "wide/targets.md", "wide/trajectories.md", "wide/trajectories.png",
+             "wide/figure1-*.png", "wide/figure2-*.png"),
                 arguments=_arguments)
 def run(args) -> None:
     seeds = seeds_per_width(args.seeds)
@@ -68,8 +69,11 @@ def run(args) -> None:
              finished_only=args.finished_only)
     records = json.loads((Path(args.out) / "wide.json").read_text())["records"]
     write_text(Path(args.out) / "wide" / "targets.md", targets_markdown(records, args.rerun))
-    print((Path(args.out) / "wide" / "table.md").read_text())
-    print((Path(args.out) / "wide" / "targets.md").read_text())
+    tracks = trajectories(records, Path(args.runs_dir))
+    write_text(Path(args.out) / "wide" / "trajectories.md", trajectories_markdown(tracks, args.rerun))
+    plot_trajectories(tracks, Path(args.out) / "wide" / "trajectories.png")
+    for f in ("table.md", "targets.md", "trajectories.md"):
+        print((Path(args.out) / "wide" / f).read_text())
 
 
 def _live_per_task(r: dict) -> int:
@@ -116,3 +120,83 @@ def targets_markdown(records: list, rerun: str) -> str:
         lines += [f"## {variant}, {mode}", "", *[f"- {c}" for c in cells], ""]
     lines += [f"Rerun: `{rerun}`", ""]
     return "\n".join(lines)
+
+
+def trajectories(records: list, runs_dir: Path) -> dict:
+    """``{(width, mode): {seed: picture_trajectory rows}}`` for every spatial run of the record,
+    read from its positions after every epoch (``studies/trajectory.py``)."""
+    from .trajectory import picture_trajectory
+    out: dict = {}
+    for r in records:
+        if r["net"] != "spatial":
+            continue
+        run = runs_dir / f"{'-'.join(map(str, r['hidden']))}-{r['mode']}-spatial-seed{r['seed']}"
+        w = sum(r["hidden"]) / len(r["hidden"]) / 160
+        out.setdefault((w, r["mode"]), {})[r["seed"]] = picture_trajectory(run)
+    return out
+
+
+def trajectories_markdown(tracks: dict, rerun: str) -> str:
+    """Per width, mode and seed: silhouette / band / output silhouette at six epochs evenly through
+    training, the time to form, and how much the silhouette and the band still moved over the
+    last sixth of training (a wide net may still be changing when training stops)."""
+    from .trajectory import time_to_form
+    last = max((rows[-1]["epoch"] for seeds in tracks.values() for rows in seeds.values()), default=0)
+    cols = sorted({max(1, round(last * k / 6)) for k in range(1, 7)})
+    tail = last - cols[-2] if len(cols) > 1 else last
+    lines = ["# The width study's picture epoch by epoch", "",
+             "Each spatial run's positions after every epoch, read with its final split (`studies/trajectory.py`): "
+             "silhouette / band / output silhouette over the hidden split layers' live neurons. Time to form: the "
+             "epoch by which the silhouette has made 90 % of its change. The last column: how far the silhouette "
+             f"and the band moved over the last {tail} epochs (still forming where the silhouette rises or the "
+             "band falls).", "",
+             "| width | mode | seed | " + " | ".join(f"e{e}" for e in cols)
+             + f" | time to form | last {tail} epochs: Δ silhouette / Δ band |",
+             "|---|---|---|" + "---|" * len(cols) + "---|---|"]
+    for (w, mode), seeds in sorted(tracks.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        for seed, rows in sorted(seeds.items()):
+            at = {row["epoch"]: row for row in rows}
+            cells = []
+            for e in cols:
+                row = at.get(e)
+                cells.append("–" if row is None else " / ".join(
+                    "–" if row.get(k) is None else f"{row[k]:.2f}" for k in ("silhouette", "band", "out_silhouette")))
+            epochs = [row["epoch"] for row in rows]
+            tf = time_to_form(epochs, [row["silhouette"] for row in rows])
+            end, before = rows[-1], at.get(rows[-1]["epoch"] - tail)
+            moved = "–" if before is None else " / ".join(
+                "–" if end[k] is None or before[k] is None else f"{end[k] - before[k]:+.2f}" for k in ("silhouette", "band"))
+            lines.append(f"| {w:g}x | {mode} | {seed} | " + " | ".join(cells)
+                         + f" | {'–' if tf is None else f'{tf:g}'} | {moved} |")
+    lines += ["", f"Rerun: `{rerun}`", ""]
+    return "\n".join(lines)
+
+
+def plot_trajectories(tracks: dict, path: Path) -> None:
+    """The silhouette and the band against the epoch, a panel per mode, a line per run coloured
+    by width."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    modes = sorted({m for _, m in tracks})
+    widths = sorted({w for w, _ in tracks})
+    colours = dict(zip(widths, plt.cm.viridis(np.linspace(0, 0.9, len(widths)))))
+    fig, axes = plt.subplots(2, len(modes), figsize=(4.2 * len(modes), 6), squeeze=False)
+    for j, mode in enumerate(modes):
+        for (w, m), seeds in sorted(tracks.items()):
+            if m != mode:
+                continue
+            for k, (seed, rows) in enumerate(sorted(seeds.items())):
+                for i, key in enumerate(("silhouette", "band")):
+                    axes[i, j].plot([r["epoch"] for r in rows], [np.nan if r[key] is None else r[key] for r in rows],
+                                    color=colours[w], lw=1.2, label=f"{w:g}x" if k == 0 else None)
+        axes[0, j].set_title(mode)
+        axes[0, j].set_ylabel("silhouette")
+        axes[1, j].set_ylabel("band (1: none)")
+        axes[1, j].set_xlabel("epoch")
+        axes[0, j].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

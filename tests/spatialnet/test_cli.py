@@ -186,3 +186,22 @@ def test_a_mode_runs_its_own_default_and_says_so(tmp_path, capsys):
     # concat runs the concat default silently
     assert main(["train", "--mode", "concat", "--epochs", "1", *TINY, "--out", str(tmp_path / "cat")]) == 0
     assert "own default" not in capsys.readouterr().out
+
+
+def test_wide_study_reads_each_run_epoch_by_epoch(tmp_path):
+    """The wide study on a tiny 1x run: its targets, and the picture's trajectory, whose last epoch
+    is the run's read-out (the same positions and split, read twice by different code)."""
+    assert main(["study", "wide", "--widths", "1", "--seeds", "1:0", "--modes", "concat", "--epochs", "3",
+                 "--workers", "1", *TINY[:-3], "--out", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
+    rec = json.loads((tmp_path / "wide.json").read_text())["records"]
+    assert [(r["net"], r["seed"]) for r in rec] == [("spatial", 0)]
+    text = (tmp_path / "wide" / "trajectories.md").read_text()
+    row = next(l for l in text.splitlines() if l.startswith("| 1x | concat | 0 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 3 + 3 + 2 and "–" not in cells[3:6]  # epochs 1, 2 and 3, each read
+    sil, band, out = (float(x) for x in cells[5].split(" / "))
+    assert sil == pytest.approx(rec[0]["silhouette"], abs=0.005)
+    assert band == pytest.approx(rec[0]["band"], abs=0.005)
+    assert out == pytest.approx(rec[0]["out_silhouette"], abs=0.005)
+    assert (tmp_path / "wide" / "trajectories.png").is_file()
+    assert "## 1x (128,128,128,256), concat" in (tmp_path / "wide" / "targets.md").read_text()
