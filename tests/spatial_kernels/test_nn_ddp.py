@@ -54,6 +54,11 @@ for _ in range(3):
     opt.step()
 if rank == 0:
     torch.save({"final": m.state_dict(), "init": model().state_dict()}, out)
+if world > 1:
+    # both ranks leave gloo together: a rank exiting while the other's gloo threads still run
+    # aborts ("terminate called without an active exception")
+    dist.barrier()
+    dist.destroy_process_group()
 '''
 
 
