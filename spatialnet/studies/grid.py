@@ -27,10 +27,14 @@ from .runs import cli_flags, finished_result, machine, run_jobs
 RECORD_KEYS = (*RECORD, "train_seconds")
 
 
+def width_of(hidden) -> float:
+    """How many times the paper's mean hidden width ``hidden`` is."""
+    return sum(hidden) / len(hidden) / PAPER_MEAN_HIDDEN
+
+
 def variant_label(cfg: TrainConfig, axis: str) -> str:
     if axis == "hidden":
-        w = sum(cfg.hidden) / len(cfg.hidden) / PAPER_MEAN_HIDDEN
-        return f"{w:g}x ({','.join(map(str, cfg.hidden))})"
+        return f"{width_of(cfg.hidden):g}x ({','.join(map(str, cfg.hidden))})"
     return f"M={cfg.num_tasks} ({','.join(cfg.tasks)})"
 
 

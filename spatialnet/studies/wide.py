@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .._io import write_text
+from .._io import atomic, write_text
 from ..analysis.evaluate import TARGETS, TERRITORY_TARGETS, target_gap
 from ..flags import add_config_args, config_from_args, int_list, str_list
-from .grid import run_grid
+from .grid import run_grid, width_of
 from .registry import register_study
 
 PAPER_HIDDEN = (128, 128, 128, 256)
@@ -96,7 +96,7 @@ def targets_markdown(records: list, rerun: str) -> str:
     for r in spatial:
         groups.setdefault((r["variant"], r["mode"]), []).append(r)
     for (variant, mode), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], sum(kv[1][0]["hidden"]))):
-        w = sum(rs[0]["hidden"]) / len(rs[0]["hidden"]) / 160
+        w = width_of(rs[0]["hidden"])
         checks = [(k, op, v) for k, op, v in TARGETS[mode] if k not in ("full", "dead_fraction")] + list(TERRITORY_TARGETS)
         cells = []
         for key, op, limit in checks:
@@ -131,7 +131,7 @@ def trajectories(records: list, runs_dir: Path) -> dict:
         if r["net"] != "spatial":
             continue
         run = runs_dir / f"{'-'.join(map(str, r['hidden']))}-{r['mode']}-spatial-seed{r['seed']}"
-        w = sum(r["hidden"]) / len(r["hidden"]) / 160
+        w = width_of(r["hidden"])
         out.setdefault((w, r["mode"]), {})[r["seed"]] = picture_trajectory(run)
     return out
 
@@ -197,6 +197,5 @@ def plot_trajectories(tracks: dict, path: Path) -> None:
         axes[1, j].set_xlabel("epoch")
         axes[0, j].legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
