@@ -213,19 +213,28 @@ class SpatialMLP(nn.Module):
         """The length unit of layer l's density (1 for a layer without positions)."""
         return self._lengths.get(l, 1.0)
 
-    def forward(self, x: torch.Tensor, masks: Mapping[int, torch.Tensor] | None = None) -> torch.Tensor:
-        """Float32 logits; ``masks[l]`` (N_l,) multiplies layer l's outputs after the activation,
-        so a 0 silences a neuron completely, bias included. Weights in bfloat16 (see
-        :meth:`weights_to`) compute in bfloat16."""
+    def forward(self, x: torch.Tensor, masks: Mapping[int, torch.Tensor] | None = None,
+                disable: str = "outputs") -> torch.Tensor:
+        """Float32 logits; ``masks[l]`` (N_l,) disables layer l's neurons where it is 0: with
+        ``disable="outputs"`` it multiplies their outputs after the activation, so a 0 silences a
+        neuron completely, bias included; with ``"inputs"`` it multiplies their incoming weights
+        (the pre-activation keeps its bias, so a sigmoid unit still sends sigma(b)). Weights in
+        bfloat16 (see :meth:`weights_to`) compute in bfloat16."""
         if x.dim() != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"x must have shape (batch, {self.sizes[0]}), got {tuple(x.shape)}")
+        if disable not in ("outputs", "inputs"):
+            raise ValueError(f"disable must be 'outputs' or 'inputs', got {disable!r}")
         h = x.to(self.layers[0].weight.dtype)
         for l, lin in enumerate(self.layers, start=1):
-            h = lin(h)
+            m = None if masks is None or l not in masks else masks[l].to(h.dtype)
+            if m is not None and disable == "inputs":
+                h = torch.nn.functional.linear(h, lin.weight * m[:, None], lin.bias)
+            else:
+                h = lin(h)
             if l < self.num_layers:
                 h = self.act(h)
-            if masks is not None and l in masks:
-                h = h * masks[l].to(h.dtype)
+            if m is not None and disable == "outputs":
+                h = h * m
         return h.float()
 
     def weights_to(self, dtype: torch.dtype) -> "SpatialMLP":

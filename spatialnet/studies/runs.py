@@ -12,12 +12,14 @@ from pathlib import Path
 
 import torch
 
+from ..analysis.evaluate import READOUT
 from ..config import PER_MODE, TrainConfig
 from ..training import train
 
 def finished_result(run_dir: Path, cfg: TrainConfig) -> dict | None:
-    """The run's result when it finished with this config and was read on the same split
-    (else None; a finished run read on the other split is re-read from its checkpoint)."""
+    """The run's result when it finished with this config, was read on the same split and holds
+    every read-out (else None; a finished run read on the other split, or before a read-out
+    existed, is re-read from its checkpoint)."""
     try:
         res = json.loads((run_dir / "result.json").read_text())
     except (OSError, ValueError):
@@ -26,8 +28,19 @@ def finished_result(run_dir: Path, cfg: TrainConfig) -> dict | None:
         old = TrainConfig.from_dict(res.get("config", {})).identity()
     except (TypeError, ValueError):
         return None
-    return res if (old == cfg.identity() and "share_norm" in res
+    return res if (old == cfg.identity() and all(k in res for k in READOUT)
                    and res.get("eval_split") == cfg.eval_split) else None
+
+
+def trained(run_dir: Path, cfg: TrainConfig) -> bool:
+    """Whether the run in ``run_dir`` trained to its last epoch with this config (its read-out
+    may still be missing or older: :func:`finished_result`)."""
+    try:
+        m = json.loads((Path(run_dir) / "metrics.json").read_text())
+        done = TrainConfig.from_dict(m["config"]).identity() == cfg.identity()
+        return done and bool(m["history"]) and m["history"][-1]["epoch"] == cfg.epochs
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _worker(args):

@@ -205,3 +205,29 @@ def test_wide_study_reads_each_run_epoch_by_epoch(tmp_path):
     assert out == pytest.approx(rec[0]["out_silhouette"], abs=0.005)
     assert (tmp_path / "wide" / "trajectories.png").is_file()
     assert "## 1x (128,128,128,256), concat" in (tmp_path / "wide" / "targets.md").read_text()
+
+
+def test_table1_at_a_width_names_its_record_and_the_runs_not_yet_trained(tmp_path, capsys):
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    assert main(["study", "table1", "--width", "2", "--finished-only", "--modes", "concat", "--data", "subset",
+                 "--out", str(out), "--runs-dir", str(runs)]) == 0
+    rec = json.loads((out / "table1-2x.json").read_text())
+    assert rec["settings"]["width"] == 2 and rec["settings"]["config"]["hidden"] == [256, 256, 256, 512]
+    assert rec["settings"]["seeds"] == [0, 1, 2]  # the wide report seeds
+    assert sorted(rec["settings"]["planned"]) == sorted(
+        f"concat-{v}-seed{s}" for v in ("spatial", "regular", "l1-matched", "frozen") for s in (0, 1, 2))
+    assert "concat-l1-matched-seed2" in (out / "table1-2x.md").read_text()
+    assert main(["study", "table1", "--width", "2", "--hidden", "8,8,8,8", "--data", "subset",
+                 "--out", str(out), "--runs-dir", str(runs)]) == 2
+    assert "--width 2 disagree" in capsys.readouterr().err
+
+
+def test_the_l1_matched_control_is_l1_only_at_its_chosen_strength():
+    from spatialnet.config import CHOSEN, TrainConfig
+    from spatialnet.studies.table1 import L1_MATCHED, variant_config
+    base = TrainConfig().validate()
+    for mode in ("concat", "sequential"):
+        cfg = variant_config(base, mode, "l1-matched", 3)
+        assert cfg.transport == "constant" and cfg.seed == 3
+        assert cfg.alpha == pytest.approx(CHOSEN[mode]["alpha"] * L1_MATCHED[mode])
+        assert variant_config(base, mode, "l1-only", 3).alpha == CHOSEN[mode]["alpha"]
