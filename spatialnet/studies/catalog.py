@@ -10,6 +10,7 @@ from . import dead_tol  # noqa: F401
 from . import demo_subset  # noqa: F401
 from . import gpt2_text  # noqa: F401
 from . import grid  # noqa: F401
+from . import l1_match  # noqa: F401
 from . import references  # noqa: F401
 from . import selection  # noqa: F401
 from . import selection_2x  # noqa: F401
