@@ -8,6 +8,7 @@ import shlex
 # every study, one line each (importing a study registers it)
 from . import dead_tol  # noqa: F401
 from . import demo_subset  # noqa: F401
+from . import drop_width  # noqa: F401
 from . import gpt2_text  # noqa: F401
 from . import grid  # noqa: F401
 from . import l1_match  # noqa: F401

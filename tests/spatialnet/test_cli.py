@@ -231,3 +231,21 @@ def test_the_l1_matched_control_is_l1_only_at_its_chosen_strength():
         assert cfg.transport == "constant" and cfg.seed == 3
         assert cfg.alpha == pytest.approx(CHOSEN[mode]["alpha"] * L1_MATCHED[mode])
         assert variant_config(base, mode, "l1-only", 3).alpha == CHOSEN[mode]["alpha"]
+
+
+def test_drop_width_reads_each_width_from_one_record(tmp_path, capsys):
+    res = tmp_path / "results"
+    res.mkdir()
+    t1 = {"seeds": [0, 1], "full": [0.9, 0.8], "split": [0.9, 0.7], "drop_balanced": [0.01, 0.02]}
+    (res / "table1.json").write_text(json.dumps({"settings": {"width": 1, "config": {"hidden": [128, 128, 128, 256]}},
+                                                 "results": {"concat": {"regular": t1}}}))
+    wide = [{"hidden": h, "mode": "concat", "net": "regular", "seed": 0, "drop": d}
+            for h, d in (([128, 128, 128, 256], 0.5), ([256, 256, 256, 512], 0.25))]
+    (res / "wide.json").write_text(json.dumps({"records": wide}))
+    assert main(["study", "drop-width", "--results", str(res), "--out", str(tmp_path / "dw")]) == 0
+    rows = {(r["split"], r["width"]): r for r in json.loads((tmp_path / "dw.json").read_text())["rows"]}
+    # 1x from Table 1 alone (the wide record's 1x run is the same net read again), 2x from wide.json
+    assert rows[("greedy split", 1)]["mean"] == pytest.approx(0.05) and rows[("greedy split", 1)]["n"] == 2
+    assert rows[("balanced split", 1)]["mean"] == pytest.approx(0.015)
+    assert rows[("greedy split", 2)]["mean"] == 0.25 and rows[("greedy split", 2)]["source"] == "wide.json"
+    assert (tmp_path / "dw.png").stat().st_size > 1000
