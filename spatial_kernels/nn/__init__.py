@@ -9,7 +9,8 @@ positions and the cost. This layer knows modules and sheets; the kernels below k
 from .costs import Sheet, SpatialCosts, channel_strength, spatialize
 from .norms import (DENSITY_ALIASES, DENSITY_NORMS, TRANSPORT_ALIASES, TRANSPORT_NORMS, density_divisor, density_norm,
                     transport_divisor, transport_norm)
-from .sheets import ELEMENTWISE_MODULES, SUPPORTED
+from .inference import ELEMENTWISE_MODULES
+from .sheets import SUPPORTED
 from .values import per_key
 
 __all__ = ["DENSITY_ALIASES", "DENSITY_NORMS", "ELEMENTWISE_MODULES", "SUPPORTED", "Sheet", "SpatialCosts",
