@@ -75,6 +75,17 @@ def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> s
     return f"fixed config (stored vs now: {changed})" if changed else ""
 
 
+def require_optuna():
+    """optuna, imported; an ImportError naming the extra that brings it where it is missing (only
+    the sweep needs it: training, the split and the figures run without)."""
+    try:
+        import optuna
+    except ImportError:
+        raise ImportError("the sweep needs optuna, which the [paper] extra brings: pip install "
+                          "'spatial-kernels[paper]' (or -e '.[paper]' in a checkout)") from None
+    return optuna
+
+
 def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: list[Param], *, trials: int,
               seeds=SELECTION_SEEDS, runs_dir=None, data_dir=None, resume: bool = False, heartbeat: int = HEARTBEAT,
               sampler_seed: int | None = None, objectives=OBJECTIVES, modes=None, constraints=(), given=None,
@@ -107,8 +118,7 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
     if base.eval_split != "val":
         raise ValueError("a sweep reads the validation split only (--eval-split val); the test sets are for "
                          "final tables")
-    import optuna
-
+    optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage or default_storage(study_name)
     store = open_storage(storage, heartbeat)
