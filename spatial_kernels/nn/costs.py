@@ -197,11 +197,13 @@ class SpatialCosts(nn.Module):
         s = self.sheets[sheet]
         return self._density(s, scale / density_divisor(self.density_norm, s.size))
 
-    def cost(self, alpha=1.0, beta=3.0) -> torch.Tensor:
+    def cost(self, alpha, beta) -> torch.Tensor:
         """``(1/|L|) sum_l [alpha_l T(l) + beta_s V(s)]``, a 0-dim tensor with gradients for the
         weights and the positions. ``alpha`` is one number or ``{layer: alpha_l}`` naming every
         layer; ``beta`` one number or ``{sheet: beta_s}`` naming every sheet with a density
-        (:attr:`density_sheets`; a width rule's per-term weights)."""
+        (:attr:`density_sheets`; a width rule's per-term weights). No defaults: how strong the
+        costs are against a task's loss is the model's own question (the paper's MLP took 1 and 3,
+        spatialnet's chosen setting is ``spatialnet.config.CHOSEN``)."""
         k = len(self._terms)
         alphas = self._per_layer("alpha", alpha)
         betas = self._per_sheet("beta", beta, names=self.density_sheets)
@@ -214,7 +216,7 @@ class SpatialCosts(nn.Module):
             total = term if total is None else total + term
         return total
 
-    def forward(self, alpha=1.0, beta=3.0) -> torch.Tensor:
+    def forward(self, alpha, beta) -> torch.Tensor:
         return self.cost(alpha, beta)
 
     def param_groups(self, model: nn.Module | None = None, *, lr: float | None = None,
@@ -281,9 +283,10 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
             leaves a port to inference. ``infer=False`` turns inference off (every port not named
             gets a sheet of its own).
         transport_norm: ``"per_connection"`` (1/(N_out N_in), the mean over connections: the
-            default, spatialnet's) or ``"per_out"`` (1/N_out, the paper's printed formula).
-            density_norm: ``"per_pair"`` (1/N^2, the paper's: the default) or ``"per_neuron"`` (1/N).
-            The old names ``mean``, ``paper`` and ``neuron`` are accepted (``norms.py``).
+            default, as for ``SpatialMLP`` and ``TrainConfig``) or ``"per_out"`` (1/N_out, the
+            paper's printed formula).
+        density_norm: ``"per_pair"`` (1/N^2, the paper's: the default) or ``"per_neuron"`` (1/N)
+            (``norms.py``).
         backend: passed to the fused ops (``"auto"``, ``"reference"``, ``"numba"``, ``"triton"``).
         elementwise: further module classes whose output neuron j is input neuron j.
         attach: a name under which the returned module is added to ``model`` (so that

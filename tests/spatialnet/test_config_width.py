@@ -237,5 +237,5 @@ def test_density_push_is_the_measured_mean_push():
             rhat = p.detach() / p.detach().norm(dim=1, keepdim=True)
             got.append(float(-(g * rhat).sum(1).mean()))
         # the gradient counts each pair twice (i, j and j, i)
-        assert sum(got) / len(got) == pytest.approx(2 * density_push("paper", n, length), rel=0.05)
+        assert sum(got) / len(got) == pytest.approx(2 * density_push("per_pair", n, length), rel=0.05)
     assert _pair_push(1.0) == pytest.approx(0.1045, abs=5e-4)

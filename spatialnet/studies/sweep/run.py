@@ -5,10 +5,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from spatial_kernels.nn import density_norm, transport_norm
-
 from ...analysis.evaluate import READOUT
-from ...config import TrainConfig
+from ...config import RECORD_NORM_NAMES, TrainConfig
 from ...training import train
 from .constraints import DIRECTIONS, OBJECTIVES, constraint_margin, named_gaps, score
 from .space import Param
@@ -68,9 +66,9 @@ def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> s
         return f"seeds (stored: {stored['seeds']})"
     defaults = TrainConfig().identity()
     old = dict(stored["fixed"])
-    for k, canonical in (("transport_norm", transport_norm), ("density_norm", density_norm)):
-        if k in old:  # a study stored before the norms were named by meaning: the old names read as the new
-            old[k] = canonical(old[k])
+    for k, names in RECORD_NORM_NAMES.items():
+        if k in old:  # a study stored before each norm had one name: the old names read as they meant
+            old[k] = names.get(old[k], old[k])
     changed = {k: (old.get(k, defaults.get(k)), v) for k, v in fixed.items() if old.get(k, defaults.get(k)) != v}
     return f"fixed config (stored vs now: {changed})" if changed else ""
 
