@@ -359,8 +359,8 @@ def run_example(model: nn.Module, example, flow: Flow, on_layer, opaque) -> None
         (tuple(example) if isinstance(example, (tuple, list)) else (example,)), {})
     was = model.training
     try:
-        model.eval()
-        with torch.no_grad(), rec:
+        model.eval()  # no dropout; gradients stay on, so that no fused inference path (nn.Transformer's)
+        with torch.enable_grad(), rec:  # skips the layers
             model(*args, **kwargs)
     finally:
         model.train(was)

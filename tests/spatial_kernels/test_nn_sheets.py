@@ -138,3 +138,13 @@ def test_summary_marks_a_sheet_nothing_reads_or_writes():
     assert "NOTHING WRITES IT" in lines["0.in"] and "NOTHING READS IT" not in lines["0.in"]
     assert "NOTHING READS IT" in lines["2"] and "NOTHING WRITES IT" not in lines["2"]
     assert "NOTHING" not in lines["0"]
+
+
+def test_torch_transformer_encoder_through_an_example():
+    """nn.TransformerEncoder (fx cannot trace its layers' checks; in inference its fused path skips
+    the Linear modules): one forward with gradients on follows the stream from layer to layer."""
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2, enable_nested_tensor=False)
+    c = spatialize(enc, ["layers.*.linear1", "layers.*.linear2"], example=torch.randn(2, 5, 16))
+    stream = c.sheet("layers.0.linear2", "out")
+    assert stream.writers == ("layers.0.linear2", "layers.1.linear2")
+    assert stream.readers == ("layers.0.linear1", "layers.1.linear1")
