@@ -90,6 +90,9 @@ class Inference:
         where = type(self.model).__name__
         if example is None:
             dummy = getattr(self.model, "dummy_inputs", None)
+            param = next(self.model.parameters(), None)
+            if isinstance(dummy, dict) and param is not None:  # on the model's device
+                dummy = {k: v.to(param.device) if isinstance(v, torch.Tensor) else v for k, v in dummy.items()}
             example = dummy if isinstance(dummy, (dict, torch.Tensor)) else None
         if example is not None:
             flow, calls = Flow(self.uf), {}

@@ -148,3 +148,27 @@ def test_torch_transformer_encoder_through_an_example():
     stream = c.sheet("layers.0.linear2", "out")
     assert stream.writers == ("layers.0.linear2", "layers.1.linear2")
     assert stream.readers == ("layers.0.linear1", "layers.1.linear1")
+
+
+def test_a_layer_called_twice_or_never_in_the_example_s_forward_is_an_error():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.out = nn.Linear(3, 3), nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.out(self.fc(self.fc(x)))
+
+    with pytest.raises(ValueError, match=r"'fc' is called more than once in the forward of 'Twice'"):
+        spatialize(Twice(), ["fc", "out"], example=torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"'out' is never called in the traced forward"):
+        spatialize(_Skips(), ["fc", "out"], example=torch.randn(2, 3))
+
+
+class _Skips(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.out = nn.Linear(3, 3), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x)  # out is never called
