@@ -16,8 +16,9 @@ ELEMENTWISE_MODULES = (
     nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
     nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softsign,
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
-)
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d,
+    nn.InstanceNorm2d, nn.InstanceNorm3d,
+) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 # the same, named by class so that timm need not be imported (timm.layers.DropPath, LayerScale);
 # and every activation of transformers.activations (SiLUActivation, NewGELUActivation, ...)
 ELEMENTWISE_CLASS_NAMES = frozenset({"DropPath", "LayerScale", "LayerScale2d", "StochasticDepth"})
