@@ -64,6 +64,11 @@ def op_name(target) -> str:
 @dataclass
 class UnionFind:
     parent: dict = field(default_factory=dict)
+    made: int = 0  # fresh variables handed out, by every flow that shares this union-find
+
+    def fresh(self):
+        self.made += 1
+        return ("value", self.made)
 
     def find(self, x):
         self.parent.setdefault(x, x)
@@ -181,11 +186,9 @@ class Flow:
         self.uf = uf
         self.state: dict = {}
         self.products: list = []
-        self.fresh = 0
 
     def new(self, c=None, nd=None):
-        self.fresh += 1
-        return (("value", self.fresh), c, nd)
+        return (self.uf.fresh(), c, nd)
 
     def get(self, key, nd=None):
         if key not in self.state:

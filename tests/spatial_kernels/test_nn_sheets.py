@@ -172,3 +172,16 @@ class _Skips(nn.Module):
 
     def forward(self, x):
         return self.fc(x)  # out is never called
+
+
+def test_separate_traces_keep_their_sheets_apart_and_say_so():
+    """GPT-2's blocks without the model around them (no dummy_inputs): fx fails on each block
+    (transformers 5 has no fx support), the MLPs are traced one by one, and nothing joins across
+    them but a warning names the blocks and the reason."""
+    blocks = _hf("gpt2").transformer.h
+    with pytest.warns(UserWarning, match=r"through '0' \(ValueError: .*\); '1' .*joined only within "
+                                         r"\['0.mlp', '1.mlp'\].*stays apart"):
+        c = spatialize(blocks, ["*.mlp.c_fc", "*.mlp.c_proj"])
+    assert c.sheet("0.mlp.c_fc", "in") != c.sheet("1.mlp.c_fc", "in")
+    assert c.sheet("0.mlp.c_proj", "in") == c.sheet("0.mlp.c_fc", "out")
+    assert len(c.sheets) == 6
