@@ -205,15 +205,3 @@ def test_wide_study_reads_each_run_epoch_by_epoch(tmp_path):
     assert out == pytest.approx(rec[0]["out_silhouette"], abs=0.005)
     assert (tmp_path / "wide" / "trajectories.png").is_file()
     assert "## 1x (128,128,128,256), concat" in (tmp_path / "wide" / "targets.md").read_text()
-
-
-def test_help_loads_nothing_but_argparse():
-    """`spatialnet --help` answers without importing torch (the commands' parsers are built lazily)."""
-    import subprocess
-    import sys
-    code = ("import sys\nfrom spatialnet.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
-            "    assert e.code == 0\nheavy = [m for m in ('torch', 'numpy', 'spatial_kernels', 'matplotlib') "
-            "if m in sys.modules]\nassert not heavy, heavy\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "usage: spatialnet" in out.stdout and "``" not in out.stdout
