@@ -85,5 +85,6 @@ def resolve_backend(backend: str, device: torch.device, position_dtype: torch.dt
                                       "(float32 positions; W in float32, bfloat16 or float16)")
     if weight_dtype in LOW_PRECISION_WEIGHT_DTYPES and backend == "numba":
         return BadArgument("TypeError", f"W of dtype {weight_dtype} is supported on the triton and reference "
-                                      f"backends, not on {backend!r}; pass W.float() or use backend='triton'")
+                                      f"backends, not on {backend!r}; pass W.float() or use backend="
+                                      + ("'triton'" if device.type == "cuda" else "'reference' (triton needs CUDA)"))
     return backend

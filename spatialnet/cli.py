@@ -1,16 +1,8 @@
 """``spatialnet`` command line: train, split, plot, demo, sweep, study.
 
-Layer indices (``--spatial-layers``) count the Linear layers from 1 at the input; layer l is also
-the layer of neurons it produces. ``--hidden 128,128,128,256 --spatial-layers 3,4,5`` is the
-paper's net: costs on the third hidden layer, the fourth and the output (layer 5).
-
-The defaults (``config.TrainConfig``, ``config.CHOSEN`` per mode; README.md): transport as the
-mean over connections (``--transport-norm per_connection``; the paper prints 1/N_l, ``per_out``),
-V over pairs, lr 0.005, Glorot gain 1, no head offset, a constant lr, 30 epochs, and the mode's
-chosen alpha, beta, positions' lr multiple and cost warm-up, carried to other widths by the
-width rule. ``--preset paper|recipe-2025`` runs an earlier setting. The studies of results/
-(Table 1, the width study, ...) run as ``spatialnet study NAME``; ``reproduce``, ``grid`` and
-``dead-tol``, their old commands, still work.
+The parser is built for the command given only, and nothing heavier than argparse is imported
+before it is needed: ``spatialnet --help`` answers without loading torch. ``DESCRIPTION`` is the
+help's text, plain (argparse prints it as written).
 """
 from __future__ import annotations
 
@@ -19,16 +11,42 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import data as data_mod
-from .analysis.printout import print_eval
-from .config import CHOSEN, PER_MODE
-from .flags import PER_RUN_FIELDS, add_config_args, config_from_args, int_list, given_per_mode, str_list
+DESCRIPTION = """\
+Layer indices (--spatial-layers) count the Linear layers from 1 at the input; layer l is also the
+layer of neurons it produces. --hidden 128,128,128,256 --spatial-layers 3,4,5 is the paper's net:
+costs on the third hidden layer, the fourth and the output (layer 5).
+
+The defaults (README.md, docs/protocol.md): transport as the mean over connections
+(--transport-norm per_connection; the paper prints 1/N_l, per_out), density over pairs, lr 0.005,
+Glorot gain 1, no head offset, a constant lr, 30 epochs, and the mode's chosen alpha, beta,
+positions' lr multiple and cost warm-up, carried to other widths by the width rule.
+--preset paper|recipe-2025 runs an earlier setting. The studies of results/ (Table 1, the width
+study, ...) run as: spatialnet study NAME. The old commands reproduce, grid and dead-tol still work.
+
+spatialnet COMMAND --help lists a command's flags."""
+
+# the commands and their one-line help (the parser of the command given is built in full)
+COMMANDS = {
+    "train": "train one net (torchrun --nproc-per-node=N -m spatialnet train for DDP)",
+    "split": "split a trained net and compare each task's subnetwork with the full net",
+    "plot": "Figures 1 and 2 from a spatial checkpoint; --animate RUN: a GIF of its positions",
+    "demo": "train the spatial and the regular net (concat), split both, print their table and modularity, draw "
+            "the spatial net's figures (into ./spatialnet-demo/)",
+    "sweep": "search hyper-parameters with Optuna for full accuracy and a small split drop (needs optuna, from "
+             "the [paper] extra)",
+    "study": "run a study of results/ (spatialnet study --list): its arguments' defaults make its results; "
+             "spatialnet study NAME --help lists them",
+}
+NO_PROGRESS_HELP = "no progress bar (the epoch lines are still printed)"
 
 # old commands, now studies: ``spatialnet reproduce ARGS`` runs ``spatialnet study table1 ARGS``
 STUDY_ALIASES = {"reproduce": "table1", "grid": "grid", "dead-tol": "dead-tol"}
 
 
 def cmd_train(args) -> int:
+    from .analysis.printout import print_eval
+    from .config import CHOSEN, PER_MODE
+    from .flags import config_from_args, given_per_mode
     from .training import init_distributed_from_env, train
     cfg = config_from_args(args)
     own = {k: CHOSEN[cfg.mode][k] for k in PER_MODE if k not in given_per_mode(args)}
@@ -49,7 +67,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_split(args) -> int:
+    from . import data as data_mod
     from .analysis.evaluate import evaluate
+    from .analysis.printout import print_eval
     from .data import load_data
     from .training.checkpoint import model_from_checkpoint
     model, cfg, _ = model_from_checkpoint(args.checkpoint)
@@ -83,6 +103,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from . import data as data_mod
+    from .flags import config_from_args
     from .studies.demo import run_demo
     data = getattr(args, "data", "auto")
     if data == "auto" and not data_mod.full_data_present(args.data_dir):
@@ -96,7 +118,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .studies.sweep import DEFAULT_SPACE, parse_constraints, parse_space, run_sweep, write_report
+    from . import data as data_mod
+    from .flags import config_from_args, given_per_mode
+    from .studies.sweep import DEFAULT_SPACE, parse_constraints, parse_space, require_optuna, run_sweep, write_report
+    require_optuna()
     params = parse_space(args.param or DEFAULT_SPACE)
     first = config_from_args(args, seed=0)
     modes = args.modes or [first.mode]
@@ -135,22 +160,31 @@ def cmd_study(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .studies.sweep import DEFAULT_SPACE
-    ap = argparse.ArgumentParser(prog="spatialnet", description=__doc__,
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; in full for ``command`` (every command when None), the others by name and
+    help line alone (``""``: every one so, and ``spatialnet --help`` loads nothing but argparse)."""
+    ap = argparse.ArgumentParser(prog="spatialnet", description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
+    for name, help_ in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if command is None or command == name:
+            BUILDERS[name](p)
+    return ap
 
-    p = sub.add_parser("train", help="train one net (torchrun --nproc-per-node=N -m spatialnet train for DDP)")
+
+def _train_args(p) -> None:
+    from .flags import add_config_args
     p.add_argument("--out", default="runs/train", help="folder for checkpoint.pt, metrics.json, result.json")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt (with more --epochs: past its end, on a constant schedule)")
     p.add_argument("--device", default="auto", help="auto (cuda:$LOCAL_RANK when CUDA is there, else cpu), cpu, cuda:0, ...")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     add_config_args(p, skip=())
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("split", help="split a trained net and compare each task's subnetwork with the full net")
+
+def _split_args(p) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", choices=("full", "subset", "auto"), default=None,
                    help="default: the data the checkpoint was trained on")
@@ -162,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dead rule: outgoing sum |w| below this x the layer's 90th percentile (default 0.1)")
     p.set_defaults(func=cmd_split)
 
-    p = sub.add_parser("plot", help="Figures 1 and 2 from a spatial checkpoint; --animate RUN: a GIF of its positions")
+
+def _plot_args(p) -> None:
     p.add_argument("checkpoint", help="a checkpoint.pt, or with --animate its run folder")
     p.add_argument("--animate", action="store_true",
                    help="write OUT/positions.gif (default: in the run folder): the positions epoch by "
@@ -170,20 +205,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for figure1.png and figure2.png (default: beside the checkpoint)")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("demo", help="train the spatial and the regular net (concat), split both, print "
-                                    "their table and modularity, draw the spatial net's figures")
-    p.add_argument("--out", default="spatialnet-demo")
+
+def _demo_args(p) -> None:
+    from .flags import PER_RUN_FIELDS, add_config_args
+    p.add_argument("--out", default="spatialnet-demo", help="output folder (default ./spatialnet-demo/)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     add_config_args(p, skip=PER_RUN_FIELDS, defaults={"data": "auto"},
                     helps={"epochs": "epochs (default 30 on the full data, 200 on the embedded subset)"})
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sweep", help="search hyper-parameters with Optuna for full accuracy and a small split drop",
-                       description="Each trial trains a config on --seeds and reports the mean full accuracy "
-                                   "(maximised) and the mean drop after the split (minimised). The study is "
-                                   "stored in --storage; several processes can run `spatialnet sweep ... "
-                                   "--resume` on one study at once.")
+
+def _sweep_args(p) -> None:
+    from .flags import add_config_args, int_list, str_list
+    from .studies.sweep.space import DEFAULT_SPACE
+    p.description = ("Each trial trains a config on --seeds and reports the mean full accuracy (maximised) and the "
+                     "mean drop after the split (minimised). The study is stored in --storage; several processes "
+                     "can run 'spatialnet sweep ... --resume' on one study at once. Needs optuna (the [paper] extra).")
     p.add_argument("--modes", type=str_list, default=None,
                    help="train every trial in each of these modes (one setting for all), e.g. concat,mix,sequential; "
                         "the objectives are then means over the modes (default: --mode alone)")
@@ -215,14 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, skip=("seed",), defaults={"mode": "sequential"})
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("study", help="run a study of results/ (spatialnet study --list): its arguments' defaults "
-                                     "make its results; spatialnet study NAME --help lists them")
+
+def _study_args(p) -> None:
     p.add_argument("name", nargs="?", default=None, help="the study (see --list)")
     p.add_argument("--list", action="store_true", help="list the studies, their questions and outputs")
     p.add_argument("--markdown", action="store_true", help="with --list: as a markdown table (README's)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the study's own flags")
     p.set_defaults(func=cmd_study)
-    return ap
+
+
+BUILDERS = {"train": _train_args, "split": _split_args, "plot": _plot_args, "demo": _demo_args,
+            "sweep": _sweep_args, "study": _study_args}
 
 
 def main(argv=None) -> int:
@@ -232,11 +273,12 @@ def main(argv=None) -> int:
                       f"(the same flags)", DeprecationWarning, stacklevel=2)
         print(f"spatialnet {argv[0]}: deprecated, runs `spatialnet study {STUDY_ALIASES[argv[0]]}`", file=sys.stderr)
         argv = ["study", STUDY_ALIASES[argv[0]], *argv[1:]]
-    args = build_parser().parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
     args._argv = argv
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         print(f"spatialnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from dataclasses import dataclass, field
 
 
 from . import data as data_mod
-from spatial_kernels.nn import DENSITY_ALIASES, DENSITY_NORMS, TRANSPORT_ALIASES, TRANSPORT_NORMS
-from spatial_kernels.nn import density_norm as canonical_density_norm, transport_norm as canonical_transport_norm
+from spatial_kernels.nn import DENSITY_NORMS, TRANSPORT_NORMS
+from spatial_kernels.nn import density_norm as check_density_norm, transport_norm as check_transport_norm
 
 from .model import ACTIVATIONS, INITS, TRANSPORTS, check_spatial_layers
 from .data.tasks import DEFAULT_TASKS, check_tasks
@@ -109,11 +108,10 @@ class TrainConfig:
     optimizer: str = _field("adam", "adam, or sgd (with momentum 0.9)", OPTIMIZERS)
     schedule: str = _field("constant", "learning-rate schedule: constant, or cosine (decay to 0 over the run)", SCHEDULES)
     transport_norm: str = _field("per_connection", "T(l) over 1/(N_l N_{l-1}), the mean over connections as the "
-                                 "authors' code took it (per_connection; old name mean), or over 1/N_l as the "
-                                 "paper prints it (per_out; old name paper)",
-                                 TRANSPORT_NORMS + tuple(TRANSPORT_ALIASES))
-    density_norm: str = _field("per_pair", "V(l) over 1/N_l^2, the paper's (per_pair; old name paper), or 1/N_l "
-                               "(per_neuron; old name neuron)", DENSITY_NORMS + tuple(DENSITY_ALIASES))
+                                 "authors' code took it (per_connection), or over 1/N_l as the paper prints it "
+                                 "(per_out)", TRANSPORT_NORMS)
+    density_norm: str = _field("per_pair", "V(l) over 1/N_l^2, the paper's (per_pair), or 1/N_l (per_neuron)",
+                               DENSITY_NORMS)
     activation: str = _field("sigmoid", "activation of the hidden layers (the paper's sigmoid)", tuple(ACTIVATIONS))
     dim: int = _field(2, "coordinates per neuron, 1..3")
     init: str = _field("glorot", "glorot (Glorot-uniform, zero biases) or torch (nn.Linear's default)", INITS)
@@ -159,11 +157,10 @@ class TrainConfig:
                 setattr(self, k, v)
 
     def validate(self) -> "TrainConfig":
-        """Checks every field, a ValueError or TypeError naming it; canonicalises the norms' old
-        names. Returns the config."""
+        """Checks every field, a ValueError or TypeError naming it. Returns the config."""
         data_mod.check_mode(self.mode)
-        self.transport_norm = canonical_transport_norm(self.transport_norm)
-        self.density_norm = canonical_density_norm(self.density_norm)
+        check_transport_norm(self.transport_norm)
+        check_density_norm(self.density_norm)
         for f in dataclasses.fields(self):
             choices, v = f.metadata["choices"], getattr(self, f.name)
             if choices and v not in choices:
@@ -258,12 +255,6 @@ class TrainConfig:
                           for l, v in rule["lr"].items()}
         return LayerValues(width_factor=w, **rule)
 
-    def effective(self) -> dict:
-        """Deprecated: ``per_layer_values().to_json()``."""
-        warnings.warn("TrainConfig.effective() is deprecated; use per_layer_values() (int layer keys), or "
-                      "per_layer_values().to_json() for the JSON form", DeprecationWarning, stacklevel=2)
-        return self.per_layer_values().to_json()
-
     def identity(self) -> dict:
         """What the run computes: the config without the runtime keys (``RUNTIME_KEYS``), and for
         the regular net without the costs' settings (``COST_KEYS``), which it never reads."""
@@ -276,6 +267,8 @@ class TrainConfig:
             raise TypeError(f"config must be a dict, got {type(d).__name__}")
         if "val_size" not in d:  # made before the validation split existed: it trained on every image
             d = {**d, "val_size": 0, "eval_split": d.get("eval_split", "test")}
+        # records made before the norms had one name each (results/ keeps them): read as they meant
+        d = {**d, **{k: RECORD_NORM_NAMES[k].get(d[k], d[k]) for k in RECORD_NORM_NAMES if k in d}}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -283,6 +276,10 @@ class TrainConfig:
         return cls(**d).validate()
 
 
+# the norms' names in records written before each name had one meaning ("paper" meant per_out for
+# the transport, per_pair for the density); only stored records are read through this
+RECORD_NORM_NAMES = {"transport_norm": {"paper": "per_out", "mean": "per_connection"},
+                     "density_norm": {"paper": "per_pair", "neuron": "per_neuron"}}
 # what only the spatial net reads: the costs, the positions and their schedule
 COST_KEYS = ("alpha", "beta", "pos_lr_scale", "spatial_lr_scale", "cost_warmup", "transport_norm", "density_norm", "density_length",
              "dim", "head_offset", "transport", "freeze_positions")

@@ -39,8 +39,8 @@ import torch
 from torch import nn
 
 from spatial_kernels import fused_transport_cost
-from spatial_kernels.nn import density_norm as canonical_density_norm, per_key, spatialize, transport_divisor
-from spatial_kernels.nn import transport_norm as canonical_transport_norm
+from spatial_kernels.nn import density_norm as check_density_norm, per_key, spatialize, transport_divisor
+from spatial_kernels.nn import transport_norm as check_transport_norm
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
 TRANSPORTS = ("distance", "constant")
@@ -105,15 +105,17 @@ class SpatialMLP(nn.Module):
             gives the regular network (no positions at all).
         activation: ``"sigmoid"`` (paper), ``"relu"`` or ``"tanh"``; none after the last layer.
         dim: coordinates per neuron, 1..3.
-        transport_norm: ``"per_out"`` (1/N_l, the paper's printed formula) or ``"per_connection"``
-            (1/(N_l N_{l-1}), the mean over connections, as the authors' public code took it).
+        transport_norm: ``"per_connection"`` (1/(N_l N_{l-1}), the mean over connections, as the
+            authors' public code took it) or ``"per_out"`` (1/N_l, the paper's printed formula).
         density_norm: ``"per_pair"`` (1/N_l^2, the paper's) or ``"per_neuron"`` (1/N_l: the
             mean over neurons of each neuron's summed repulsion, so it does not fade with width).
-            The names of ``spatial_kernels.nn.norms``; the old ``paper``, ``mean`` and ``neuron``
-            are accepted.
-        init: ``"torch"`` (nn.Linear's U(+-1/sqrt(fan_in))) or ``"glorot"`` (Glorot-uniform with
-            gain ``init_gain``, zero biases; Glorot & Bengio suggest gain 4 for sigmoid units).
-            Positions are drawn from N(0, 1).
+            The names of ``spatial_kernels.nn.norms``.
+        init: ``"glorot"`` (Glorot-uniform with gain ``init_gain``, zero biases) or ``"torch"``
+            (nn.Linear's U(+-1/sqrt(fan_in)); ``init_gain`` unused). Positions are drawn from
+            N(0, 1).
+
+        The defaults are ``spatialize``'s and ``TrainConfig``'s (per_connection, per_pair, Glorot
+        gain 1); the strengths alpha and beta have none (:meth:`spatial_loss` takes them).
         transport: ``"distance"`` (the paper) or ``"constant"`` (the L1-only control: every
             distance replaced by the layer's mean distance, detached; see the module docstring).
         freeze_positions: the positions stay at their initial values (the frozen-positions control).
@@ -127,15 +129,15 @@ class SpatialMLP(nn.Module):
     """
 
     def __init__(self, sizes: Sequence[int], spatial_layers: Sequence[int] = (3, 4, 5),
-                 activation: str = "sigmoid", *, dim: int = 2, transport_norm: str = "per_out",
-                 density_norm: str = "per_pair", init: str = "torch", init_gain: float = 4.0, head_offset: float = 0.0,
+                 activation: str = "sigmoid", *, dim: int = 2, transport_norm: str = "per_connection",
+                 density_norm: str = "per_pair", init: str = "glorot", init_gain: float = 1.0, head_offset: float = 0.0,
                  num_heads: int = 2, transport: str = "distance", freeze_positions: bool = False,
                  backend: str = "auto", density_lengths=1.0):
         super().__init__()
         sizes = _check_sizes(sizes)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        transport_norm, density_norm = canonical_transport_norm(transport_norm), canonical_density_norm(density_norm)
+        transport_norm, density_norm = check_transport_norm(transport_norm), check_density_norm(density_norm)
         if dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {dim!r}")
         if transport not in TRANSPORTS:
@@ -267,7 +269,7 @@ class SpatialMLP(nn.Module):
     def _per_layer(self, name: str, value) -> dict[int, float]:
         return per_key(name, value, self.spatial_layers, kind="layer", normalise=int)
 
-    def spatial_loss(self, alpha=1.0, beta=3.0) -> torch.Tensor:
+    def spatial_loss(self, alpha, beta) -> torch.Tensor:
         """(1/|L|) * sum_{l in L} [alpha_l * T(l) + beta_l * V(l)]; 0 for the regular network.
         ``alpha`` and ``beta`` are one number each, or ``{l: value}`` for every spatial layer."""
         if not self.spatial_layers:

@@ -197,11 +197,13 @@ class SpatialCosts(nn.Module):
         s = self.sheets[sheet]
         return self._density(s, scale / density_divisor(self.density_norm, s.size))
 
-    def cost(self, alpha=1.0, beta=3.0) -> torch.Tensor:
+    def cost(self, alpha, beta) -> torch.Tensor:
         """``(1/|L|) sum_l [alpha_l T(l) + beta_s V(s)]``, a 0-dim tensor with gradients for the
         weights and the positions. ``alpha`` is one number or ``{layer: alpha_l}`` naming every
         layer; ``beta`` one number or ``{sheet: beta_s}`` naming every sheet with a density
-        (:attr:`density_sheets`; a width rule's per-term weights)."""
+        (:attr:`density_sheets`; a width rule's per-term weights). No defaults: how strong the
+        costs are against a task's loss is the model's own question (the paper's MLP took 1 and 3,
+        spatialnet's chosen setting is ``spatialnet.config.CHOSEN``)."""
         k = len(self._terms)
         alphas = self._per_layer("alpha", alpha)
         betas = self._per_sheet("beta", beta, names=self.density_sheets)
@@ -214,7 +216,7 @@ class SpatialCosts(nn.Module):
             total = term if total is None else total + term
         return total
 
-    def forward(self, alpha=1.0, beta=3.0) -> torch.Tensor:
+    def forward(self, alpha, beta) -> torch.Tensor:
         return self.cost(alpha, beta)
 
     def param_groups(self, model: nn.Module | None = None, *, lr: float | None = None,
@@ -251,9 +253,9 @@ class SpatialCosts(nn.Module):
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines += ["", f"{len(self.sheets)} sheets, dim {self.dim}:"]
         for s in self.sheets.values():
-            what = ("gated: " if s.gated else "") + (f"written by {', '.join(s.writers)}" if s.writers else
-                                                      "an input sheet (no density)")
-            lines.append(f"  {s.name}: {s.size} neurons, {what}; read by {', '.join(s.readers) or 'none'}")
+            writes = f"written by {', '.join(s.writers)}" if s.writers else "NOTHING WRITES IT (an input: no density)"
+            reads = f"read by {', '.join(s.readers)}" if s.readers else "NOTHING READS IT (an output)"
+            lines.append(f"  {s.name}: {s.size} neurons, {'gated: ' if s.gated else ''}{writes}; {reads}")
         return "\n".join(lines)
 
     def extra_repr(self) -> str:
@@ -266,7 +268,8 @@ class SpatialCosts(nn.Module):
 def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = None, infer: bool = True,
                transport_norm: str = "per_connection", density_norm: str = "per_pair", backend: str = "auto",
                elementwise: tuple = (), attach: str | None = None, positions: dict | None = None,
-               generator: torch.Generator | None = None, density_length=1.0, verbose: bool = False) -> SpatialCosts:
+               generator: torch.Generator | None = None, density_length=1.0, example=None,
+               verbose: bool = False) -> SpatialCosts:
     """Positions for the neurons of ``model``'s selected layers, and their spatial cost.
 
     Args:
@@ -280,9 +283,10 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
             leaves a port to inference. ``infer=False`` turns inference off (every port not named
             gets a sheet of its own).
         transport_norm: ``"per_connection"`` (1/(N_out N_in), the mean over connections: the
-            default, spatialnet's) or ``"per_out"`` (1/N_out, the paper's printed formula).
-            density_norm: ``"per_pair"`` (1/N^2, the paper's: the default) or ``"per_neuron"`` (1/N).
-            The old names ``mean``, ``paper`` and ``neuron`` are accepted (``norms.py``).
+            default, as for ``SpatialMLP`` and ``TrainConfig``) or ``"per_out"`` (1/N_out, the
+            paper's printed formula).
+        density_norm: ``"per_pair"`` (1/N^2, the paper's: the default) or ``"per_neuron"`` (1/N)
+            (``norms.py``).
         backend: passed to the fused ops (``"auto"``, ``"reference"``, ``"numba"``, ``"triton"``).
         elementwise: further module classes whose output neuron j is input neuron j.
         attach: a name under which the returned module is added to ``model`` (so that
@@ -294,6 +298,10 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
             ``{sheet name: l}`` naming every sheet; 1 (the default) is the paper's ``exp(-d)``. A
             sheet made w times wider in the same area needs ``l / sqrt(w)`` to keep its neurons as
             far apart in that unit (the width rule, docs/width-rule.md).
+        example: inputs of one forward pass (a tensor, a tuple of arguments or a dict of keyword
+            arguments, e.g. ``torch.randn(1, 3, 224, 224)``): the sheets then follow the data
+            through that pass, shapes known (``flow.py``), rather than through a torch.fx trace.
+            A Hugging Face model's ``dummy_inputs`` serve when none is given.
         verbose: print :meth:`SpatialCosts.summary`, the layers and sheets taken.
 
     Returns a :class:`SpatialCosts`; ``costs(alpha, beta)`` is the cost to add to the loss.
@@ -306,7 +314,7 @@ def spatialize(model: nn.Module, layers, dim: int = 2, *, sheets: dict | None = 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     selected = select_layers(model, layers)
-    ports, gated = infer_ports(model, selected, sheets, infer, tuple(elementwise))
+    ports, gated = infer_ports(model, selected, sheets, infer, tuple(elementwise), example)
     names = {(n, p): str(s) for n, pair in (sheets or {}).items() for p, s in zip(("in", "out"), pair)
              if s is not None}
     costs = SpatialCosts(selected, ports, dim=dim, transport_norm=transport_norm, density_norm=density_norm,

@@ -5,15 +5,20 @@ A **sheet** is a set of neurons that share positions ``(N, D)``. A selected laye
 ``out_channels``); :func:`geometry` says how its weight connects them (groups, layout). Ports that
 see the same neurons are joined into one sheet (union-find):
 
-- **torch.fx trace.** The model (or, where its forward cannot be traced, the smallest modules
-  that contain the selected layers and can be) is traced with every module that holds no selected
-  layer kept as a leaf. Each value in the graph gets a sheet variable; an element-wise op
-  (activations, dropout, scaling, residual ``+``, casts, per-channel norms) gives its output the
-  same variable as its tensor operands, joining them; any other op (reshapes, attention, pooling,
-  concatenation, a module that is not element-wise) makes a fresh one. A selected layer's ``in``
-  port is its input's variable, its ``out`` port its output's. So ``fc2(gelu(fc1(x)))`` puts
-  fc1's outputs and fc2's inputs on one sheet, and ``x + fc2(...)`` joins fc2's outputs with
-  ``x``'s neurons (a residual stream is one sheet).
+- **The data's flow** (``flow.py``): one forward pass on an example input (``example=``, or a
+  Hugging Face model's ``dummy_inputs``) run under a ``TorchFunctionMode``, else a torch.fx trace
+  of the model (or, where its forward cannot be traced, of the smallest modules that contain the
+  selected layers and can be), with every module that holds no selected layer kept whole. Each
+  value carries a sheet variable and the dimension of its channels; an op that keeps channel j as
+  channel j (activations, dropout, casts, norms, a residual ``+``, a permute, a flatten or an index
+  that leaves the channel axis whole, pooling over positions) passes the variable on, joining its
+  operands'; anything else (attention, matmuls, a reshape that cuts the channels, concatenation)
+  makes a fresh one. A selected layer's ``in`` port is its input's variable, its ``out`` port its
+  output's. So ``fc2(gelu(fc1(x)))`` puts fc1's outputs and fc2's inputs on one sheet, and
+  ``x + fc2(...)`` joins fc2's outputs with ``x``'s neurons: a residual stream is one sheet from
+  block to block, and ConvNeXt's depthwise conv writes the sheet its ``Permute``-d Linear reads.
+  Where neither can follow a module, a warning names it, says why, and which layers' sheets stay
+  apart at its borders.
 - **nn.Sequential chains**, where the Sequential's trace fails: children in order, element-wise
   children pass the sheet on, anything else breaks the chain.
 - **Gates**: two selected layers whose outputs are multiplied element by element (a gated MLP:
@@ -34,48 +39,18 @@ layer, as is a layer called more than once in a forward, or a sheet whose ports 
 """
 from __future__ import annotations
 
-import fnmatch
-import operator
 import re
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
-import torch
-import torch.fx
-import torch.nn.functional as F
 from torch import nn
+
+from .inference import Inference, warn_apart
 
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
 # by class name, so that transformers need not be imported: GPT-2's Conv1D, weight (in, out)
 SUPPORTED_CLASS_NAMES = frozenset({"Conv1D"})
 SUPPORTED_NAMES = ("nn.Linear, nn.Conv1d/2d/3d (any groups), nn.ConvTranspose1d/2d, transformers' Conv1D")
-
-# modules whose output neuron j is input neuron j (element-wise or per-channel)
-ELEMENTWISE_MODULES = (
-    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softsign,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
-)
-# the same, named by class so that timm need not be imported (timm.layers.DropPath, LayerScale);
-# and every activation of transformers.activations (SiLUActivation, NewGELUActivation, ...)
-ELEMENTWISE_CLASS_NAMES = frozenset({"DropPath", "LayerScale", "LayerScale2d"})
-ELEMENTWISE_CLASS_MODULES = frozenset({"transformers.activations"})
-MULTIPLY = frozenset({operator.mul, operator.imul, torch.mul, "mul", "mul_", "__mul__", "__rmul__"})
-ELEMENTWISE_FUNCTIONS = frozenset({
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.iadd, operator.imul,
-    torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.relu, torch.sigmoid, torch.tanh, torch.exp,
-    F.relu, F.relu6, F.gelu, F.silu, F.mish, F.elu, F.selu, F.leaky_relu, F.softplus, F.hardswish,
-    F.hardsigmoid, F.sigmoid, F.tanh, F.dropout, F.dropout1d, F.dropout2d, F.layer_norm, F.batch_norm,
-    F.group_norm,
-})
-ELEMENTWISE_METHODS = frozenset({
-    "add", "sub", "mul", "div", "neg", "relu", "sigmoid", "tanh", "exp", "add_", "mul_", "relu_",
-    "__add__", "__radd__", "__sub__", "__mul__", "__rmul__", "__truediv__", "to", "type_as", "float",
-    "half", "bfloat16", "double", "contiguous", "clone",
-})
-
 
 def supported(m: nn.Module) -> bool:
     return isinstance(m, SUPPORTED) or (type(m).__name__ in SUPPORTED_CLASS_NAMES and hasattr(m, "nf"))
@@ -181,13 +156,6 @@ def select_layers(model: nn.Module, layers) -> dict[str, nn.Module]:
         if not isinstance(pattern, str):
             raise TypeError(f"layers must hold str names or glob patterns, got {pattern!r}")
         found = match_names(pattern, alias)
-        if not found:
-            old = [n for n in alias if fnmatch.fnmatchcase(n, pattern)]
-            if old:  # a '*' meant to cross dots, as the first matching rule took it
-                warnings.warn(f"layers pattern {pattern!r} matches no name segment by segment ('*' stays within a "
-                              f"dotted segment); it matches {old[:3]} when '*' crosses dots, which is taken now and "
-                              f"will not be: write '**' for any number of segments", DeprecationWarning, stacklevel=3)
-                found = old
         hits = sorted({alias[n] for n in found}, key=list(named).index)
         ok = [n for n in hits if supported(named[n])]
         if not hits:
@@ -213,150 +181,16 @@ def port_size(m: nn.Module, port: str) -> int:
     return g.n_in if port == "in" else g.n_out
 
 
-@dataclass
-class _UnionFind:
-    parent: dict = field(default_factory=dict)
-
-    def find(self, x):
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, *xs):
-        roots = [self.find(x) for x in xs]
-        for r in roots[1:]:
-            self.parent[r] = roots[0]
-        return roots[0]
-
-
-def _is_elementwise(m: nn.Module, extra: tuple) -> bool:
-    return (isinstance(m, ELEMENTWISE_MODULES + extra) or type(m).__name__ in ELEMENTWISE_CLASS_NAMES
-            or type(m).__module__ in ELEMENTWISE_CLASS_MODULES)
-
-
-class _Tracer(torch.fx.Tracer):
-    def __init__(self, holders: set[str], prefix: str):
-        super().__init__()
-        self.holders, self.prefix = holders, prefix
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        full = f"{self.prefix}.{qualname}" if self.prefix else qualname
-        return full not in self.holders  # selected layers and modules without one stay opaque
-
-
-class _Inference:
-    """Joins ports (``(layer, "in"|"out")``) through traces, Sequential chains and names."""
-
-    def __init__(self, model: nn.Module, selected: dict[str, nn.Module], extra_elementwise: tuple):
-        self.model, self.selected, self.extra = model, selected, extra_elementwise
-        self.uf = _UnionFind()
-        self.covered: set[str] = set()
-        self.products: list = []  # values that multiply two selected layers' outputs (gates)
-        self.fresh = 0
-        # modules that hold a selected layer strictly inside them
-        self.holders = {n for n, _ in model.named_modules() for s in selected if s.startswith(n + ".") or (n == "" and s)}
-
-    def _new(self):
-        self.fresh += 1
-        return ("value", self.fresh)
-
-    def analyse(self, module: nn.Module, prefix: str) -> None:
-        if prefix in self.selected or prefix not in self.holders:
-            return
-        try:
-            graph = _Tracer(self.holders, prefix).trace(module)
-        except Exception:  # noqa: BLE001 - an untraceable forward falls back to its parts
-            graph = None
-        if graph is not None:
-            self._walk_graph(graph, module, prefix)
-            return
-        if isinstance(module, nn.Sequential):
-            self._walk_chain(module, prefix)
-        for name, child in module.named_children():
-            self.analyse(child, f"{prefix}.{name}" if prefix else name)
-
-    def _walk_graph(self, graph: torch.fx.Graph, root: nn.Module, prefix: str) -> None:
-        var: dict[torch.fx.Node, object] = {}
-        calls: dict[str, int] = {}
-        for node in graph.nodes:
-            args = _node_args(node)
-            if node.op == "call_module":
-                full = f"{prefix}.{node.target}" if prefix else node.target
-                m = root.get_submodule(node.target)
-                if full in self.selected:
-                    calls[full] = calls.get(full, 0) + 1
-                    if calls[full] > 1:
-                        raise ValueError(f"layer {full!r} is called more than once in the forward of "
-                                         f"{prefix or type(root).__name__!r}, so which neurons it reads is "
-                                         f"ambiguous; pass sheets={{{full!r}: (in_name, out_name)}} and "
-                                         f"infer=False")
-                    if args:
-                        self.uf.union((full, "in"), var.get(args[0], self._new()))
-                    var[node] = self.uf.union((full, "out"), self._new())
-                    continue
-                if _is_elementwise(m, self.extra) and args:
-                    var[node] = var.get(args[0], self._new())
-                    continue
-            elif node.op == "call_function" and node.target in ELEMENTWISE_FUNCTIONS and args:
-                self._gate(node, args, var)
-                var[node] = self.uf.union(*(var.get(a, self._new()) for a in args))
-                continue
-            elif node.op == "call_method" and node.target in ELEMENTWISE_METHODS and args:
-                self._gate(node, args, var)
-                var[node] = self.uf.union(*(var.get(a, self._new()) for a in args))
-                continue
-            var[node] = self._new()
-        for name in self.selected:
-            if name.startswith(prefix + ".") or not prefix:
-                if name not in calls:
-                    raise ValueError(f"layer {name!r} is never called in the traced forward of "
-                                     f"{prefix or type(root).__name__!r}; its sheets cannot be inferred: pass "
-                                     f"sheets={{{name!r}: (in_name, out_name)}}")
-                self.covered.add(name)
-
-    def _gate(self, node, args, var) -> None:
-        """A product of two values that selected layers wrote: a gate (see the module docstring)."""
-        if node.target not in MULTIPLY or len(args) < 2:
-            return
-        writers = {self.uf.find(var[a]) for a in args if a in var}
-        outs = {self.uf.find(p) for p in self.uf.parent if isinstance(p, tuple) and len(p) == 2 and p[1] == "out"}
-        if len(writers & outs) >= 2:
-            self.products.append(var[args[0]])
-
-    def gated(self) -> set:
-        """The union-find roots of the gated sheets."""
-        return {self.uf.find(v) for v in self.products}
-
-    def _walk_chain(self, seq: nn.Sequential, prefix: str) -> None:
-        current = self._new()
-        for name, child in seq.named_children():
-            full = f"{prefix}.{name}" if prefix else name
-            if full in self.selected:
-                self.uf.union((full, "in"), current)
-                current = self.uf.union((full, "out"), self._new())
-                self.covered.add(full)
-            elif full not in self.holders and _is_elementwise(child, self.extra):
-                continue
-            else:
-                current = self._new()
-
-
-def _node_args(node: torch.fx.Node) -> list[torch.fx.Node]:
-    """The graph values among a node's arguments (nested ones included), in order."""
-    found: list[torch.fx.Node] = []
-    torch.fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) or n)
-    return found
-
-
 def infer_ports(model: nn.Module, selected: dict[str, nn.Module], explicit: dict | None = None,
-                infer: bool = True, extra_elementwise: tuple = ()) -> tuple[list[list[tuple[str, str]]], list[bool]]:
+                infer: bool = True, extra_elementwise: tuple = (),
+                example=None) -> tuple[list[list[tuple[str, str]]], list[bool]]:
     """The sheets, each a list of ports ``(layer, "in"|"out")``, in the order the layers come, and
     for each whether it is gated (two writers multiplied element by element)."""
-    inf = _Inference(model, selected, tuple(extra_elementwise))
+    inf = Inference(model, selected, tuple(extra_elementwise))
     if infer:
-        inf.analyse(model, "")
+        inf.run(example)
+        if inf.failed:
+            warn_apart(inf)
     explicit = dict(explicit or {})
     for name, pair in explicit.items():
         if name not in selected:
@@ -382,7 +216,7 @@ def infer_ports(model: nn.Module, selected: dict[str, nn.Module], explicit: dict
             if infer and rivals:
                 raise ValueError(
                     f"cannot infer the sheets of layer {n!r}: no trace of the model covers it (its forward, or "
-                    f"its parents', cannot be traced by torch.fx), and its {p}put ({sizes[n, p]} neurons) could "
+                    f"its parents', cannot be traced by torch.fx; example= runs one forward instead), and its {p}put ({sizes[n, p]} neurons) could "
                     f"be the same neurons as the {', '.join(rivals[:3])}; pass sheets={{{n!r}: (in_name, "
                     f"out_name)}}, naming shared sheets alike, or infer=False for sheets of its own")
     groups: dict[object, list] = {}
@@ -396,3 +230,4 @@ def infer_ports(model: nn.Module, selected: dict[str, nn.Module], explicit: dict
                              f"sheets= names, or pass infer=False and name the sheets yourself")
     gated = inf.gated()
     return sheets, [inf.uf.find(ps[0]) in gated for ps in sheets]
+

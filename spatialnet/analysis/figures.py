@@ -24,6 +24,9 @@ TASK_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", 
                 "tab:pink", "tab:olive", "tab:cyan")
 DEAD_COLOUR = "0.85"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+# NOTE: a GIF frame costs about 0.2 s to draw and encode on one core: the demo's 201 epochs took 40
+# of its 130 s; at most this many frames, evenly spread over the run (first and last kept)
+GIF_FRAMES = 51
 
 
 def _layers_with_positions(model, layers):
@@ -107,19 +110,23 @@ def plot_figures(model, split_layers, out_dir, tasks=DEFAULT_TASKS, title: str =
     return [p1, p2]
 
 
-def animate_positions(model, cfg, track: dict, out: str | Path, fps: int = 4) -> Path:
+def animate_positions(model, cfg, track: dict, out: str | Path, fps: int = 4, max_frames: int = GIF_FRAMES) -> Path:
     """A GIF of a run's positions epoch by epoch (``track``: its ``positions.pt``, written by
     training; ``training.checkpoint.load_run`` reads a run folder), every neuron of the split
     layers coloured by the *final* split's task (``model``, the last checkpoint; dead in grey), so
-    one sees where each task's neurons came from. Axis limits are fixed over the frames."""
+    one sees where each task's neurons came from. Axis limits are fixed over the frames. A run of
+    more than ``max_frames`` epochs shows that many, evenly spread, its first and last included."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     layers = _layers_with_positions(model, cfg.split_layers)
     assignment = model_split(model, cfg.split_layers, cfg.num_tasks)
-    epochs = track["epochs"]
-    frames = {l: track["layers"][str(l)].numpy() for l in layers}  # [E, N, D]
+    shown = np.unique(np.linspace(0, len(track["epochs"]) - 1, min(len(track["epochs"]), max_frames)).round()
+                      .astype(int))
+    epochs = [track["epochs"][i] for i in shown]
+    frames = {l: track["layers"][str(l)].numpy()[shown] for l in layers}  # [E, N, D]
     task_names = [display_name(t) for t in cfg.tasks]
-    allxy = [f[..., :2] if f.shape[-1] > 1 else f for f in frames.values()]
+    every = [track["layers"][str(l)].numpy() for l in layers]  # the limits hold every epoch, shown or not
+    allxy = [f[..., :2] if f.shape[-1] > 1 else f for f in every]
     lo = min(float(a.min()) for a in allxy) - 0.2
     hi = max(float(a.max()) for a in allxy) + 0.2
 

@@ -300,10 +300,3 @@ def measures(model, assignment: dict[int, torch.Tensor], num_tasks: int | None =
                           weights=[None] + [model.layer(l).weight for l in layers[1:]],
                           positions=pos if any(p is not None for p in pos) else None, names=layers,
                           lengths=[model.density_length(l) for l in layers])
-
-
-def segregation(model, assignment: dict[int, torch.Tensor], k: int = SEGREGATION_K) -> float | None:
-    """The mean 5-NN segregation over the split layers with positions (for the archived records)."""
-    values = [layer_segregation(model.layer(l).positions, g.to(model.layer(l).positions.device), k)
-              for l, g in sorted(assignment.items()) if hasattr(model.layer(l), "positions")]
-    return mean(values)

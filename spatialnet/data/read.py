@@ -109,6 +109,9 @@ def load_full(data_dir=None, download: bool = True) -> DoubleMNIST:
     if missing:
         if not download:
             raise FileNotFoundError(_missing_message(root, missing, "downloading was not asked for"))
+        if not _reachable(DOWNLOAD_HOST):
+            raise FileNotFoundError(_missing_message(root, missing, f"offline: {DOWNLOAD_HOST}, where torchvision "
+                                                                    f"downloads them from, cannot be reached"))
         try:
             import torchvision
 
@@ -126,6 +129,20 @@ def load_full(data_dir=None, download: bool = True) -> DoubleMNIST:
             parts += [torch.from_numpy(x.reshape(len(x), PIXELS).copy()), torch.from_numpy(y.astype(np.int64))]
         splits[train] = Split(*parts)
     return DoubleMNIST(splits[True], splits[False], "full")
+
+
+DOWNLOAD_HOST = "ossci-datasets.s3.amazonaws.com"  # torchvision's first mirror of MNIST and Fashion-MNIST
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    """Whether ``host`` answers on port 443 within ``timeout`` s: offline, say so at once rather
+    than through the downloader's retries over every mirror."""
+    import socket
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _missing_message(root: Path, missing: list[Path], why: str) -> str:

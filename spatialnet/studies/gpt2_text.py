@@ -131,8 +131,8 @@ def run(args) -> None:
         model = make_model(args.seed, args.layers, block=args.block)
         costs, strength = None, None
         if net == "spatial":
-            # the residual stream is one sheet: every c_proj writes it, every c_fc reads it (the model's
-            # forward is not traced whole, so the blocks' MLPs are joined by name)
+            # the residual stream is one sheet: every c_proj writes it, every c_fc reads it (the data's
+            # flow joins them too; the name keeps the record's key, positions.residual)
             residual = {f"transformer.h.{i}.mlp.{n}": ("residual", None) if n == "c_fc" else (None, "residual")
                         for i in range(args.layers) for n in ("c_fc", "c_proj")}
             costs = spatialize(model, LAYERS, sheets=residual, generator=torch.Generator().manual_seed(args.seed))

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from spatial_kernels.nn import spatialize
+from spatial_kernels.nn import DENSITY_NORMS, spatialize
 
 from ..analysis.evaluate import head_accuracy
 from ..analysis.invariants import measure_invariants, radial, rms_task_gradients
@@ -258,7 +258,7 @@ def _arguments(p) -> None:
                         "warm-up epochs over its 30)")
     p.add_argument("--alpha", type=float, default=chosen["alpha"])
     p.add_argument("--beta", type=float, default=chosen["beta"])
-    p.add_argument("--density-norm", choices=("per_pair", "per_neuron", "paper", "neuron"), default="per_pair")
+    p.add_argument("--density-norm", choices=DENSITY_NORMS, default="per_pair")
     p.add_argument("--timing-pairs", type=int, default=15)
     p.add_argument("--threads", type=int, default=1)
 

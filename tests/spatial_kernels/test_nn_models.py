@@ -102,8 +102,8 @@ def test_a_star_stays_within_a_dotted_segment():
     costs = spatialize(model, ["encoder.layer.*.output.dense"])
     assert costs.layers == ["encoder.layer.0.output.dense", "encoder.layer.1.output.dense"]  # not attention.output
     assert len(spatialize(model, ["encoder.**.dense"]).layers) == 2 * 3  # attention.output, intermediate, output
-    with pytest.warns(DeprecationWarning, match=r"write '\*\*'"):  # the old rule, kept with a warning
-        assert spatialize(model, ["encoder*output.dense"]).layers
+    with pytest.raises(ValueError, match=r"'encoder\*output.dense' matches no module.*'\*\*' across segments"):
+        spatialize(model, ["encoder*output.dense"])  # '*' does not cross the dots
 
 
 def test_bad_layers_name_the_layer_and_what_is_supported():

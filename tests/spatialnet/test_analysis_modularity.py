@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from spatialnet.model import SpatialMLP
-from spatialnet.analysis.modularity import layer_segregation, measures, segregation
+from spatialnet.analysis.modularity import layer_segregation, measures
 from spatialnet.analysis.task_split import greedy_split, model_split, task_masks
 
 
@@ -126,7 +126,8 @@ def test_measures_of_a_clustered_net():
     out = measures(m, a)
     assert out["cross_task_share"] == 0.0 and out["share_norm"] == 0.0 and out["dead"] == 0
     assert out["silhouette"] > 0.9 and out["ari"] == pytest.approx(1.0)
-    assert segregation(m, a) == pytest.approx(1.0)
+    for l in (2, 3):  # each neuron's 5 nearest neighbours serve its own task
+        assert layer_segregation(m.layer(l).positions.detach(), a[l]) == pytest.approx(1.0)
     # mixing one weight across tasks: the share is that weight over the total
     with torch.no_grad():
         m.layer(3).weight[0, 11] = 2.0
@@ -138,4 +139,4 @@ def test_measures_of_a_clustered_net():
         regular.layer(3).weight.copy_(blocks)
     reg = measures(regular, model_split(regular, [2, 3], 2))
     assert reg["silhouette"] is None and reg["ari"] is None and reg["cross_task_share"] is not None
-    assert segregation(m, a, k=1) == pytest.approx(1.0)
+    assert layer_segregation(m.layer(3).positions.detach(), a[3], k=1) == pytest.approx(1.0)

@@ -175,10 +175,8 @@ def test_the_rule_at_the_paper_width_is_the_flags():
     assert v.alpha == {3: 1.3, 4: 1.3, 5: 1.3} and v.beta == {3: 2.5, 4: 2.5, 5: 2.5}
     assert set(v.lr.values()) == {0.004} and v.bias_lr == 0.004 and v.pos_lr == pytest.approx(0.012)
     assert set(v.density_length.values()) == {1.0} and set(v.density_length) == {2, 3, 4, 5}
-    # the records' JSON form keys layers by strings; the old name still gives it, with a warning
+    # the records' JSON form keys layers by strings
     assert v.to_json()["alpha"] == {"3": 1.3, "4": 1.3, "5": 1.3}
-    with pytest.warns(DeprecationWarning, match="per_layer_values"):
-        assert cfg.effective() == v.to_json()
     # narrower nets are not scaled down; width_rule none keeps the flags at any width
     a0 = TrainConfig().alpha  # the chosen setting's
     assert TrainConfig(hidden=[16, 16, 16, 24]).per_layer_values().alpha == dict.fromkeys((3, 4, 5), a0)
@@ -261,5 +259,5 @@ def test_density_push_is_the_measured_mean_push():
             rhat = p.detach() / p.detach().norm(dim=1, keepdim=True)
             got.append(float(-(g * rhat).sum(1).mean()))
         # the gradient counts each pair twice (i, j and j, i)
-        assert sum(got) / len(got) == pytest.approx(2 * density_push("paper", n, length), rel=0.05)
+        assert sum(got) / len(got) == pytest.approx(2 * density_push("per_pair", n, length), rel=0.05)
     assert _pair_push(1.0) == pytest.approx(0.1045, abs=5e-4)

@@ -9,7 +9,7 @@ from spatialnet.model import SpatialMLP
 from spatialnet.training.loop import _make_optimizer
 
 
-@pytest.mark.parametrize("norm", ["paper", "mean"])
+@pytest.mark.parametrize("norm", ["per_out", "per_connection"])
 def test_constant_transport_is_mean_distance_times_l1(norm):
     torch.manual_seed(0)
     m = SpatialMLP([9, 7, 13, 5], (2, 3), transport_norm=norm, transport="constant").double()
@@ -17,7 +17,7 @@ def test_constant_transport_is_mean_distance_times_l1(norm):
         W = m.layer(l).weight
         d = torch.cdist(m.layer(l).positions, m.layer(l - 1).positions)  # [N_l, N_{l-1}]
         n_out, n_in = W.shape
-        c = 1 / n_out if norm == "paper" else 1 / (n_out * n_in)
+        c = 1 / n_out if norm == "per_out" else 1 / (n_out * n_in)
         expected = (2.5 * c * d.mean() * W.abs().sum()).detach()
         torch.testing.assert_close(m.transport_cost(l, 2.5).detach().double(), expected, rtol=1e-6, atol=0)
         # the distance-weighted cost of the same weights differs from it by more than rounding
@@ -34,9 +34,9 @@ def test_constant_transport_gives_positions_no_pull():
         g = m.layer(l).positions.grad if hasattr(m.layer(l), "positions") else None
         assert g is None or torch.count_nonzero(g) == 0
     W = m.layer(3).weight
-    # the default transport_norm is the paper's 1/N_l: dT/dW = mean_dist * sign(W) / N_l
+    # the default transport_norm is the mean over connections: dT/dW = mean_dist * sign(W) / (N_l N_{l-1})
     d = torch.cdist(m.layer(3).positions, m.layer(2).positions).mean().detach()
-    torch.testing.assert_close(W.grad, d * torch.sign(W.detach()) / W.shape[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(W.grad, d * torch.sign(W.detach()) / W.numel(), rtol=1e-5, atol=1e-9)
 
 
 def test_frozen_positions_stay_and_weights_learn():

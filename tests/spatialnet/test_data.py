@@ -105,7 +105,11 @@ def test_missing_files_message(tmp_path, monkeypatch):
     def offline(*a, **k):
         raise OSError("network is unreachable")
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    monkeypatch.setattr(D.read, "_reachable", lambda host, timeout=3.0: True)  # online, and the download fails
     with pytest.raises(FileNotFoundError, match="download failed: network is unreachable"):
+        D.load_full(tmp_path, download=True)
+    monkeypatch.setattr(D.read, "_reachable", lambda host, timeout=3.0: False)  # offline: no download tried
+    with pytest.raises(FileNotFoundError, match=f"offline: {D.read.DOWNLOAD_HOST}"):
         D.load_full(tmp_path, download=True)
 
 

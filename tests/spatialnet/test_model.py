@@ -60,20 +60,20 @@ def test_bad_sizes_and_options():
         SpatialMLP([4, 3, 2], (2,))(torch.rand(2, 5))
 
 
-def _by_hand(m, alpha, beta, norm, dnorm="paper"):
+def _by_hand(m, alpha, beta, norm, dnorm="per_pair"):
     """The paper's formula with explicit torch.cdist math, independent of spatial_kernels."""
     total = 0.0
     for l in m.spatial_layers:
         W = m.layer(l).weight
         p_in, p_out = m.layer(l - 1).positions, m.layer(l).positions
         n_out, n_in = W.shape
-        T = (W.abs() * torch.cdist(p_out, p_in)).sum() / (n_out if norm == "paper" else n_out * n_in)
-        V = torch.exp(-torch.cdist(p_out, p_out)).sum() / (n_out ** 2 if dnorm == "paper" else n_out)
+        T = (W.abs() * torch.cdist(p_out, p_in)).sum() / (n_out if norm == "per_out" else n_out * n_in)
+        V = torch.exp(-torch.cdist(p_out, p_out)).sum() / (n_out ** 2 if dnorm == "per_pair" else n_out)
         total = total + alpha * T + beta * V
     return total / len(m.spatial_layers)
 
 
-@pytest.mark.parametrize("norm,dnorm", [("paper", "paper"), ("mean", "paper"), ("paper", "neuron")])
+@pytest.mark.parametrize("norm,dnorm", [("per_out", "per_pair"), ("per_connection", "per_pair"), ("per_out", "per_neuron")])
 @pytest.mark.parametrize("dim", [1, 2, 3])
 @pytest.mark.parametrize("backend", ["numba", "reference"])
 def test_spatial_loss_matches_formula(norm, dnorm, dim, backend):
@@ -99,7 +99,7 @@ def test_spatial_loss_matches_formula(norm, dnorm, dim, backend):
 def test_spatial_loss_with_reference_functions():
     """Same thing, using spatial_kernels' reference functions as the truth, on the paper's widths."""
     torch.manual_seed(2)
-    m = SpatialMLP([30, 128, 128, 128, 256, 20], (3, 4, 5)).double()
+    m = SpatialMLP([30, 128, 128, 128, 256, 20], (3, 4, 5), transport_norm="per_out").double()
     want = 0.0
     for l in (3, 4, 5):
         W, pi, po = m.layer(l).weight, m.layer(l - 1).positions, m.layer(l).positions

@@ -156,11 +156,12 @@ def test_constraints_syntax_and_targets():
 
 
 def test_gaps_read_the_worst_seed_of_each_mode():
-    from spatialnet.studies.sweep.constraints import Constraint, constraint_gaps, constraint_margin
+    from spatialnet.studies.sweep.constraints import Constraint, constraint_margin, named_gaps
     per_mode = {"concat": [{"nn": 0.5, "drop": 0.0}, {"nn": 0.3, "drop": 0.02}],
                 "mix": [{"nn": 0.6, "drop": 0.0}, {"nn": 0.5, "drop": 0.001}]}
     cons = [Constraint("nn", ">=", 0.4), Constraint("drop", "<=", 0.01, "mix")]
-    assert constraint_gaps(per_mode, cons) == pytest.approx([0.1, -0.1, -0.009])
+    assert named_gaps(per_mode, cons) == pytest.approx({"concat.nn>=0.4": 0.1, "mix.nn>=0.4": -0.1,
+                                                        "mix.drop<=0.01": -0.009})
     assert constraint_margin(per_mode, cons) == pytest.approx(-0.25)       # concat's seed 2: nn 0.3 of 0.4
     assert constraint_margin(per_mode, cons, ["mix"]) == pytest.approx(0.25)  # mix: nn 0.5 is 25 % over
 

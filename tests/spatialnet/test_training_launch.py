@@ -19,9 +19,10 @@ def test_importing_the_library_sets_nothing_and_loads_no_torch():
 
 
 def test_the_command_turns_on_huge_pages_before_torch_loads():
-    # main() sets the variable, then imports the CLI (and torch); --help exits before any work
+    # main() sets the variable, then imports the CLI (and, for a command's flags, torch); a command's
+    # --help exits before any work
     code = ("import os, sys, spatialnet.__main__ as m\n"
-            "try:\n    m.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "try:\n    m.main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
             "print(os.environ.get('THP_MEM_ALLOC_ENABLE'), 'torch' in sys.modules)")
     assert _run(code).splitlines()[-1] == "1 True"
 

@@ -30,10 +30,10 @@ study lives (``storage.py``), how trials run (``run.py``) and the report (``repo
 """
 from .constraints import DIRECTIONS, OBJECTIVES, Constraint, constraint_margin, parse_constraints
 from .report import pareto, trial_rows, write_report
-from .run import HEARTBEAT, SELECTION_SEED_MIN, SELECTION_SEEDS, run_sweep
+from .run import HEARTBEAT, SELECTION_SEED_MIN, SELECTION_SEEDS, require_optuna, run_sweep
 from .space import DEFAULT_SPACE, SEARCHABLE, Param, parse_param, parse_space
 from .storage import default_storage, run_dir
 
 __all__ = ["Constraint", "DEFAULT_SPACE", "DIRECTIONS", "HEARTBEAT", "OBJECTIVES", "Param", "SEARCHABLE",
            "SELECTION_SEEDS", "SELECTION_SEED_MIN", "constraint_margin", "default_storage", "pareto", "parse_constraints",
-           "parse_param", "parse_space", "run_dir", "run_sweep", "trial_rows", "write_report"]
+           "parse_param", "parse_space", "require_optuna", "run_dir", "run_sweep", "trial_rows", "write_report"]

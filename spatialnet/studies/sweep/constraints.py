@@ -72,12 +72,9 @@ def _per_mode_value(per_seed: list[dict], key: str, op: str) -> float | None:
     return max(xs) if op == "<=" else min(xs)
 
 
-def constraint_gaps(per_mode: dict, constraints) -> list[float]:
-    """One gap per (constraint, mode it applies to): how far the worst seed misses it (<= 0: met)."""
-    return list(named_gaps(per_mode, constraints).values())
-
-
 def named_gaps(per_mode: dict, constraints) -> dict[str, float]:
+    """One gap per (constraint, mode it applies to), named ``mode.KEY<=V``: how far the worst seed
+    misses it (<= 0: met)."""
     gaps = {}
     for c in constraints:
         for mode in ([c.mode] if c.mode else list(per_mode)):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from spatial_kernels.nn import density_norm, transport_norm
-
 from ...analysis.evaluate import READOUT
-from ...config import TrainConfig
+from ...config import RECORD_NORM_NAMES, TrainConfig
 from ...training import train
 from .constraints import DIRECTIONS, OBJECTIVES, constraint_margin, named_gaps, score
 from .space import Param
@@ -68,11 +66,22 @@ def _study_differences(stored: dict, space: dict, fixed: dict, seeds: list) -> s
         return f"seeds (stored: {stored['seeds']})"
     defaults = TrainConfig().identity()
     old = dict(stored["fixed"])
-    for k, canonical in (("transport_norm", transport_norm), ("density_norm", density_norm)):
-        if k in old:  # a study stored before the norms were named by meaning: the old names read as the new
-            old[k] = canonical(old[k])
+    for k, names in RECORD_NORM_NAMES.items():
+        if k in old:  # a study stored before each norm had one name: the old names read as they meant
+            old[k] = names.get(old[k], old[k])
     changed = {k: (old.get(k, defaults.get(k)), v) for k, v in fixed.items() if old.get(k, defaults.get(k)) != v}
     return f"fixed config (stored vs now: {changed})" if changed else ""
+
+
+def require_optuna():
+    """optuna, imported; an ImportError naming the extra that brings it where it is missing (only
+    the sweep needs it: training, the split and the figures run without)."""
+    try:
+        import optuna
+    except ImportError:
+        raise ImportError("the sweep needs optuna, which the [paper] extra brings: pip install "
+                          "'spatial-kernels[paper]' (or -e '.[paper]' in a checkout)") from None
+    return optuna
 
 
 def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: list[Param], *, trials: int,
@@ -107,8 +116,7 @@ def run_sweep(base: TrainConfig, study_name: str, storage: str | None, params: l
     if base.eval_split != "val":
         raise ValueError("a sweep reads the validation split only (--eval-split val); the test sets are for "
                          "final tables")
-    import optuna
-
+    optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage or default_storage(study_name)
     store = open_storage(storage, heartbeat)
