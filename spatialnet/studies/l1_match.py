@@ -23,7 +23,7 @@ from ..flags import int_list, str_list
 from .registry import register_study
 from .runs import machine, run_jobs
 
-FACTORS = {"concat": (0.03, 0.06, 0.12, 0.25, 0.45), "mix": (0.03, 0.06, 0.12, 0.25), "sequential": (1.0, 2.0, 4.0)}
+FACTORS = {"concat": (0.03, 0.06, 0.12, 0.25, 0.45), "mix": (0.03, 0.06, 0.075, 0.12, 0.25), "sequential": (1.0, 2.0, 4.0)}
 TOLERANCE = 0.10
 KEYS = ("full", "drop", "drop_balanced", "dead_fraction", "abs_w", "share_norm")
 
