@@ -61,21 +61,25 @@ def raise_bad_argument(bad) -> Tensor:
     """
     if not torch.compiler.is_compiling():
         raise bad.exception()
-    names = list(bad.tensors)
-    return argument_error([bad.tensors[k] for k in names], ",".join(names), bad.kind, bad.template)
+    names, int_names = list(bad.tensors), list(bad.ints)
+    return argument_error([bad.tensors[k] for k in names], ",".join(names), bad.kind, bad.template,
+                          [bad.ints[k] for k in int_names], ",".join(int_names))
 
 
 @torch.library.custom_op("spatial_kernels::argument_error", mutates_args=())
-def argument_error(tensors: list[Tensor], names: str, kind: str, template: str) -> Tensor:
+def argument_error(tensors: list[Tensor], names: str, kind: str, template: str, ints: list[int],
+                   int_names: str) -> Tensor:
     """Raises ``kind`` (ValueError or TypeError) with ``template`` filled in from the shapes of
-    ``tensors``, named by the comma-separated ``names``."""
+    ``tensors``, named by the comma-separated ``names``, and from ``ints``, named by ``int_names``."""
     from ._validate import BadArgument
-    raise BadArgument(kind, template, **dict(zip(names.split(","), tensors))).exception()
+    ints = dict(zip(int_names.split(","), ints)) if int_names else {}
+    tensors = dict(zip(names.split(","), tensors)) if names else {}
+    raise BadArgument(kind, template, ints, **tensors).exception()
 
 
 @argument_error.register_fake
-def _(tensors, names, kind, template):
+def _(tensors, names, kind, template, ints, int_names):
     return tensors[0].new_empty(()) if tensors else torch.empty(())
 
 
-argument_error.register_autograd(lambda ctx, grad: (None, None, None, None))
+argument_error.register_autograd(lambda ctx, grad: (None, None, None, None, None, None))
