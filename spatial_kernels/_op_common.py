@@ -41,6 +41,16 @@ def upstream(g: Tensor, grad: Tensor) -> Tensor:
     return g * grad.to(g.dtype)
 
 
+def upstream_all(backend: str, grad: Tensor, *gs: Tensor | None) -> tuple[Tensor | None, ...]:
+    """``upstream(g, grad)`` of each saved gradient ``g`` (None passes through). The triton backend
+    scales them all in one launch that reads ``grad`` on the device (the host never waits), except
+    in a traced backward, where Inductor fuses plain multiplies into what follows."""
+    if backend == "triton" and eager() and any(g is not None for g in gs):
+        from ._triton_common import times_upstream
+        return times_upstream(grad, *gs)
+    return tuple(None if g is None else upstream(g, grad) for g in gs)
+
+
 def refuse_double_backward(backend: str) -> None:
     """The saved gradients are constants to autograd: a graph of this backward would silently miss
     every second-derivative term, so building one is refused."""

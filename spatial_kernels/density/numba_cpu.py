@@ -73,11 +73,12 @@ def _rows_per_chunk(n: int) -> int:
     return max(1, -(-n // num_chunks(n, 256)))
 
 
-def density_value(p: torch.Tensor) -> torch.Tensor:
+def density_value(p: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     ps = soa3(p)
     row_val = np.empty(p.shape[0], dtype=ps.dtype)
     _density_fwd_kernel(ps, _rows_per_chunk(p.shape[0]), row_val, ps.dtype.type(0))
-    return torch.tensor(row_val.sum(dtype=np.float64), dtype=p.dtype)
+    value = torch.tensor(row_val.sum(dtype=np.float64), dtype=p.dtype)
+    return value if scale == 1.0 else value * scale
 
 
 def density_fwd(p: torch.Tensor, needs_grad=(True,), scale=1.0):

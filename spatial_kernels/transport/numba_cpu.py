@@ -288,7 +288,8 @@ def _taps(W: torch.Tensor) -> int:
     return int(np.prod(W.shape[2:], dtype=np.int64)) if W.dim() > 2 else 1
 
 
-def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor, groups: int = 1) -> torch.Tensor:
+def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor, groups: int = 1,
+                    scale: float = 1.0) -> torch.Tensor:
     n_out, K = W.shape[0], _taps(W)
     W_np = to_numpy(W).reshape(n_out, -1)
     row_val = np.empty(n_out, dtype=W_np.dtype)
@@ -297,7 +298,8 @@ def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor, gr
         _transport_fwd_kernel(W_np, *args)
     else:
         _transport_taps_fwd_kernel(W_np, K, *args)
-    return torch.tensor(row_val.sum(dtype=np.float64), dtype=p_in.dtype)
+    value = torch.tensor(row_val.sum(dtype=np.float64), dtype=p_in.dtype)
+    return value if scale == 1.0 else value * scale
 
 
 def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True), scale=1.0, groups: int = 1):

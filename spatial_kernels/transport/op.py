@@ -18,7 +18,14 @@ from torch import Tensor
 
 from .. import _accumulate
 from .._backends import resolve_backend
-from .._op_common import needs_grad, or_empty, raise_bad_argument, refuse_double_backward, upstream
+from .._op_common import (
+    needs_grad,
+    or_empty,
+    raise_bad_argument,
+    refuse_double_backward,
+    upstream,
+    upstream_all,
+)
 from .._validate import BadArgument, check_scale, check_transport_args
 from .reference import transport_cost_reference
 
@@ -45,8 +52,8 @@ def transport(W: Tensor, p_in: Tensor, p_out: Tensor, scale: float, backend: str
     ``W.grad`` itself, after the task gradient has reached it (``_accumulate.deferred_W_grad``)."""
     impl = kernels(backend)
     if not (need_W or need_p_in or need_p_out):
-        value = impl.transport_value(W, p_in, p_out, groups=groups)
-        return value if scale == 1.0 else value * scale, W.new_empty(0), p_in.new_empty(0), p_out.new_empty(0)
+        value = impl.transport_value(W, p_in, p_out, groups=groups, scale=scale)
+        return value, W.new_empty(0), p_in.new_empty(0), p_out.new_empty(0)
     value, dW, g_in, g_out = impl.transport_fwd(W, p_in, p_out, needs_grad=(need_W, need_p_in, need_p_out),
                                                 scale=scale, groups=groups)
     return value, or_empty(dW, W), or_empty(g_in, p_in), or_empty(g_out, p_out)
@@ -88,8 +95,8 @@ def _backward(ctx, grad, _dW, _g_in, _g_out):
     else:
         dW, g_in, g_out = ctx.saved_tensors
         grad_W = upstream(dW, grad) if need[0] else None
-    return (grad_W, upstream(g_in, grad) if need[1] else None,
-            upstream(g_out, grad) if need[2] else None, None, None, None, None, None, None, None)
+    g_in, g_out = upstream_all(ctx.backend, grad, g_in if need[1] else None, g_out if need[2] else None)
+    return grad_W, g_in, g_out, None, None, None, None, None, None, None
 
 
 transport.register_autograd(_backward, setup_context=_setup)
