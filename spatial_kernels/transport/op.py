@@ -94,7 +94,7 @@ def _backward(ctx, grad, _dW, _g_in, _g_out):
         grad_W = _accumulate.deferred_W_grad(ctx, kernels(ctx.backend), W, p_in, p_out, grad) if need[0] else None
     else:
         dW, g_in, g_out = ctx.saved_tensors
-        grad_W = upstream(dW, grad) if need[0] else None
+        grad_W = upstream(dW, grad, ctx.backend) if need[0] else None
     g_in, g_out = upstream_all(ctx.backend, grad, g_in if need[1] else None, g_out if need[2] else None)
     return grad_W, g_in, g_out, None, None, None, None, None, None, None
 
