@@ -206,6 +206,7 @@ def kernel_resources() -> str:
     them on the device (``CompiledKernel.n_regs`` / ``n_spills``), to set beside the
     ``python -m spatial_kernels.aot`` table. Runs each cost at a size divisible by 16 and an odd
     one first. Best effort: reads triton's JIT cache, whose layout is not a public API."""
+    from spatial_kernels.aot import entry_kernels
     from spatial_kernels.density import triton_gpu as density
     from spatial_kernels.transport import triton_gpu as transport
 
@@ -218,11 +219,10 @@ def kernel_resources() -> str:
             transport.transport_value(W, p, p)
             transport.transport_fwd(W, p, p)
             transport.transport_fwd(W, p, p, needs_grad=(False, True, True))
+            transport.transport_accumulate_dW(W, p, p, 1.0, torch.ones((), device="cuda"), None)
     torch.cuda.synchronize()
     out = ["| kernel | constexprs | W dtype | regs | spills | warps |", "|---|---|---|---:|---:|---:|"]
-    kernels = [transport._transport_fwd_kernel, transport._transport_fwd_bwd_kernel,
-               density._density_fwd_kernel, density._density_fwd_bwd_kernel]
-    for kernel in kernels:
+    for kernel in entry_kernels().values():  # every kernel the package launches, as aot finds them
         try:
             for entry in kernel.device_caches.values():
                 for compiled in entry[0].values():

@@ -67,7 +67,7 @@ def _density_fwd_bwd_kernel(
     of columns j, and (``GRAD``) in the same pass its rows' gradient partials
     ``grad_part[pid_s, c, k] = -2 sum_j s_kj u_kj[c]``."""
     pid_m = tl.program_id(0).to(tl.int64)
-    pid_s = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(1)  # columns index positions: int32, as n * D < 2**31
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < n
     xi, yi, zi = load_coords(p_ptr, offs_m, mask_m, D)
@@ -90,10 +90,10 @@ def _density_fwd_bwd_kernel(
             gx += s * ux
             gy += s * uy
             gz += s * uz
-    tl.store(value_part_ptr + pid_s * tl.num_programs(0) + pid_m,
+    tl.store(value_part_ptr + pid_s.to(tl.int64) * tl.num_programs(0) + pid_m,
              tl.sum(tl.sum(tl.where(mask_m[:, None], acc, 0.0), axis=1), axis=0))
     if GRAD:
-        store_coords(grad_part_ptr + pid_s * (D * n), n, offs_m, -2.0 * tl.sum(gx, axis=1),
+        store_coords(grad_part_ptr + pid_s.to(tl.int64) * (D * n), n, offs_m, -2.0 * tl.sum(gx, axis=1),
                      -2.0 * tl.sum(gy, axis=1), -2.0 * tl.sum(gz, axis=1), mask_m, D)
 
 

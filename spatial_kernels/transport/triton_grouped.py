@@ -2,11 +2,11 @@
 ``(n_out, n_in / G, *kernel)``), their plan and launchers; ``triton_gpu.py`` says how.
 
 Row i reads the ``n_in / G`` input positions from ``(i // (n_out / G)) * n_in / G`` on. Where a
-group holds at least ``BLOCK_M`` rows (``ONE_GROUP``), a program's rows lie in one group: it
-loads that group's input positions once, and its column sums stay in registers, into
-``grad_in_part[run, k, j]`` (run: the program's place within its group). With fewer rows per
-group (depthwise: one), a tile's rows span groups: each pair's input position is gathered from
-the positions (never copied), and its contribution to ``grad p_in`` is stored per row,
+group holds at least ``BLOCK_M`` rows (``ONE_GROUP``), a program's rows lie in one group and its
+column sums stay in registers, into ``grad_in_part[run, k, j]`` (run: the program's place
+within its group). Each pair's input position is gathered from the positions (never copied).
+With fewer rows per group (depthwise: one), a tile's rows span groups, and each pair's
+contribution to ``grad p_in`` is stored per row,
 ``grad_in_rows[k, i, j_local]``, which torch sums over each group's rows: at most
 ``BLOCK_M * D * n_in`` floats, O(n_in).
 """
@@ -21,37 +21,18 @@ from .triton_kernels import as_taps, positions, target_programs, tiles_per_progr
 
 
 @triton.jit
-def _group_inputs(p_in_ptr, group, n_in_local, offs_n, mask_n, D: tl.constexpr, BLOCK_N: tl.constexpr,
-                  ONE_GROUP: tl.constexpr):
-    # With ONE_GROUP, the input positions of the program's group, loaded once; otherwise a tile
-    # gathers them per pair (_grouped_tile) and these are not read.
-    if ONE_GROUP:
-        ix, iy, iz = load_coords(p_in_ptr, group * n_in_local + offs_n, mask_n, D)
-    else:
-        ix = tl.zeros([BLOCK_N], dtype=tl.float32)
-        iy = ix
-        iz = ix
-    return ix, iy, iz
-
-
-@triton.jit
-def _grouped_tile(W_ptr, p_in_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, n_in_local, opg, gx, gy, gz,
-                  stride_wm, stride_wn, stride_wk, D: tl.constexpr, BLOCK_M: tl.constexpr, TAPS: tl.constexpr,
-                  ONE_GROUP: tl.constexpr):
-    # One row tile of a grouped weight: as _row_tile, with the input positions of its rows'
-    # group: the program's (gx, gy, gz) with ONE_GROUP, else gathered per pair from
-    # (i // opg) * n_in_local + j.
+def _grouped_tile(W_ptr, p_in_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, n_in_local, opg,
+                  stride_wm, stride_wn, stride_wk, D: tl.constexpr, BLOCK_M: tl.constexpr, TAPS: tl.constexpr):
+    # One row tile of a grouped weight: as _row_tile, with each pair's input position gathered
+    # from its row's group, (i // opg) * n_in_local + j. NOTE: with ONE_GROUP the program's
+    # group's positions could be loaded once, but held across the loop (as [BLOCK_N] or as a
+    # tile) they make ptxas spill (8 B, bf16 3x3 taps, sm_90); the gather hits L1.
     offs_m = start_m + tl.arange(0, BLOCK_M)
     mask_m = offs_m < row_end
     ox, oy, oz = load_coords(p_out_ptr, offs_m, mask_m, D)
     mask = mask_m[:, None] & mask_n[None, :]
-    if ONE_GROUP:
-        ix = gx[None, :]
-        iy = gy[None, :]
-        iz = gz[None, :]
-    else:
-        offs_in = (offs_m // opg)[:, None] * n_in_local + offs_n[None, :]  # [BLOCK_M, BLOCK_N]
-        ix, iy, iz = load_coords(p_in_ptr, offs_in, mask, D)
+    offs_in = (offs_m // opg)[:, None] * n_in_local + offs_n[None, :]  # [BLOCK_M, BLOCK_N]
+    ix, iy, iz = load_coords(p_in_ptr, offs_in, mask, D)
     offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
     b_w = tl.load(W_ptr + offs_w, mask=mask, other=0.0).to(tl.float32)
     b_a = tl.abs(b_w)
@@ -100,7 +81,6 @@ def _grouped_fwd_bwd_kernel(
     pid_r, group, run, row_start, row_end = _grouped_rows(n_out, opg, rows_per_program, runs_per_group, ONE_GROUP)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < n_in_local
-    gx, gy, gz = _group_inputs(p_in_ptr, group, n_in_local, offs_n, mask_n, D, BLOCK_N, ONE_GROUP)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     hx = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     hy = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
@@ -108,8 +88,8 @@ def _grouped_fwd_bwd_kernel(
     out_part_ptr = grad_out_part_ptr + pid_n * (D * n_out)
     for start_m in tl.range(row_start, row_end, BLOCK_M):
         offs_m, mask_m, mask, b_w, b_a, offs_w, ux, uy, uz, d, inv_d = _grouped_tile(
-            W_ptr, p_in_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, n_in_local, opg, gx, gy, gz,
-            stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS, ONE_GROUP)
+            W_ptr, p_in_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, n_in_local, opg,
+            stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS)
         acc += b_a * d
         if GRADS:
             s = b_a * inv_d
@@ -155,12 +135,11 @@ def _grouped_accumulate_kernel(
     pid_r, group, run, row_start, row_end = _grouped_rows(n_out, opg, rows_per_program, runs_per_group, ONE_GROUP)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < n_in_local
-    gx, gy, gz = _group_inputs(p_in_ptr, group, n_in_local, offs_n, mask_n, D, BLOCK_N, ONE_GROUP)
     up = tl.load(up_ptr).to(tl.float32)
     for start_m in tl.range(row_start, row_end, BLOCK_M):
         offs_m, mask_m, mask, b_w, b_a, offs_w, ux, uy, uz, d, inv_d = _grouped_tile(
-            W_ptr, p_in_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, n_in_local, opg, gx, gy, gz,
-            stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS, ONE_GROUP)
+            W_ptr, p_in_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, n_in_local, opg,
+            stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS)
         sd = dW_scale * d
         offs_g = offs_m[:, None] * stride_gm + offs_n[None, :] * stride_gn
         for k in tl.static_range(0, TAPS):
