@@ -225,24 +225,33 @@ def test_dW_is_not_written_when_W_needs_no_grad(spies):
 def test_one_pass_gives_value_and_every_gradient(spies):
     import spatial_kernels
     W, p_in, p_out = _transport_inputs(17, 33, 3, torch.float32)
-    # the present path (autograd sums dW): value and every gradient in one pass
+    # the path where autograd sums W's gradient: the forward's one pass gives the value and the
+    # positions' gradients, and W's gradient is made in the backward, in one pass over W (no dW
+    # stored in the forward to be multiplied by the upstream gradient later)
     spatial_kernels.set_accumulate(False)
     try:
-        fused_transport_cost(*_leaves(W, p_in, p_out), backend="triton").backward()
+        leaves = _leaves(W, p_in, p_out)
+        fused_transport_cost(*leaves, backend="triton").backward()
     finally:
         spatial_kernels.set_accumulate(True)
     (p,) = _leaves(p_in)
     fused_density_cost(p, backend="triton").backward()
-    assert _launch_counts(spies) == {"_transport_fwd_bwd_kernel": 1, "_density_fwd_bwd_kernel": 1}
-    assert spies["_transport_fwd_bwd_kernel"].launches[0]["STORE_DW"] is True
+    assert _launch_counts(spies) == {"_transport_fwd_bwd_kernel": 1, "_transport_accumulate_kernel": 1,
+                                     "_density_fwd_bwd_kernel": 1}
+    assert spies["_transport_fwd_bwd_kernel"].launches[0]["STORE_DW"] is False
+    assert spies["_transport_accumulate_kernel"].launches[0]["ACCUMULATE"] is False  # made, for autograd
+    _, ref_grads = _transport_truth(W, p_in, p_out)
+    assert_close_scaled(leaves[0].grad, ref_grads[0], torch.float32, "dW")
     # the fast path: the forward's pass stores no dW; one pass adds it into W.grad after backward
     leaves = _leaves(W, p_in, p_out)
     fused_transport_cost(*leaves, backend="triton").backward()
     assert spies["_transport_fwd_bwd_kernel"].launches[1]["STORE_DW"] is False
-    (acc,) = spies["_transport_accumulate_kernel"].launches
+    acc = spies["_transport_accumulate_kernel"].launches[1]
     assert acc["ACCUMULATE"] is False  # W.grad was None: written, not added into
-    _, ref_grads = _transport_truth(W, p_in, p_out)
     assert_close_scaled(leaves[0].grad, ref_grads[0], torch.float32, "dW")
+    # the operator still stores dW in its pass when asked to (need_W)
+    transport_triton.transport_fwd(W, p_in, p_out)
+    assert spies["_transport_fwd_bwd_kernel"].launches[2]["STORE_DW"] is True
 
 
 def test_bitwise_deterministic():
