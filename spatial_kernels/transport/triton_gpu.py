@@ -41,9 +41,9 @@ kernel.
 
 A conv weight ``(n_out, n_in, *kernel)`` is read as ``(n_out, n_in, taps)``: a pair's weight is
 the sum of ``|W|`` over its taps (``TAPS``, a compile-time constant, 1 for a Linear weight,
-where the code is the plain 2-D kernel's), and each tap's ``dW`` is ``sign(W) * d``; the
-other taps are read again for their signs when ``dW`` is stored. Grouped weights have kernels
-of their own (``triton_grouped.py``).
+where the code is the plain 2-D kernel's), and each tap's ``dW`` is ``sign(W) * d``, made by
+the W.grad pass (``transport_accumulate_dW``: the first tap's block held, the others read again
+for their signs). Grouped weights have kernels of their own (``triton_grouped.py``).
 
 W is read in its own dtype (float32, bfloat16 or float16) with any strides, through a
 ``NUM_STAGES``-deep ``cp.async`` pipeline (``tl.range(num_stages=...)``), and the math runs in
@@ -95,14 +95,22 @@ def _grid(n_out: int, n_in: int, target: int) -> tuple[tuple[int, int], int]:
 
 def _launch(W, p_in, p_out, grads: bool, store_dW: bool, dW_scale: float = 1.0):
     """``(value_part, dW | None, grad_in_part, grad_out_part)`` of one pass over W; without
-    ``grads`` only the value partials are written (the others are empty)."""
+    ``grads`` only the value partials are written (the others are empty). A conv weight's dW
+    takes a second pass (the W.grad pass): stored in the first, its taps' loop spills (sm_90,
+    64 B with triton 3.6)."""
+    if store_dW and W.dim() > 2:
+        value_part, _, grad_in_part, grad_out_part = _launch(W, p_in, p_out, grads, False)
+        dW = transport_accumulate_dW(W, p_in, p_out, dW_scale, torch.ones((), device=W.device), None)
+        if dW.stride() != W.stride():  # in W's layout, as the operator promises (empty_like)
+            dW = torch.empty_like(W).copy_(dW)
+        return value_part, dW, grad_in_part, grad_out_part
     shape = W.shape
     W = as_taps(W)
     n_out, n_in, taps = W.shape
     D, device = p_in.shape[1], W.device
     grid, rows_per_program = _grid(n_out, n_in, target_programs(device))
     value_part = torch.empty(grid[1], grid[0], dtype=torch.float32, device=device)
-    # empty_like keeps W's layout (for a dense W), so dW is written as W is read
+    # empty_like keeps W's layout, so dW is written as W is read
     dW = torch.empty_like(W) if store_dW else torch.empty((0, 0, 0), dtype=W.dtype, device=device)
     dW_strides = dW.stride() if store_dW else (0, 0, 0)
     grad_out_part = torch.empty((grid[0], D, n_out) if grads else (0,), dtype=torch.float32, device=device)
@@ -110,9 +118,9 @@ def _launch(W, p_in, p_out, grads: bool, store_dW: bool, dW_scale: float = 1.0):
     with on_device(device):
         _transport_fwd_bwd_kernel[grid](
             W, positions(p_in), positions(p_out), value_part, dW, grad_out_part, grad_in_part,
-            n_out, n_in, W.stride(0), W.stride(1), W.stride(2), dW_strides[0], dW_strides[1], dW_strides[2],
-            rows_per_program, float(dW_scale), D=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=_stages(taps),
-            STORE_DW=store_dW, TAPS=taps, GRADS=grads, num_warps=NUM_WARPS,
+            n_out, n_in, W.stride(0), W.stride(1), W.stride(2), dW_strides[0], dW_strides[1], rows_per_program,
+            float(dW_scale), D=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NUM_STAGES=_stages(taps), STORE_DW=store_dW,
+            TAPS=taps, GRADS=grads, num_warps=NUM_WARPS,
         )
     return value_part, (dW.view(shape) if store_dW else None), grad_in_part, grad_out_part
 

@@ -54,31 +54,26 @@ def _row_tile(W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, str
 
 
 @triton.jit
-def _store_dW(W_ptr, dW_ptr, offs_w, offs_m, offs_n, mask, b_w, d, dW_scale, stride_wk, stride_dwm, stride_dwn,
-              stride_dwk, TAPS: tl.constexpr):
-    # dW_scale * sign(W) * d of a row tile, each tap of a conv weight; the first tap's W block
-    # is b_w, the others are read again, from cache.
+def _store_dW(dW_ptr, offs_m, offs_n, mask, b_w, d, dW_scale, stride_dwm, stride_dwn):
+    # dW_scale * sign(W) * d of a row tile of a Linear weight (b_w: its W block)
     sd = dW_scale * d
-    offs_dw = offs_m[:, None] * stride_dwm + offs_n[None, :] * stride_dwn
     b_dw = tl.where(b_w > 0, sd, tl.where(b_w < 0, -sd, 0.0))
-    tl.store(dW_ptr + offs_dw, b_dw.to(dW_ptr.dtype.element_ty), mask=mask)
-    for k in tl.static_range(1, TAPS):
-        b_wk = tl.load(W_ptr + offs_w + k * stride_wk, mask=mask, other=0.0).to(tl.float32)
-        b_dw = tl.where(b_wk > 0, sd, tl.where(b_wk < 0, -sd, 0.0))
-        tl.store(dW_ptr + offs_dw + k * stride_dwk, b_dw.to(dW_ptr.dtype.element_ty), mask=mask)
+    tl.store(dW_ptr + offs_m[:, None] * stride_dwm + offs_n[None, :] * stride_dwn, b_dw.to(dW_ptr.dtype.element_ty),
+             mask=mask)
 
 
 @triton.jit
 def _transport_fwd_bwd_kernel(
     W_ptr, p_in_ptr, p_out_ptr, value_part_ptr, dW_ptr, grad_out_part_ptr, grad_in_part_ptr,
-    n_out, n_in, stride_wm, stride_wn, stride_wk, stride_dwm, stride_dwn, stride_dwk,
+    n_out, n_in, stride_wm, stride_wn, stride_wk, stride_dwm, stride_dwn,
     rows_per_program, dW_scale,
     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, NUM_STAGES: tl.constexpr,
     STORE_DW: tl.constexpr, TAPS: tl.constexpr, GRADS: tl.constexpr,
 ):
     """``value_part[pid_r, pid_n]``, the sum of ``|W_ij| d_ij`` over this program's ``BLOCK_N``
     columns and ``rows_per_program`` rows, and (``GRADS``) in the same pass ``dW_scale * dW``
-    (when ``STORE_DW``) and the partial sums of both position gradients:
+    (when ``STORE_DW``, a Linear weight's only: ``TAPS == 1``) and the partial sums of both
+    position gradients:
     ``grad_out_part[pid_n, k, i]`` (row sums) and ``grad_in_part[pid_r, k, j]`` (column sums)."""
     pid_n, pid_r, offs_n, mask_n, ix, iy, iz, row_start, row_end = _program_block(
         p_in_ptr, n_out, n_in, rows_per_program, D, BLOCK_N)
@@ -93,12 +88,6 @@ def _transport_fwd_bwd_kernel(
             W_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS)
         ux, uy, uz, d, inv_d = _pair_geometry(ox, oy, oz, ix, iy, iz)
         acc += b_a * d
-        # NOTE: a conv weight's dW is stored before the sums, a Linear one's after: each order
-        # is the one ptxas compiles without spills (the other spills 12-20 B, bf16 3x3 taps on
-        # sm_90 and float32 D=3 on sm_80)
-        if GRADS and STORE_DW and TAPS > 1:
-            _store_dW(W_ptr, dW_ptr, offs_w, offs_m, offs_n, mask, b_w, d, dW_scale, stride_wk, stride_dwm,
-                      stride_dwn, stride_dwk, TAPS)
         if GRADS:
             s = b_a * inv_d  # [BLOCK_M, BLOCK_N]
             sx = s * ux
@@ -110,9 +99,8 @@ def _transport_fwd_bwd_kernel(
             # a row lies within one warp: these sums need no shared memory
             store_coords(out_part_ptr, n_out, offs_m, tl.sum(sx, axis=1), tl.sum(sy, axis=1), tl.sum(sz, axis=1),
                          mask_m, D)
-        if GRADS and STORE_DW and TAPS == 1:
-            _store_dW(W_ptr, dW_ptr, offs_w, offs_m, offs_n, mask, b_w, d, dW_scale, stride_wk, stride_dwm,
-                      stride_dwn, stride_dwk, TAPS)
+        if GRADS and STORE_DW:
+            _store_dW(dW_ptr, offs_m, offs_n, mask, b_w, d, dW_scale, stride_dwm, stride_dwn)
     tl.store(value_part_ptr + pid_r * tl.num_programs(0) + pid_n, tl.sum(tl.sum(acc, axis=1), axis=0))
     if GRADS:
         store_coords(grad_in_part_ptr + pid_r * (D * n_in), n_in, offs_n, -tl.sum(hx, axis=0),

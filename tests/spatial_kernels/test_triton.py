@@ -178,8 +178,8 @@ class _LaunchSpy:
 @pytest.fixture
 def spies(monkeypatch):
     out = {}
-    for module, name in [(transport_triton, "_transport_fwd_bwd_kernel"),
-                         (transport_triton, "_transport_accumulate_kernel"), (density_triton, "_density_fwd_bwd_kernel")]:
+    for module, name in [(transport_triton, "_transport_fwd_bwd_kernel"), (transport_triton,
+                         "_transport_accumulate_kernel"), (density_triton, "_density_fwd_bwd_kernel")]:
         out[name] = _LaunchSpy(getattr(module, name))
         monkeypatch.setattr(module, name, out[name])
     return out
