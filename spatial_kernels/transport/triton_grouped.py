@@ -4,9 +4,9 @@
 Row i reads the ``n_in / G`` input positions from ``(i // (n_out / G)) * n_in / G`` on. Where a
 group holds at least ``BLOCK_M`` rows (``ONE_GROUP``), a program's rows lie in one group and its
 column sums stay in registers, into ``grad_in_part[run, k, j]`` (run: the program's place
-within its group). Each pair's input position is gathered from the positions (never copied).
-With fewer rows per group (depthwise: one), a tile's rows span groups, and each pair's
-contribution to ``grad p_in`` is stored per row,
+within its group), and a tile loads one row of its group's input positions. With fewer rows
+per group (depthwise: one), a tile's rows span groups: each pair's input position is gathered
+from the positions (never copied), and its contribution to ``grad p_in`` is stored per row,
 ``grad_in_rows[k, i, j_local]``, which torch sums over each group's rows: at most
 ``BLOCK_M * D * n_in`` floats, O(n_in).
 """
@@ -22,17 +22,26 @@ from .triton_kernels import as_taps, positions, target_programs, tiles_per_progr
 
 @triton.jit
 def _grouped_tile(W_ptr, p_in_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, n_in_local, opg,
-                  stride_wm, stride_wn, stride_wk, D: tl.constexpr, BLOCK_M: tl.constexpr, TAPS: tl.constexpr):
-    # One row tile of a grouped weight: as _row_tile, with each pair's input position gathered
-    # from its row's group, (i // opg) * n_in_local + j. NOTE: with ONE_GROUP the program's
-    # group's positions could be loaded once, but held across the loop (as [BLOCK_N] or as a
-    # tile) they make ptxas spill (8 B, bf16 3x3 taps, sm_90); the gather hits L1.
+                  stride_wm, stride_wn, stride_wk, D: tl.constexpr, BLOCK_M: tl.constexpr, TAPS: tl.constexpr,
+                  SHARED_INPUTS: tl.constexpr):
+    # One row tile of a grouped weight: as _row_tile, with the input positions of each row's
+    # group, (i // opg) * n_in_local + j. With SHARED_INPUTS (the fused pass under ONE_GROUP) the
+    # tile's rows share a group and it loads one row of them, [BLOCK_N]; otherwise they are
+    # gathered per pair. NOTE: held across the row loop instead of loaded per tile, they made
+    # ptxas spill (8 B, bf16 3x3 taps, sm_90), and so does the row load in the W.grad pass
+    # (4 B), which keeps the gather.
     offs_m = start_m + tl.arange(0, BLOCK_M)
     mask_m = offs_m < row_end
     ox, oy, oz = load_coords(p_out_ptr, offs_m, mask_m, D)
     mask = mask_m[:, None] & mask_n[None, :]
-    offs_in = (offs_m // opg)[:, None] * n_in_local + offs_n[None, :]  # [BLOCK_M, BLOCK_N]
-    ix, iy, iz = load_coords(p_in_ptr, offs_in, mask, D)
+    if SHARED_INPUTS:  # the tile's rows share one group (ONE_GROUP): one row of its input positions
+        jx, jy, jz = load_coords(p_in_ptr, (start_m // opg) * n_in_local + offs_n, mask_n, D)
+        ix = jx[None, :]
+        iy = jy[None, :]
+        iz = jz[None, :]
+    else:
+        offs_in = (offs_m // opg)[:, None] * n_in_local + offs_n[None, :]  # [BLOCK_M, BLOCK_N]
+        ix, iy, iz = load_coords(p_in_ptr, offs_in, mask, D)
     offs_w = offs_m[:, None] * stride_wm + offs_n[None, :] * stride_wn
     b_w = tl.load(W_ptr + offs_w, mask=mask, other=0.0).to(tl.float32)
     b_a = tl.abs(b_w)
@@ -89,7 +98,7 @@ def _grouped_fwd_bwd_kernel(
     for start_m in tl.range(row_start, row_end, BLOCK_M):
         offs_m, mask_m, mask, b_w, b_a, offs_w, ux, uy, uz, d, inv_d = _grouped_tile(
             W_ptr, p_in_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, n_in_local, opg,
-            stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS)
+            stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS, ONE_GROUP)
         acc += b_a * d
         if GRADS:
             s = b_a * inv_d
@@ -139,7 +148,7 @@ def _grouped_accumulate_kernel(
     for start_m in tl.range(row_start, row_end, BLOCK_M):
         offs_m, mask_m, mask, b_w, b_a, offs_w, ux, uy, uz, d, inv_d = _grouped_tile(
             W_ptr, p_in_ptr, p_out_ptr, start_m, row_end, offs_n, mask_n, n_in_local, opg,
-            stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS)
+            stride_wm, stride_wn, stride_wk, D, BLOCK_M, TAPS, False)
         sd = dW_scale * d
         offs_g = offs_m[:, None] * stride_gm + offs_n[None, :] * stride_gn
         for k in tl.static_range(0, TAPS):
