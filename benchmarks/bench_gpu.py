@@ -33,6 +33,7 @@ import pytest
 import torch
 
 from .cases import make_case
+from .roofline import model_seconds
 
 D = 3  # the heaviest case per pair; the costs' special-function work does not depend on D
 DENSITY_SIZES = [16384, 65536, 131072]
@@ -94,6 +95,8 @@ def measure(cost: str, backend: str, n: int, w_dtype: torch.dtype = torch.float3
     seconds = q50 * 1e-3
     row.update(status="ok", ms=q50, ms_q20=q20, ms_q80=q80, pairs_per_s=pairs / seconds,
                peak_mib=peak / 2**20, inputs_mib=inputs / 2**20, roofline_card=card)
+    if backend == "triton":  # the H100 model of benchmarks/roofline.py, for measured / model
+        row["model_ms"] = 1e3 * model_seconds(cost, n, torch.empty((), dtype=w_dtype).element_size(), D)
     if cost == "density":
         row["roofline_fraction"] = pairs / seconds / peak_pairs
     elif cost == "depthwise":  # W in and dW out, 49 taps a channel, against the bandwidth
@@ -175,6 +178,12 @@ def test_depthwise_fwd_bwd_cuda(benchmark, backend):
     _pedantic(benchmark, run)
 
 
+def _model(r: dict) -> str:
+    if "model_ms" not in r:
+        return " | "
+    return f"{r['model_ms']:.3f} | {r['ms'] / r['model_ms']:.2f}"
+
+
 def render_markdown(rows: list[dict]) -> str:
     """A table per cost, with the triton speed-up over every other backend at the same size."""
     out = []
@@ -185,18 +194,19 @@ def render_markdown(rows: list[dict]) -> str:
         roof = "pairs/s over 2 MUFU ops per pair" if cost == "density" else "HBM bytes (W in + dW out) over bandwidth"
         roof += "; depthwise 7x7: pairs = the 49 taps of each channel" if cost == "depthwise" else ""
         out += [f"### {cost} forward+backward (D={sel[0]['D']}; roofline: {roof})", "",
-                "| backend | n | dtype | median ms (q20-q80) | pairs/s | roofline | peak MiB | triton speed-up |",
-                "|---|---:|---|---:|---:|---:|---:|---:|"]
+                "| backend | n | dtype | median ms (q20-q80) | pairs/s | roofline | peak MiB | triton speed-up | "
+                "H100 model ms | measured / model |",
+                "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         triton_ms = {(r["n"], r["dtype"]): r["ms"] for r in sel if r["backend"] == "triton" and r["status"] == "ok"}
         for r in sorted(sel, key=lambda r: (r["n"], r["dtype"], r["backend"] != "triton", r["backend"])):
             if r["status"] != "ok":
-                out.append(f"| {r['backend']} | {r['n']} | {r['dtype']} | {r['status']} | | | | |")
+                out.append(f"| {r['backend']} | {r['n']} | {r['dtype']} | {r['status']} | | | | | | |")
                 continue
             t = triton_ms.get((r["n"], r["dtype"]))
             speedup = "" if r["backend"] == "triton" or t is None else f"{r['ms'] / t:.1f}x"
             out.append(f"| {r['backend']} | {r['n']} | {r['dtype']} | {r['ms']:.3f} ({r['ms_q20']:.3f}-"
                        f"{r['ms_q80']:.3f}) | {r['pairs_per_s']:.3g} | {100 * r['roofline_fraction']:.0f} % "
-                       f"({r['roofline_card']}) | {r['peak_mib']:.0f} | {speedup} |")
+                       f"({r['roofline_card']}) | {r['peak_mib']:.0f} | {speedup} | {_model(r)} |")
         out.append("")
     return "\n".join(out)
 
@@ -206,6 +216,7 @@ def kernel_resources() -> str:
     them on the device (``CompiledKernel.n_regs`` / ``n_spills``), to set beside the
     ``python -m spatial_kernels.aot`` table. Runs each cost at a size divisible by 16 and an odd
     one first. Best effort: reads triton's JIT cache, whose layout is not a public API."""
+    from spatial_kernels.aot import entry_kernels
     from spatial_kernels.density import triton_gpu as density
     from spatial_kernels.transport import triton_gpu as transport
 
@@ -218,11 +229,10 @@ def kernel_resources() -> str:
             transport.transport_value(W, p, p)
             transport.transport_fwd(W, p, p)
             transport.transport_fwd(W, p, p, needs_grad=(False, True, True))
+            transport.transport_accumulate_dW(W, p, p, 1.0, torch.ones((), device="cuda"), None)
     torch.cuda.synchronize()
     out = ["| kernel | constexprs | W dtype | regs | spills | warps |", "|---|---|---|---:|---:|---:|"]
-    kernels = [transport._transport_fwd_kernel, transport._transport_fwd_bwd_kernel,
-               density._density_fwd_kernel, density._density_fwd_bwd_kernel]
-    for kernel in kernels:
+    for kernel in entry_kernels().values():  # every kernel the package launches, as aot finds them
         try:
             for entry in kernel.device_caches.values():
                 for compiled in entry[0].values():

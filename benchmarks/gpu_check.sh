@@ -10,7 +10,8 @@
 #      block boundaries), the shared backend tests (test_costs.py, test_validation.py) on the
 #      triton backend, and the operators on CUDA (test_ops.py: opcheck, torch.compile).
 #   2. GPU benchmarks: benchmarks/bench_gpu.py (triton vs reference vs pykeops; a depthwise 7x7 conv
-#      of 768 channels, groups in the kernel, against the reference).
+#      of 768 channels, groups in the kernel, against the reference), each triton row measured over
+#      the H100 model of benchmarks/roofline.py.
 #   3. Registers/spills of the loaded kernels as triton reports them on this GPU.
 #   4. Scale benchmarks: a training step at spatial widths up to 65536 (benchmarks/scale.py), and
 #      the transport inside a step where the task gradient also reaches W.grad: W's gradient
@@ -163,6 +164,8 @@ EOF
     "$PY" -m benchmarks.bench_gpu render "$ROWS" || echo "(no rows could be rendered; see bench_gpu.log)"
     echo "Targets: density >= 1e12 pairs/s at N >= 65536 and >= 3x pykeops; transport >= 70 % of HBM"
     echo "bandwidth at 16384^2 float32, faster again in bf16; reference >= 10x slower or OOM."
+    echo "measured / model: against the H100 SXM model of benchmarks/roofline.py (benchmarks/README.md,"
+    echo "\"A roofline on paper\"); on another card it reads as a ratio to that H100."
     echo
     echo "## Kernel registers and spills on this device"
     echo

@@ -2,7 +2,8 @@
 the whole backward, instead of made as a W-sized dW and summed by autograd.
 
 :func:`accumulate_path` says, per call, why the fast path cannot run (None: it can); the present
-path (dW made in the forward, summed by autograd) serves every case it names.
+path serves every case it names: W's gradient returned to autograd, which sums it (made in the
+backward's one pass over W on triton, stored in the forward's pass on numba).
 :func:`deferred_W_grad` is the backward's part: it queues the kernel's pass for the end of the
 backward, or makes the gradient at once where autograd, not ``W.grad``, must receive it.
 """
@@ -29,8 +30,8 @@ def set_accumulate(enabled: bool) -> None:
 
 def accumulate_path(W: Tensor) -> str | None:
     """Why W's transport gradient cannot be added into ``W.grad`` in the kernel's pass (None: it
-    can, the fast path runs). The present path (dW made in the forward, summed by autograd)
-    serves every case named here."""
+    can, the fast path runs). The present path (W's gradient returned to autograd, which sums
+    it) serves every case named here."""
     if not _accumulate:
         return "turned off (set_accumulate(False) or SPATIAL_KERNELS_ACCUMULATE=0)"
     if not (torch.is_grad_enabled() and W.requires_grad):

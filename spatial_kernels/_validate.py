@@ -36,14 +36,21 @@ EXCEPTIONS = {"ValueError": ValueError, "TypeError": TypeError}
 
 class BadArgument:
     """A failed check: ``EXCEPTIONS[kind](template.format(name=shape of tensors[name], ...))``; a
-    field ``{name}`` prints the shape as ``(a, b)``, ``{name[0]}`` its first size. The kind is
-    a name, not the class, so that torch.compile can pass it to an operator as a constant."""
+    field ``{name}`` prints the shape as ``(a, b)``, ``{name[0]}`` its first size, and a field
+    named in ``ints`` that int. The kind is a name, not the class, so that torch.compile can pass
+    it to an operator as a constant.
 
-    def __init__(self, kind: str, template: str, **tensors: torch.Tensor):
-        self.kind, self.template, self.tensors = kind, template, tensors
+    Sizes and ints the message shows are fields, filled in when it is raised, never formatted
+    into the template by the check: under torch.compile they can be symbolic (an int argument
+    that changed between calls becomes a SymInt), and formatting one breaks a fullgraph trace on
+    some torch versions (2.11)."""
+
+    def __init__(self, kind: str, template: str, ints: dict[str, int] | None = None, **tensors: torch.Tensor):
+        self.kind, self.template, self.tensors, self.ints = kind, template, tensors, dict(ints or {})
 
     def message(self) -> str:
-        return self.template.format(**{k: _Shape(int(s) for s in t.shape) for k, t in self.tensors.items()})
+        fields = {k: _Shape(int(s) for s in t.shape) for k, t in self.tensors.items()}
+        return self.template.format(**fields, **{k: int(v) for k, v in self.ints.items()})
 
     def exception(self) -> Exception:
         return EXCEPTIONS[self.kind](self.message())
@@ -91,12 +98,12 @@ def check_transport_args(W, p_in, p_out, groups=1, transposed=False) -> BadArgum
     layout = "(n_in, n_out / groups, *kernel)" if transposed else "(n_out, n_in / groups, *kernel)"
     pos = {"p_in": p_in, "p_out": p_out}
     if pos[rows].shape[0] % groups or pos[cols].shape[0] % groups:
-        return BadArgument("ValueError", f"groups={groups} must divide both len(p_in) and len(p_out), got p_in "
-                                       "{p_in} and p_out {p_out}", p_in=p_in, p_out=p_out)
+        return BadArgument("ValueError", "groups={groups} must divide both len(p_in) and len(p_out), got p_in "
+                                       "{p_in} and p_out {p_out}", {"groups": groups}, p_in=p_in, p_out=p_out)
     if W.shape[0] != pos[rows].shape[0] or W.shape[1] * groups != pos[cols].shape[0]:
-        return BadArgument("ValueError", f"W must have shape {layout} with groups={groups}"
+        return BadArgument("ValueError", f"W must have shape {layout} with groups={{groups}}"
                                        f"{', transposed' if transposed else ''}: W {{W}} does not fit p_in {{p_in}} "
-                                       "and p_out {p_out}", W=W, p_in=p_in, p_out=p_out)
+                                       "and p_out {p_out}", {"groups": groups}, W=W, p_in=p_in, p_out=p_out)
     if W.device != p_in.device or W.device != p_out.device:
         return BadArgument("ValueError", f"W, p_in and p_out must be on one device, got W on {W.device}, p_in on "
                                        f"{p_in.device}, p_out on {p_out.device}")

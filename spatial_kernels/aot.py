@@ -1,19 +1,28 @@
-"""Ahead-of-time compile check of every Triton kernel for real GPU targets; needs no GPU.
+"""Ahead-of-time compile of every Triton kernel the package launches, for real GPU targets; needs no GPU.
 
     python -m spatial_kernels.aot [--arch 80 90]
 
-Compiles each kernel in every specialisation its launcher uses (W dtype, D, ``STORE_DW``, sizes
-divisible by 16 or not) with
-``triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))`` down to a cubin, and
-prints one row per kernel, variant and arch: cubin bytes, registers, spill stores/loads and
-shared memory. Exits 1 when any compile fails (the failures are listed last).
+Which kernels: every ``@triton.jit`` function in the package that no other one calls is an entry
+kernel, launched from Python (``entry_kernels``): found by walking the package's modules, so a
+new kernel is on the list the moment it exists. Which specialisations: the launchers themselves
+are run on small CPU tensors over the cases in ``aot_cases.py`` (each W dtype, D, Linear, conv,
+grouped and depthwise weights, each pass, sizes divisible by 16 and not) with the launch step
+replaced by a recorder; each recorded launch goes through triton's own binder for the target
+(``create_function_from_signature``, as ``JITFunction.run`` does), so the signature,
+compile-time constants, divisibility hints and options are the ones the JIT would build at run
+time. An entry kernel that no case launches is a failure.
+
+Each distinct specialisation is compiled with ``triton.compile(ASTSource(...),
+target=GPUTarget("cuda", arch, 32))`` to a cubin, and one row per kernel, variant and arch gives
+cubin bytes, registers, spill stores/loads, shared memory and the occupancy they allow: programs
+(CTAs) per SM and the share of the SM's 64 warp slots they fill. Exits 1 when a compile fails,
+a kernel spills, or an entry kernel is never launched (all listed last).
 
 Registers and spills come from ``ptxas -v`` (triton's own ptxas, with triton's flags) run on
 the PTX triton produced: triton fills ``CompiledKernel.n_regs`` / ``n_spills`` only when the
-binary is loaded on a device. The variants mirror what the launchers pass at run time: a
-contiguous W and dW (column stride 1, which triton's JIT specialises to a constant),
-16-byte-aligned pointers and, in the ``n%16`` rows, sizes that are multiples of 16 (which
-triton's JIT hints, and which lets it vectorise the loads of W).
+binary is loaded on a device. Occupancy follows the CUDA occupancy calculator: per SM 64K
+registers (a warp's allocated in units of 256), 64 warps, 32 CTAs, and 164 KB (sm_80) or
+228 KB (sm_90) of shared memory, 1 KB of it reserved per CTA.
 
 The check needs compiled kernels, not the numpy interpreter, so ``TRITON_INTERPRET`` is cleared
 before the kernel modules (and triton) are imported; running it in a process that has already
@@ -22,112 +31,159 @@ imported them interpreted is refused with a message.
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
+import importlib
+import importlib.util
 import os
+import pkgutil
 import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-W_DTYPES = {"float32": "*fp32", "bfloat16": "*bf16", "float16": "*fp16"}
 DEFAULT_ARCHS = (80, 90)
-# scalar kernel arguments passed as Python floats (every other scalar is an int)
-FLOAT_ARGS = ("dW_scale",)
+# per-SM limits: shared memory bytes per SM, per CTA; 1 KB of an SM's is reserved per CTA
+SMEM_PER_SM = {80: 167936, 90: 233472}
+SMEM_PER_CTA = {80: 166912, 90: 232448}
+SMEM_RESERVED_PER_CTA = 1024
+REGS_PER_SM, WARPS_PER_SM, CTAS_PER_SM = 65536, 64, 32
+# the compile-time flags a variant's label shows, besides its case
+FLAGS = ("GRADS", "GRAD", "STORE_DW", "ACCUMULATE", "ONE_GROUP")
 
 
 @dataclass
 class Variant:
     kernel: object  # a triton JITFunction
     label: str
-    pointers: dict  # pointer argument -> triton pointer type, e.g. "*bf16"
-    constexprs: dict  # compile-time arguments (annotated tl.constexpr or specialised ints)
-    num_warps: int
-    sizes16: tuple = ()  # int arguments hinted divisible by 16, as the JIT does for such values
+    args: tuple  # positional arguments of the recorded launch
+    kwargs: dict = field(default_factory=dict)  # keyword arguments: kernel arguments and options
 
     @property
     def name(self) -> str:
         return self.kernel.__name__
 
 
-def _variants() -> list[Variant]:
-    """Every specialisation for sizes divisible by 16 (the JIT then vectorises the loads), and
-    the register-heaviest one (D = 3) for any other sizes."""
-    from .density import triton_gpu as density
-    from .transport import triton_gpu as transport
+def _package_modules():
+    """The package's modules that define Triton kernels, imported."""
+    import spatial_kernels
 
-    out = []
+    for info in pkgutil.walk_packages(spatial_kernels.__path__, "spatial_kernels."):
+        spec = importlib.util.find_spec(info.name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        with open(spec.origin) as f:
+            if "@triton.jit" in f.read():
+                yield importlib.import_module(info.name)
 
-    def add(kernel, label, pointers, constexprs, num_warps, sizes, D):
-        for hinted in (True, False) if D == 3 else (True,):
-            out.append(Variant(kernel, f"{label} D={D} {'n%16' if hinted else 'any n'}".strip(), pointers,
-                               {**constexprs, "D": D}, num_warps, sizes if hinted else ()))
 
-    blocks = {"BLOCK_M": transport.BLOCK_M, "BLOCK_N": transport.BLOCK_N, "NUM_STAGES": transport.NUM_STAGES}
-    sizes = ("n_out", "n_in", "stride_wm", "rows_per_program")
-    for wname, wtype in W_DTYPES.items():
-        ptrs = {"W_ptr": wtype, "p_in_ptr": "*fp32", "p_out_ptr": "*fp32", "value_part_ptr": "*fp32"}
-        ptrs_bwd = {**ptrs, "dW_ptr": wtype, "grad_out_part_ptr": "*fp32", "grad_in_part_ptr": "*fp32"}
-        # a Linear weight is read as (n_out, n_in, 1): every tap stride is 1, which the JIT
-        # specialises; a conv weight (here 3x3 taps, contiguous) has column stride = taps
-        linear = {"stride_wn": 1, "stride_wk": 1, "TAPS": 1, **blocks}
-        conv = {"stride_wk": 1, "TAPS": 9, **blocks, "NUM_STAGES": transport.CONV_NUM_STAGES}
-        for D in (1, 2, 3):
-            add(transport._transport_fwd_kernel, f"W={wname}", ptrs, linear, transport.NUM_WARPS, sizes, D)
-            for store_dw in (True, False):
-                add(transport._transport_fwd_bwd_kernel, f"W={wname} STORE_DW={int(store_dw)}", ptrs_bwd,
-                    {**linear, "stride_dwn": 1, "stride_dwk": 1, "STORE_DW": store_dw},
-                    transport.NUM_WARPS, sizes + ("stride_dwm",), D)
-        add(transport._transport_fwd_kernel, f"W={wname} conv3x3", ptrs, conv, transport.NUM_WARPS, sizes, 2)
-        add(transport._transport_fwd_bwd_kernel, f"W={wname} conv3x3 STORE_DW=1", ptrs_bwd,
-            {**conv, "stride_dwk": 1, "STORE_DW": True}, transport.NUM_WARPS, sizes + ("stride_dwm",), 2)
-    # grouped and depthwise weights: a 3x3 grouped conv (one group per program) and a 7x7
-    # depthwise one (rows across groups), float32 and bfloat16
-    for wname in ("float32", "bfloat16"):
-        wtype = W_DTYPES[wname]
-        ptrs_g = {"W_ptr": wtype, "p_in_ptr": "*fp32", "p_out_ptr": "*fp32", "value_part_ptr": "*fp32",
-                  "dW_ptr": wtype, "grad_out_part_ptr": "*fp32", "grad_in_ptr": "*fp32"}
-        for label, taps, block_n, one in (("grouped3x3", 9, 16, True), ("depthwise7x7", 49, 1, False)):
-            g = {"stride_wk": 1, "TAPS": taps, "BLOCK_M": transport.GROUPED_BLOCK_M, "BLOCK_N": block_n,
-                 "ONE_GROUP": one}
-            add(transport._grouped_fwd_bwd_kernel, f"W={wname} {label} STORE_DW=1", ptrs_g,
-                {**g, "stride_dwk": 1, "STORE_DW": True, "GRADS": True}, transport.grouped_warps(one),
-                ("n_out",), 2)
-            add(transport._grouped_accumulate_kernel, f"W={wname} {label}",
-                {"W_ptr": wtype, "p_in_ptr": "*fp32", "p_out_ptr": "*fp32", "G_ptr": wtype, "up_ptr": "*fp32"},
-                {**g, "stride_gk": 1, "ACCUMULATE": True}, transport.GROUPED_ACCUMULATE_WARPS, ("n_out",), 2)
-    blocks = {"BLOCK_M": density.BLOCK_M, "BLOCK_N": density.BLOCK_N}
-    for D in (1, 2, 3):
-        add(density._density_fwd_kernel, "", {"p_ptr": "*fp32", "value_part_ptr": "*fp32"}, blocks,
-            density.NUM_WARPS, ("n",), D)
-        add(density._density_fwd_bwd_kernel, "",
-            {"p_ptr": "*fp32", "value_part_ptr": "*fp32", "grad_ptr": "*fp32"}, blocks,
-            density.NUM_WARPS, ("n",), D)
-    return out
+def jit_functions() -> dict:
+    """Every ``@triton.jit`` function defined in the package, by name."""
+    from triton.runtime.jit import JITFunction
+
+    found = {}
+    for module in _package_modules():
+        for obj in vars(module).values():
+            if isinstance(obj, JITFunction) and obj.fn.__module__ == module.__name__:
+                found[obj.__name__] = obj
+    return found
+
+
+def entry_kernels() -> dict:
+    """The ``@triton.jit`` functions no other one calls: the kernels launched from Python."""
+    functions = jit_functions()
+    called = set()
+    for fn in functions.values():
+        for node in ast.walk(ast.parse(fn.src)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id != fn.__name__:
+                called.add(node.func.id)
+    return {name: fn for name, fn in functions.items() if name not in called}
+
+
+@contextlib.contextmanager
+def _recording(launches: list, label: list):
+    """Launches record ``Variant``s instead of running (the current case's label in ``label[0]``)."""
+    from triton.runtime.jit import KernelInterface
+
+    getitem = KernelInterface.__getitem__
+
+    def record(self, grid):
+        def launch(*args, **kwargs):
+            launches.append(Variant(self, label[0], args, kwargs))
+        return launch
+
+    KernelInterface.__getitem__ = record
+    try:
+        yield
+    finally:
+        KernelInterface.__getitem__ = getitem
+
+
+def _specialise(v: Variant, arch: int):
+    """``(signature, constexprs, attrs, options)`` of a launch on ``arch``, by triton's binder."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler.compiler import make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    backend = make_backend(GPUTarget("cuda", arch, 32))
+    binder = create_function_from_signature(v.kernel.signature, v.kernel.params, backend)
+    bound, specialization, options = binder(*v.args, **v.kwargs)
+    options, signature, constexprs, attrs = v.kernel._pack_args(backend, options, bound, specialization, options)
+    return signature, constexprs, attrs, options
+
+
+def _key(v: Variant):
+    signature, constexprs, attrs, options = _specialise(v, 90)
+    return (v.name, tuple(signature.items()), tuple(sorted(constexprs.items())),
+            tuple((k, str(a)) for k, a in sorted(attrs.items())), options.num_warps, options.num_stages)
+
+
+def _labelled(v: Variant) -> Variant:
+    _, constexprs, _, _ = _specialise(v, 90)
+    names = v.kernel.arg_names
+    flags = " ".join(f"{n}={int(constexprs[(names.index(n),)])}" for n in FLAGS
+                     if n in names and (names.index(n),) in constexprs)
+    return Variant(v.kernel, f"{v.label} {flags}".strip(), v.args, v.kwargs)
+
+
+def _variants() -> tuple[list[Variant], list[str]]:
+    """Every distinct specialisation the cases launch, and the entry kernels none launches."""
+    from .aot_cases import cases
+
+    launches, label = [], [""]
+    with _recording(launches, label):
+        for label[0], call in cases():
+            call()
+    seen, out = set(), []
+    for v in launches:
+        key = _key(v)
+        if key not in seen:
+            seen.add(key)
+            out.append(_labelled(v))
+    launched = {v.name for v in out}
+    missing = [f"{name}: an entry kernel no case in spatial_kernels/aot_cases.py launches"
+               for name in sorted(set(entry_kernels()) - launched)]
+    return out, missing
 
 
 def _compile(v: Variant, arch: int):
     import triton
     from triton.backends.compiler import GPUTarget
 
-    names = v.kernel.arg_names
-    missing = (set(v.pointers) | set(v.constexprs) | set(v.sizes16)) - set(names)
-    if missing:
-        raise ValueError(f"{v.name} has no arguments {sorted(missing)}; update spatial_kernels/aot.py")
-    signature = {}
-    for name in names:
-        if name in v.constexprs:
-            signature[name] = "constexpr"
-        elif name in v.pointers:
-            signature[name] = v.pointers[name]
-        elif name in FLOAT_ARGS:
-            signature[name] = "fp32"
-        else:
-            signature[name] = "i32"
-    # what the JIT assumes of torch allocations (16-byte-aligned pointers) and of sizes that
-    # are multiples of 16
-    attrs = {(names.index(a),): [["tt.divisibility", 16]] for a in (*v.pointers, *v.sizes16)}
-    src = triton.compiler.ASTSource(fn=v.kernel, signature=signature, constexprs=v.constexprs, attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": v.num_warps})
+    signature, constexprs, attrs, options = _specialise(v, arch)
+    src = triton.compiler.ASTSource(fn=v.kernel, signature=signature, constexprs=constexprs, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options.__dict__), options.num_warps
+
+
+def occupancy(regs: int, smem: int, num_warps: int, arch: int) -> int:
+    """Programs (CTAs) per SM that ``regs`` registers per thread and ``smem`` bytes allow."""
+    regs_per_warp = -(-regs // 8) * 8 * 32
+    by_regs = (REGS_PER_SM // regs_per_warp) // num_warps
+    if smem > SMEM_PER_CTA[arch]:
+        return 0
+    by_smem = SMEM_PER_SM[arch] // (smem + SMEM_RESERVED_PER_CTA)
+    return max(0, min(CTAS_PER_SM, WARPS_PER_SM // num_warps, by_regs, by_smem))
 
 
 def _ptxas_usage(ptx: str, arch: int) -> tuple[int, int, int]:
@@ -175,7 +231,7 @@ def _refuse_interpreted() -> None:
 
     from .density import triton_gpu as density
 
-    if not isinstance(density._density_fwd_kernel, JITFunction):
+    if not isinstance(density._density_fwd_bwd_kernel, JITFunction):
         sys.exit("spatial_kernels.aot: the kernels were imported under TRITON_INTERPRET=1; run "
                  "`python -m spatial_kernels.aot` in a process without TRITON_INTERPRET")
 
@@ -188,26 +244,31 @@ def main(argv=None) -> int:
     _refuse_interpreted()
     import triton
 
-    print(f"triton {triton.__version__}: ahead-of-time compile of the spatial_kernels Triton kernels")
-    header = f"{'kernel':<28} {'variant':<38} {'arch':<6} {'cubin_B':>8} {'regs':>5} " \
-             f"{'spill_st_B':>10} {'spill_ld_B':>10} {'smem_B':>7}"
-    print(header)
-    failures = []
+    variants, failures = _variants()
+    print(f"triton {triton.__version__}: ahead-of-time compile of the {len({v.name for v in variants})} Triton "
+          f"kernels spatial_kernels launches ({len(variants)} specialisations)")
+    print(f"{'kernel':<30} {'variant':<46} {'arch':<6} {'cubin_B':>8} {'regs':>5} {'spill_st_B':>10} "
+          f"{'spill_ld_B':>10} {'smem_B':>7} {'CTA/SM':>6} {'occ%':>5}")
     n_ok = 0
-    for v in _variants():
+    for v in variants:
         for arch in args.arch:
-            row = f"{v.name:<28} {v.label:<38} sm_{arch:<3}"
+            row = f"{v.name:<30} {v.label:<46} sm_{arch:<3}"
             try:
-                compiled = _compile(v, arch)
+                compiled, num_warps = _compile(v, arch)
                 regs, spill_st, spill_ld = _ptxas_usage(compiled.asm["ptx"], arch)
             except Exception as e:  # report every failure, then exit non-zero
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 failures.append(f"{v.name} {v.label} sm_{arch}: {type(e).__name__}: {first}")
                 print(f"{row} FAILED {type(e).__name__}: {first}", flush=True)
                 continue
-            n_ok += 1
-            print(f"{row} {len(compiled.asm['cubin']):>8} {regs:>5} {spill_st:>10} {spill_ld:>10} "
-                  f"{compiled.metadata.shared:>7}", flush=True)
+            smem = compiled.metadata.shared
+            ctas = occupancy(regs, smem, num_warps, arch)
+            print(f"{row} {len(compiled.asm['cubin']):>8} {regs:>5} {spill_st:>10} {spill_ld:>10} {smem:>7} "
+                  f"{ctas:>6} {100 * ctas * num_warps // WARPS_PER_SM:>5}", flush=True)
+            if spill_st or spill_ld:
+                failures.append(f"{v.name} {v.label} sm_{arch}: spills {spill_st} B stored, {spill_ld} B loaded")
+            else:
+                n_ok += 1
     archs = ", ".join(f"sm_{a}" for a in args.arch)
     print(f"{n_ok} compiled, {len(failures)} failed ({archs})")
     for f in failures:

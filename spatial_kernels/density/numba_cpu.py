@@ -23,23 +23,9 @@ from .._numba_common import FASTMATH, exp_neg, num_chunks, soa3
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _density_fwd_kernel(p, rows_per_chunk, row_val, zero):
-    n = p.shape[1]
-    n_chunks = (n + rows_per_chunk - 1) // rows_per_chunk
-    for c in prange(n_chunks):
-        for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n)):
-            xi, yi, zi = p[0, i], p[1, i], p[2, i]
-            acc = zero
-            for j in range(n):
-                dx = xi - p[0, j]
-                dy = yi - p[1, j]
-                dz = zi - p[2, j]
-                acc += exp_neg(np.sqrt(dx * dx + dy * dy + dz * dz))
-            row_val[i] = acc
-
-
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _density_fwd_bwd_kernel(p, rows_per_chunk, row_val, grad, zero):
+    # grad None: the value alone. Numba compiles a None argument's own specialisation and
+    # prunes its branches, so that loop is the value's alone (no gradient work, vectorised).
     n = p.shape[1]
     n_chunks = (n + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
@@ -57,15 +43,17 @@ def _density_fwd_bwd_kernel(p, rows_per_chunk, row_val, grad, zero):
                 d = np.sqrt(sq)
                 e = exp_neg(d)
                 acc += e
-                # zero distance (i == j or coincident neurons): zero gradient
-                s = e / d if sq > zero else zero
-                gx += s * dx
-                gy += s * dy
-                gz += s * dz
+                if grad is not None:
+                    # zero distance (i == j or coincident neurons): zero gradient
+                    s = e / d if sq > zero else zero
+                    gx += s * dx
+                    gy += s * dy
+                    gz += s * dz
             row_val[i] = acc
-            grad[0, i] = -2 * gx
-            grad[1, i] = -2 * gy
-            grad[2, i] = -2 * gz
+            if grad is not None:
+                grad[0, i] = -2 * gx
+                grad[1, i] = -2 * gy
+                grad[2, i] = -2 * gz
 
 
 def _rows_per_chunk(n: int) -> int:
@@ -73,11 +61,12 @@ def _rows_per_chunk(n: int) -> int:
     return max(1, -(-n // num_chunks(n, 256)))
 
 
-def density_value(p: torch.Tensor) -> torch.Tensor:
+def density_value(p: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     ps = soa3(p)
     row_val = np.empty(p.shape[0], dtype=ps.dtype)
-    _density_fwd_kernel(ps, _rows_per_chunk(p.shape[0]), row_val, ps.dtype.type(0))
-    return torch.tensor(row_val.sum(dtype=np.float64), dtype=p.dtype)
+    _density_fwd_bwd_kernel(ps, _rows_per_chunk(p.shape[0]), row_val, None, ps.dtype.type(0))
+    value = torch.tensor(row_val.sum(dtype=np.float64), dtype=p.dtype)
+    return value if scale == 1.0 else value * scale
 
 
 def density_fwd(p: torch.Tensor, needs_grad=(True,), scale=1.0):

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .._backends import resolve_backend
-from .._op_common import needs_grad, raise_bad_argument, refuse_double_backward, upstream
+from .._op_common import needs_grad, raise_bad_argument, refuse_double_backward, upstream_all
 from .._validate import BadArgument, check_density_args, check_scale
 from .reference import density_cost_reference
 
@@ -31,8 +31,7 @@ def density(p: Tensor, scale: float, backend: str, need_p: bool) -> tuple[Tensor
     """``(scale * V, scale * dV/dp)``, the gradient empty when not needed."""
     impl = kernels(backend)
     if not need_p:
-        value = impl.density_value(p)
-        return value if scale == 1.0 else value * scale, p.new_empty(0)
+        return impl.density_value(p, scale=scale), p.new_empty(0)
     return impl.density_fwd(p, needs_grad=(True,), scale=scale)
 
 
@@ -53,7 +52,8 @@ def _backward(ctx, grad, _g):
         return None, None, None, None
     refuse_double_backward(ctx.backend)
     (g,) = ctx.saved_tensors
-    return upstream(g, grad) if ctx.needs_input_grad[0] else None, None, None, None
+    (g,) = upstream_all(ctx.backend, grad, g if ctx.needs_input_grad[0] else None)
+    return g, None, None, None
 
 
 density.register_autograd(_backward, setup_context=_setup)

@@ -30,34 +30,19 @@ from .._numba_common import FASTMATH, num_chunks, soa3, to_numpy
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_fwd_kernel(W, opg, pin, pout, rows_per_chunk, row_val, zero):
-    # groups: row i reads the n_in input neurons from (i // opg) * n_in on (opg rows per group)
-    n_out, n_in = W.shape
-    n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
-    for c in prange(n_chunks):
-        for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
-            ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
-            off = (i // opg) * n_in
-            acc = zero
-            for j in range(n_in):
-                dx = ox - pin[0, off + j]
-                dy = oy - pin[1, off + j]
-                dz = oz - pin[2, off + j]
-                acc += abs(W[i, j]) * np.sqrt(dx * dx + dy * dy + dz * dz)
-            row_val[i] = acc
-
-
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _transport_fwd_bwd_kernel(W, opg, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW, dW_scale,
                               zero):
+    # g_out None: the value alone. Numba compiles a None argument's own specialisation and
+    # prunes its branches, so that loop is the value's alone (no gradient work).
     n_out, n_in = W.shape
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
             off = (i // opg) * n_in
-            gx_in = g_in_part[c, 0, off:off + n_in]
-            gy_in = g_in_part[c, 1, off:off + n_in]
-            gz_in = g_in_part[c, 2, off:off + n_in]
+            if g_out is not None:
+                gx_in = g_in_part[c, 0, off:off + n_in]
+                gy_in = g_in_part[c, 1, off:off + n_in]
+                gz_in = g_in_part[c, 2, off:off + n_in]
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
             acc = zero
             gx = zero
@@ -71,21 +56,23 @@ def _transport_fwd_bwd_kernel(W, opg, pin, pout, rows_per_chunk, row_val, dW, g_
                 d = np.sqrt(dx * dx + dy * dy + dz * dz)
                 a = abs(w)
                 acc += a * d
-                # zero distance: zero gradient (coincident neurons never give NaN)
-                s = a / d if d > 0 else zero
-                gx += s * dx
-                gy += s * dy
-                gz += s * dz
-                gx_in[j] -= s * dx
-                gy_in[j] -= s * dy
-                gz_in[j] -= s * dz
-                if want_dW:
-                    sd = dW_scale * d
-                    dW[i, j] = sd if w > 0 else (-sd if w < 0 else zero)
+                if g_out is not None:
+                    # zero distance: zero gradient (coincident neurons never give NaN)
+                    s = a / d if d > 0 else zero
+                    gx += s * dx
+                    gy += s * dy
+                    gz += s * dz
+                    gx_in[j] -= s * dx
+                    gy_in[j] -= s * dy
+                    gz_in[j] -= s * dz
+                    if want_dW:
+                        sd = dW_scale * d
+                        dW[i, j] = sd if w > 0 else (-sd if w < 0 else zero)
             row_val[i] = acc
-            g_out[0, i] = gx
-            g_out[1, i] = gy
-            g_out[2, i] = gz
+            if g_out is not None:
+                g_out[0, i] = gx
+                g_out[1, i] = gy
+                g_out[2, i] = gz
 
 
 # Value and both position gradients for planar positions (D <= 2) without dW: the forward of the
@@ -177,39 +164,20 @@ def _transport_planar_fwd_kernel(W, pin, pout, rows_per_chunk, row_val, g_out, g
 # inner loop over the taps keeps LLVM from vectorising the j loop, which is what the Linear
 # kernels' speed rests on.
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _transport_taps_fwd_kernel(W, K, opg, pin, pout, rows_per_chunk, row_val, zero):
-    # A conv weight as (n_out, n_in * K): the pair (i, j) weighs sum_k |W[i, j*K + k]|
-    n_out = W.shape[0]
-    n_in = W.shape[1] // K
-    n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
-    for c in prange(n_chunks):
-        for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
-            ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
-            off = (i // opg) * n_in
-            acc = zero
-            for j in range(n_in):
-                a = zero
-                for k in range(K):
-                    a += abs(W[i, j * K + k])
-                dx = ox - pin[0, off + j]
-                dy = oy - pin[1, off + j]
-                dz = oz - pin[2, off + j]
-                acc += a * np.sqrt(dx * dx + dy * dy + dz * dz)
-            row_val[i] = acc
-
-
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _transport_taps_fwd_bwd_kernel(W, K, opg, pin, pout, rows_per_chunk, row_val, dW, g_out, g_in_part, want_dW,
                                    dW_scale, zero):
+    # A conv weight as (n_out, n_in * K): the pair (i, j) weighs sum_k |W[i, j*K + k]|; g_out
+    # None: the value alone, as _transport_fwd_bwd_kernel
     n_out = W.shape[0]
     n_in = W.shape[1] // K
     n_chunks = (n_out + rows_per_chunk - 1) // rows_per_chunk
     for c in prange(n_chunks):
         for i in range(c * rows_per_chunk, min((c + 1) * rows_per_chunk, n_out)):
             off = (i // opg) * n_in
-            gx_in = g_in_part[c, 0, off:off + n_in]
-            gy_in = g_in_part[c, 1, off:off + n_in]
-            gz_in = g_in_part[c, 2, off:off + n_in]
+            if g_out is not None:
+                gx_in = g_in_part[c, 0, off:off + n_in]
+                gy_in = g_in_part[c, 1, off:off + n_in]
+                gz_in = g_in_part[c, 2, off:off + n_in]
             ox, oy, oz = pout[0, i], pout[1, i], pout[2, i]
             acc = zero
             gx = zero
@@ -224,21 +192,23 @@ def _transport_taps_fwd_bwd_kernel(W, K, opg, pin, pout, rows_per_chunk, row_val
                 for k in range(K):
                     w = W[i, j * K + k]
                     a += abs(w)
-                    if want_dW:
+                    if g_out is not None and want_dW:
                         sd = dW_scale * d
                         dW[i, j * K + k] = sd if w > 0 else (-sd if w < 0 else zero)
                 acc += a * d
-                s = a / d if d > 0 else zero
-                gx += s * dx
-                gy += s * dy
-                gz += s * dz
-                gx_in[j] -= s * dx
-                gy_in[j] -= s * dy
-                gz_in[j] -= s * dz
+                if g_out is not None:
+                    s = a / d if d > 0 else zero
+                    gx += s * dx
+                    gy += s * dy
+                    gz += s * dz
+                    gx_in[j] -= s * dx
+                    gy_in[j] -= s * dy
+                    gz_in[j] -= s * dz
             row_val[i] = acc
-            g_out[0, i] = gx
-            g_out[1, i] = gy
-            g_out[2, i] = gz
+            if g_out is not None:
+                g_out[0, i] = gx
+                g_out[1, i] = gy
+                g_out[2, i] = gz
 
 
 # dW straight into a gradient: G[i, j] = (accumulate ? G[i, j] : 0) + up * sign(W[i, j]) * dW_scale * d_ij,
@@ -288,16 +258,20 @@ def _taps(W: torch.Tensor) -> int:
     return int(np.prod(W.shape[2:], dtype=np.int64)) if W.dim() > 2 else 1
 
 
-def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor, groups: int = 1) -> torch.Tensor:
+def transport_value(W: torch.Tensor, p_in: torch.Tensor, p_out: torch.Tensor, groups: int = 1,
+                    scale: float = 1.0) -> torch.Tensor:
     n_out, K = W.shape[0], _taps(W)
     W_np = to_numpy(W).reshape(n_out, -1)
     row_val = np.empty(n_out, dtype=W_np.dtype)
-    args = (n_out // groups, soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), row_val, W_np.dtype.type(0))
+    t = W_np.dtype.type
+    args = (n_out // groups, soa3(p_in), soa3(p_out), _rows_per_chunk(n_out), row_val, W_np[:1, :1], None, None,
+            False, t(1), t(0))
     if K == 1:
-        _transport_fwd_kernel(W_np, *args)
+        _transport_fwd_bwd_kernel(W_np, *args)
     else:
-        _transport_taps_fwd_kernel(W_np, K, *args)
-    return torch.tensor(row_val.sum(dtype=np.float64), dtype=p_in.dtype)
+        _transport_taps_fwd_bwd_kernel(W_np, K, *args)
+    value = torch.tensor(row_val.sum(dtype=np.float64), dtype=p_in.dtype)
+    return value if scale == 1.0 else value * scale
 
 
 def transport_fwd(W, p_in, p_out, needs_grad=(True, True, True), scale=1.0, groups: int = 1):

@@ -18,7 +18,14 @@ from torch import Tensor
 
 from .. import _accumulate
 from .._backends import resolve_backend
-from .._op_common import needs_grad, or_empty, raise_bad_argument, refuse_double_backward, upstream
+from .._op_common import (
+    needs_grad,
+    or_empty,
+    raise_bad_argument,
+    refuse_double_backward,
+    upstream,
+    upstream_all,
+)
 from .._validate import BadArgument, check_scale, check_transport_args
 from .reference import transport_cost_reference
 
@@ -36,33 +43,50 @@ def kernels(backend: str):
 
 @torch.library.custom_op("spatial_kernels::transport", mutates_args=(), device_types=("cpu", "cuda"))
 def transport(W: Tensor, p_in: Tensor, p_out: Tensor, scale: float, backend: str,
-              need_W: bool, need_p_in: bool, need_p_out: bool,
-              defer_W: bool = False, groups: int = 1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+              need_W: bool, need_p_in: bool, need_p_out: bool, defer_W: bool = False, groups: int = 1,
+              W_into_grad: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(scale * T, scale * dT/dW, scale * dT/dp_in, scale * dT/dp_out)``, empty where not needed.
     W is ``(len(p_out), len(p_in) / groups, *kernel)``: row i reads the input neurons of its group.
 
-    ``defer_W``: dT/dW is not made here (``need_W`` is then False); the backward adds it into
-    ``W.grad`` itself, after the task gradient has reached it (``_accumulate.deferred_W_grad``)."""
+    ``defer_W``: dT/dW is not made here (``need_W`` is then False) but in the backward, in one
+    pass over W that reads the upstream gradient on the device: added into ``W.grad`` itself,
+    after the task gradient has reached it (``W_into_grad``, ``_accumulate.deferred_W_grad``), or
+    returned to autograd (``transport_dW``)."""
     impl = kernels(backend)
     if not (need_W or need_p_in or need_p_out):
-        value = impl.transport_value(W, p_in, p_out, groups=groups)
-        return value if scale == 1.0 else value * scale, W.new_empty(0), p_in.new_empty(0), p_out.new_empty(0)
+        value = impl.transport_value(W, p_in, p_out, groups=groups, scale=scale)
+        return value, W.new_empty(0), p_in.new_empty(0), p_out.new_empty(0)
     value, dW, g_in, g_out = impl.transport_fwd(W, p_in, p_out, needs_grad=(need_W, need_p_in, need_p_out),
                                                 scale=scale, groups=groups)
     return value, or_empty(dW, W), or_empty(g_in, p_in), or_empty(g_out, p_out)
 
 
 @transport.register_fake
-def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out, defer_W=False, groups=1):
+def _(W, p_in, p_out, scale, backend, need_W, need_p_in, need_p_out, defer_W=False, groups=1, W_into_grad=True):
     # dW: numba writes a contiguous array, triton one in W's memory layout (empty_like)
     dW = (torch.empty_like(W) if backend == "triton" else W.new_empty(W.shape)) if need_W else W.new_empty(0)
     return (p_in.new_empty(()), dW, p_in.new_empty(p_in.shape) if need_p_in else p_in.new_empty(0),
             p_out.new_empty(p_out.shape) if need_p_out else p_out.new_empty(0))
 
 
+@torch.library.custom_op("spatial_kernels::transport_dW", mutates_args=(), device_types=("cpu", "cuda"))
+def transport_dW(W: Tensor, p_in: Tensor, p_out: Tensor, scale: float, upstream: Tensor, backend: str,
+                 groups: int = 1) -> Tensor:
+    """``upstream * scale * dT/dW`` as a new tensor in W's layout, in one pass over W: W's part of
+    the gradient made in the backward, for autograd to sum."""
+    return kernels(backend).transport_accumulate_dW(W, p_in, p_out, scale, upstream, None, groups=groups)
+
+
+@transport_dW.register_fake
+def _(W, p_in, p_out, scale, upstream, backend, groups=1):
+    # triton keeps a Linear weight's layout (empty_like) and makes a conv weight's contiguous
+    return torch.empty_like(W) if backend == "triton" and W.dim() == 2 else W.new_empty(W.shape)
+
+
 def _setup(ctx, inputs, output):
     W, p_in, p_out, scale, backend = inputs[:5]
     ctx.defer = len(inputs) > 8 and bool(inputs[8])
+    ctx.into_grad = len(inputs) <= 10 or bool(inputs[10])
     ctx.backend, ctx.scale, ctx.kernel_args = backend, scale, {"groups": inputs[9] if len(inputs) > 9 else 1}
     if ctx.defer:  # W's part of the gradient is made in backward: keep what it needs
         ctx.save_for_backward(*output[1:], W, p_in, p_out)
@@ -79,17 +103,22 @@ def _setup(ctx, inputs, output):
 
 def _backward(ctx, grad, _dW, _g_in, _g_out):
     if grad is None:  # grads are not materialised (see _setup)
-        return None, None, None, None, None, None, None, None, None, None
+        return None, None, None, None, None, None, None, None, None, None, None
     refuse_double_backward(ctx.backend)
     need = ctx.needs_input_grad
     if ctx.defer:
         dW, g_in, g_out, W, p_in, p_out = ctx.saved_tensors
-        grad_W = _accumulate.deferred_W_grad(ctx, kernels(ctx.backend), W, p_in, p_out, grad) if need[0] else None
+        if not need[0]:
+            grad_W = None
+        elif ctx.into_grad:
+            grad_W = _accumulate.deferred_W_grad(ctx, kernels(ctx.backend), W, p_in, p_out, grad)
+        else:
+            grad_W = transport_dW(W, p_in, p_out, ctx.scale, grad, ctx.backend, ctx.kernel_args["groups"])
     else:
         dW, g_in, g_out = ctx.saved_tensors
-        grad_W = upstream(dW, grad) if need[0] else None
-    return (grad_W, upstream(g_in, grad) if need[1] else None,
-            upstream(g_out, grad) if need[2] else None, None, None, None, None, None, None, None)
+        grad_W = upstream(dW, grad, ctx.backend) if need[0] else None
+    g_in, g_out = upstream_all(ctx.backend, grad, g_in if need[1] else None, g_out if need[2] else None)
+    return grad_W, g_in, g_out, None, None, None, None, None, None, None, None
 
 
 transport.register_autograd(_backward, setup_context=_setup)
@@ -134,8 +163,12 @@ def fused_transport_cost(W: Tensor, p_in: Tensor, p_out: Tensor, *, scale: float
         cost = transport_cost_reference(W, cols, rows, groups)
         return cost if scale == 1.0 else cost * scale
     need_W = needs_grad(W)
-    # the fast path: W's gradient added into W.grad in the kernel's pass (_accumulate.accumulate_path)
-    defer = need_W and _accumulate.accumulate_path(W) is None
+    # the fast path: W's gradient added into W.grad in the kernel's pass (_accumulate.accumulate_path).
+    # Elsewhere triton makes it in the backward too (one pass over W, where a dW stored in the
+    # forward and multiplied by the upstream gradient in the backward took three); numba stores
+    # it in the forward's pass, which reads W anyway, and skips the multiply when upstream is 1.
+    into_grad = need_W and _accumulate.accumulate_path(W) is None
+    defer = into_grad or (need_W and name == "triton")
     value, _, _, _ = transport(W, cols, rows, scale, name, need_W and not defer, needs_grad(cols), needs_grad(rows),
-                               defer, groups)
+                               defer, groups, into_grad)
     return value

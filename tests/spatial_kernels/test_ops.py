@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 
-from spatial_kernels import fused_density_cost, fused_transport_cost
+from spatial_kernels import fused_density_cost, fused_transport_cost, transport_cost_reference
 
 from ..helpers import FUSED_CASES, device_for
 
@@ -39,6 +39,20 @@ def test_opcheck_transport(backend, dtype, need):
     for t, n in zip((W, p_in, p_out), need):
         t.requires_grad_(n)
     torch.library.opcheck(torch.ops.spatial_kernels.transport.default, (W, p_in, p_out, 0.5, backend, *need))
+
+
+@pytest.mark.parametrize("backend,dtype", FUSED_CASES)
+@pytest.mark.parametrize("kernel", [(), (3, 3)], ids=["linear", "conv3x3"])
+def test_opcheck_transport_dW_and_its_values(backend, dtype, kernel):
+    # W's gradient made in the backward: the operator's fake layout and its value against autograd
+    W, p_in, p_out = _inputs(9, 7, 2, dtype, device_for(backend))
+    W = W[..., None, None].expand(9, 7, *kernel).contiguous() if kernel else W
+    up = torch.tensor(-1.5, dtype=dtype, device=W.device)
+    torch.library.opcheck(torch.ops.spatial_kernels.transport_dW.default, (W, p_in, p_out, 0.5, up, backend))
+    got = torch.ops.spatial_kernels.transport_dW(W, p_in, p_out, 0.5, up, backend)
+    ref = W.double().requires_grad_(True)
+    (-1.5 * 0.5 * transport_cost_reference(ref, p_in.double(), p_out.double())).backward()
+    torch.testing.assert_close(got.double(), ref.grad, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend,dtype", FUSED_CASES)

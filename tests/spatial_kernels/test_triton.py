@@ -118,13 +118,13 @@ def test_transport_matches_reference(nan_buffers, shape, D, w_dtype):
     _check_transport(*_transport_inputs(*shape, D, w_dtype))
 
 
-@pytest.mark.parametrize("target,shape", [(1, (130, 257)), (4, (130, 257)), (1, (TM * 33 + 1, 3))],
-                         ids=["one-run-of-5-tiles", "runs-of-2-tiles", "32-tile-cap"])
+@pytest.mark.parametrize("target,shape", [(1, (130, 257)), (12, (130, 257)), (1, (TM * 33 + 1, 3))],
+                         ids=["one-run-of-5-tiles", "runs-of-3-tiles", "32-tile-cap"])
 def test_transport_several_row_tiles_per_program(monkeypatch, nan_buffers, target, shape):
     # small shapes get one row tile per program; fewer target programs make programs loop over
     # several tiles, carrying the column sums across them, up to the MAX_ROW_TILES cap
-    monkeypatch.setattr(transport_triton, "TARGET_PROGRAMS", target)
-    grid, rows_per_program = transport_triton._grid(*shape)
+    monkeypatch.setattr(transport_triton, "target_programs", lambda device: target)
+    grid, rows_per_program = transport_triton._grid(*shape, target)
     assert rows_per_program > TM and grid[1] == -(-shape[0] // rows_per_program)
     _check_transport(*_transport_inputs(*shape, 3, torch.bfloat16))
 
@@ -178,16 +178,21 @@ class _LaunchSpy:
 @pytest.fixture
 def spies(monkeypatch):
     out = {}
-    for module, name in [(transport_triton, "_transport_fwd_kernel"), (transport_triton, "_transport_fwd_bwd_kernel"),
-                         (transport_triton, "_transport_accumulate_kernel"),
-                         (density_triton, "_density_fwd_kernel"), (density_triton, "_density_fwd_bwd_kernel")]:
+    for module, name in [(transport_triton, "_transport_fwd_bwd_kernel"), (transport_triton,
+                         "_transport_accumulate_kernel"), (density_triton, "_density_fwd_bwd_kernel")]:
         out[name] = _LaunchSpy(getattr(module, name))
         monkeypatch.setattr(module, name, out[name])
     return out
 
 
 def _launch_counts(spies):
-    return {name: len(s.launches) for name, s in spies.items()}
+    """Launches per kernel, the value-only ones (``GRADS``/``GRAD`` False) apart."""
+    out = {}
+    for name, s in spies.items():
+        for launch in s.launches:
+            key = name if launch.get("GRADS", launch.get("GRAD", True)) else f"{name} value only"
+            out[key] = out.get(key, 0) + 1
+    return out
 
 
 def test_no_grad_runs_only_the_value_kernels(spies):
@@ -196,9 +201,8 @@ def test_no_grad_runs_only_the_value_kernels(spies):
         t = fused_transport_cost(*_leaves(W, p_in, p_out), backend="triton")
         d = fused_density_cost(*_leaves(p_in), backend="triton")
     t_plain = fused_transport_cost(W, p_in, p_out, backend="triton")  # nothing requires grad
-    assert _launch_counts(spies) == {"_transport_fwd_kernel": 2, "_transport_fwd_bwd_kernel": 0,
-                                     "_transport_accumulate_kernel": 0,
-                                     "_density_fwd_kernel": 1, "_density_fwd_bwd_kernel": 0}
+    assert _launch_counts(spies) == {"_transport_fwd_bwd_kernel value only": 2,
+                                     "_density_fwd_bwd_kernel value only": 1}
     assert not t.requires_grad and not d.requires_grad and t_plain.grad_fn is None
     assert_close_scaled(t, _transport_truth(W, p_in, p_out)[0], torch.float32, "transport value")
     assert torch.equal(t, t_plain)
@@ -221,26 +225,33 @@ def test_dW_is_not_written_when_W_needs_no_grad(spies):
 def test_one_pass_gives_value_and_every_gradient(spies):
     import spatial_kernels
     W, p_in, p_out = _transport_inputs(17, 33, 3, torch.float32)
-    # the present path (autograd sums dW): value and every gradient in one pass
+    # the path where autograd sums W's gradient: the forward's one pass gives the value and the
+    # positions' gradients, and W's gradient is made in the backward, in one pass over W (no dW
+    # stored in the forward to be multiplied by the upstream gradient later)
     spatial_kernels.set_accumulate(False)
     try:
-        fused_transport_cost(*_leaves(W, p_in, p_out), backend="triton").backward()
+        leaves = _leaves(W, p_in, p_out)
+        fused_transport_cost(*leaves, backend="triton").backward()
     finally:
         spatial_kernels.set_accumulate(True)
     (p,) = _leaves(p_in)
     fused_density_cost(p, backend="triton").backward()
-    assert _launch_counts(spies) == {"_transport_fwd_kernel": 0, "_transport_fwd_bwd_kernel": 1,
-                                     "_transport_accumulate_kernel": 0,
-                                     "_density_fwd_kernel": 0, "_density_fwd_bwd_kernel": 1}
-    assert spies["_transport_fwd_bwd_kernel"].launches[0]["STORE_DW"] is True
+    assert _launch_counts(spies) == {"_transport_fwd_bwd_kernel": 1, "_transport_accumulate_kernel": 1,
+                                     "_density_fwd_bwd_kernel": 1}
+    assert spies["_transport_fwd_bwd_kernel"].launches[0]["STORE_DW"] is False
+    assert spies["_transport_accumulate_kernel"].launches[0]["ACCUMULATE"] is False  # made, for autograd
+    _, ref_grads = _transport_truth(W, p_in, p_out)
+    assert_close_scaled(leaves[0].grad, ref_grads[0], torch.float32, "dW")
     # the fast path: the forward's pass stores no dW; one pass adds it into W.grad after backward
     leaves = _leaves(W, p_in, p_out)
     fused_transport_cost(*leaves, backend="triton").backward()
     assert spies["_transport_fwd_bwd_kernel"].launches[1]["STORE_DW"] is False
-    (acc,) = spies["_transport_accumulate_kernel"].launches
+    acc = spies["_transport_accumulate_kernel"].launches[1]
     assert acc["ACCUMULATE"] is False  # W.grad was None: written, not added into
-    _, ref_grads = _transport_truth(W, p_in, p_out)
     assert_close_scaled(leaves[0].grad, ref_grads[0], torch.float32, "dW")
+    # the operator still stores dW in its pass when asked to (need_W)
+    transport_triton.transport_fwd(W, p_in, p_out)
+    assert spies["_transport_fwd_bwd_kernel"].launches[2]["STORE_DW"] is True
 
 
 def test_bitwise_deterministic():
