@@ -103,8 +103,9 @@ def greedy_split(weights: Sequence[torch.Tensor], output_groups: torch.Tensor,
     assignments = [groups]
     for W in reversed(weights[1:]):
         groups = groups.to(W.device)
-        dead = _dead(_strength(W, groups, num_tasks).sum(dim=0), dead_tol)
-        groups = _strength(W, groups, num_tasks, mean).argmax(dim=0)
+        summed = _strength(W, groups, num_tasks)
+        dead = _dead(summed.sum(dim=0), dead_tol)
+        groups = (_strength(W, groups, num_tasks, mean=True) if mean else summed).argmax(dim=0)
         groups[dead] = -1
         assignments.insert(0, groups)
     return assignments
