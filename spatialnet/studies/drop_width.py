@@ -6,8 +6,9 @@ is all its read-out had). Trains nothing.
     spatialnet study drop-width      # results/drop-width.{md,json,png}
 
 Each point is one seed's drop (full - split accuracy, the mean over the tasks); the lines join
-the means per width. Where a width has a Table 1 record, its runs are used and the width study's
-are not (the same net read twice would count twice).
+the means per width. Where a Table 1 record holds a mode's net at a width, its runs are used and
+the width study's are not (the same net read twice would count twice); a record that holds only
+some of them (a study run in parts) leaves the rest to the width study.
 """
 from __future__ import annotations
 
@@ -30,15 +31,18 @@ def _width(hidden) -> int:
 
 
 def collect(results_dir: Path) -> dict:
-    """``{(mode, net, split key): {width: {seed: drop}}}`` and where each width's runs came from."""
+    """``{(mode, net, split key): {width: {seed: drop}}}`` and, per ``(mode, net, width)``, the
+    record its runs came from."""
     points: dict = {}
     source: dict = {}
     for path in sorted(results_dir.glob("table1*.json")):
         rec = json.loads(path.read_text())
         w = rec["settings"].get("width") or _width(rec["settings"]["config"]["hidden"])
-        source[w] = path.name
         for mode, variants in rec["results"].items():
             for net, r in variants.items():
+                if not r["seeds"]:
+                    continue
+                source[(mode, net, w)] = path.name
                 for key, _ in SPLITS:
                     values = ([f - s for f, s in zip(r["full"], r["split"])] if key == "drop" else r.get(key, []))
                     for seed, v in zip(r["seeds"], values):
@@ -48,9 +52,8 @@ def collect(results_dir: Path) -> dict:
     if wide.is_file():
         for r in json.loads(wide.read_text())["records"]:
             w = _width(r["hidden"])
-            if w in source and source[w] != "wide.json":
+            if source.setdefault((r["mode"], r["net"], w), "wide.json") != "wide.json":
                 continue
-            source[w] = "wide.json"
             points.setdefault((r["mode"], r["net"], "drop"), {}).setdefault(w, {})[r["seed"]] = r["drop"]
     return {"points": points, "source": source}
 
@@ -61,7 +64,8 @@ def table(data: dict) -> list[dict]:
         for w, seeds in sorted(by_w.items()):
             ms = ci95(list(seeds.values()))
             rows.append({"mode": mode, "net": net, "split": dict(SPLITS)[key], "width": w, "n": len(seeds),
-                         "seeds": sorted(seeds), "mean": ms[0], "ci95": ms[1], "source": data["source"].get(w)})
+                         "seeds": sorted(seeds), "mean": ms[0], "ci95": ms[1],
+                         "source": data["source"][(mode, net, w)]})
     return rows
 
 
@@ -111,10 +115,10 @@ def run(args) -> None:
         raise ValueError(f"--results {args.results}: no table1*.json or wide.json there")
     rows = table(data)
     out = Path(args.out)
-    write_json(out.with_suffix(".json"), {"rows": rows, "source": {str(k): v for k, v in data["source"].items()}})
+    write_json(out.with_suffix(".json"), {"rows": rows})
     draw(data, out.with_suffix(".png"))
     lines = ["# The split's drop against width", "", "Test sets. Mean ± the 95 % half-width over the seeds (n); "
-             "each width's runs from one record (source). The width study's records hold the greedy split "
+             "each net's runs at a width from one record (source). The width study's records hold the greedy split "
              "only.", "", f"![drop against width]({out.with_suffix('.png').name})", "",
              "| mode | net | split | width | n | drop | source |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['mode']} | {r['net']} | {r['split']} | {r['width']}× | {r['n']} | {r['mean']:.3f} ± "

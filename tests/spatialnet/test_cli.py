@@ -239,13 +239,22 @@ def test_drop_width_reads_each_width_from_one_record(tmp_path, capsys):
     t1 = {"seeds": [0, 1], "full": [0.9, 0.8], "split": [0.9, 0.7], "drop_balanced": [0.01, 0.02]}
     (res / "table1.json").write_text(json.dumps({"settings": {"width": 1, "config": {"hidden": [128, 128, 128, 256]}},
                                                  "results": {"concat": {"regular": t1}}}))
-    wide = [{"hidden": h, "mode": "concat", "net": "regular", "seed": 0, "drop": d}
-            for h, d in (([128, 128, 128, 256], 0.5), ([256, 256, 256, 512], 0.25))]
+    # an 8x record run in parts: concat's regular net trained, mix's planned only
+    (res / "table1-8x.json").write_text(json.dumps({"settings": {"width": 8}, "results": {
+        "concat": {"regular": {**t1, "seeds": [0]}}, "mix": {"regular": {k: [] for k in t1}}}}))
+    wide = [{"hidden": h, "mode": m, "net": "regular", "seed": 0, "drop": d}
+            for m, h, d in (("concat", [128, 128, 128, 256], 0.5), ("concat", [256, 256, 256, 512], 0.25),
+                            ("concat", [1024, 1024, 1024, 2048], 0.4), ("mix", [1024, 1024, 1024, 2048], 0.3))]
     (res / "wide.json").write_text(json.dumps({"records": wide}))
     assert main(["study", "drop-width", "--results", str(res), "--out", str(tmp_path / "dw")]) == 0
-    rows = {(r["split"], r["width"]): r for r in json.loads((tmp_path / "dw.json").read_text())["rows"]}
+    rows = {(r["split"], r["width"]): r for r in json.loads((tmp_path / "dw.json").read_text())["rows"]
+            if r["mode"] == "concat"}
     # 1x from Table 1 alone (the wide record's 1x run is the same net read again), 2x from wide.json
     assert rows[("greedy split", 1)]["mean"] == pytest.approx(0.05) and rows[("greedy split", 1)]["n"] == 2
     assert rows[("balanced split", 1)]["mean"] == pytest.approx(0.015)
     assert rows[("greedy split", 2)]["mean"] == 0.25 and rows[("greedy split", 2)]["source"] == "wide.json"
+    # 8x: concat from the Table 1 record alone, mix (not in it yet) from the width study
+    assert rows[("greedy split", 8)] == {**rows[("greedy split", 8)], "mean": 0.0, "n": 1, "source": "table1-8x.json"}
+    mix = [r for r in json.loads((tmp_path / "dw.json").read_text())["rows"] if r["mode"] == "mix"]
+    assert [(r["width"], r["mean"], r["source"]) for r in mix] == [(8, 0.3, "wide.json")]
     assert (tmp_path / "dw.png").stat().st_size > 1000
