@@ -7,9 +7,14 @@
 - the positions' jitter against the density length: at 1x the positions' lr times 2.83 (8x's
   jitter / length); at 4x their lr over 2 (1x's) and times 2;
 - under the rule, the positions' speed: their lr times sqrt(w) at 4x and 8x (their drift towards
-  their task's side per epoch falls with width under the rule: results/width-forces.md).
+  their task's side per epoch falls with width under the rule: results/width-forces.md);
+- the trained pressure on a weight, which at 8x falls to about 0.6 of the 1x net's from epoch 10
+  on (results/width-forces.md): at 1x alpha times 0.6;
+- the contracted hidden sheets (0.55-0.83 of the 1x radius at 8x): at 1x beta times 0.5, the
+  density's push halved.
 
     spatialnet study width-probes
+    spatialnet study width-probes --only '1x-*alpha*'   # those runs; the record keeps the others
 
 Each probe is a ``spatialnet train`` run on the validation split (selection seeds 100, 101), 40
 epochs at 1x and 30 wider; the record reads each run's picture epoch by epoch (``trajectory.py``:
@@ -18,6 +23,8 @@ Writes ``OUT.json`` and ``OUT.md``.
 """
 from __future__ import annotations
 
+import fnmatch
+import json
 from pathlib import Path
 
 from .._io import write_json, write_text
@@ -49,6 +56,9 @@ PROBES = (
     ("the rule (trained start)", 8, "mix", (100,), {}),
     ("the rule, positions' lr x sqrt(w)", 4, "concat", (100, 101), {"pos_lr_scale": 11.66}),
     ("the rule, positions' lr x sqrt(w)", 8, "concat", (100,), {"pos_lr_scale": 16.49}),
+    ("alpha x 0.6 (8x's trained pressure)", 1, "concat", (100, 101), {"alpha": 0.911 * 0.6}),
+    ("alpha x 0.6 (8x's trained pressure)", 1, "mix", (100, 101), {"alpha": 0.911 * 0.6}),
+    ("beta x 0.5 (8x's contracted sheets)", 1, "concat", (100, 101), {"beta": 3.32 * 0.5}),
 )
 
 
@@ -65,6 +75,9 @@ def _arguments(p) -> None:
     p.add_argument("--runs-dir", default="runs/width-probes")
     p.add_argument("--out", default="results/width-probes")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--only", default=None,
+                   help="train and read only the runs whose names match these comma-separated globs "
+                        "(e.g. '1x-*alpha*'); the record keeps what it held of the others")
 
 
 @register_study("width-probes", question="What makes the picture form late at 4x and 8x: the weights' clock or the "
@@ -72,16 +85,29 @@ def _arguments(p) -> None:
                 outputs=("width-probes.md", "width-probes.json"), arguments=_arguments)
 def run(args) -> None:
     runs_dir, out = Path(args.runs_dir), Path(args.out)
+    only = [g for g in (args.only or "").split(",") if g]
+    held = {}
+    if only and out.with_suffix(".json").is_file():
+        held = {(r["probe"], r["width"], r["mode"], r["seed"]): r
+                for r in json.loads(out.with_suffix(".json").read_text())["records"]}
     jobs, runs = [], []
     for name, w, mode, seeds, over in PROBES:
         for seed in seeds:
-            cfg = probe_config(w, mode, seed, over)
             d = runs_dir / f"{w}x-{mode}-{_slug(name)}-seed{seed}"
-            jobs.append((cfg.to_dict(), str(d), args.data_dir, "cpu"))
+            if only and not any(fnmatch.fnmatchcase(d.name, g) for g in only):
+                runs.append((name, w, mode, seed, None))
+                continue
+            jobs.append((probe_config(w, mode, seed, over).to_dict(), str(d), args.data_dir, "cpu"))
             runs.append((name, w, mode, seed, d))
+    if only and not jobs:
+        raise ValueError(f"--only {args.only!r} matches no run (names: <width>x-<mode>-<probe>-seed<seed>)")
     run_jobs(jobs, args.workers, lambda *a: None)
     records = []
     for name, w, mode, seed, d in runs:
+        if d is None:
+            if (name, w, mode, seed) in held:
+                records.append(held[(name, w, mode, seed)])
+            continue
         pic = picture_trajectory(d)
         epochs = [r["epoch"] for r in pic]
         records.append({"probe": name, "width": w, "mode": mode, "seed": seed, "picture": pic,
