@@ -1,5 +1,6 @@
 """The console script end to end on tiny settings (embedded subset)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -258,3 +259,27 @@ def test_drop_width_reads_each_width_from_one_record(tmp_path, capsys):
     mix = [r for r in json.loads((tmp_path / "dw.json").read_text())["rows"] if r["mode"] == "mix"]
     assert [(r["width"], r["mean"], r["source"]) for r in mix] == [(8, 0.3, "wide.json")]
     assert (tmp_path / "dw.png").stat().st_size > 1000
+
+
+def test_width_probes_only_trains_the_matching_runs_and_keeps_the_others(tmp_path, monkeypatch):
+    from spatialnet.studies import width_probes as wp
+    probes = (("base", 1, "concat", (100, 101), {}), ("alpha x 0.6", 1, "concat", (100,), {"alpha": 0.5}))
+    trained = []
+    monkeypatch.setattr(wp, "PROBES", probes)
+    monkeypatch.setattr(wp, "run_jobs", lambda jobs, workers, log: trained.extend(
+        (json.dumps(cfg["alpha"]), Path(d).name) for cfg, d, *_ in jobs))
+    picture = [{"epoch": e, "silhouette": 0.1 * e, "band": 1.0, "out_silhouette": 0.0} for e in range(0, 21)]
+    monkeypatch.setattr(wp, "picture_trajectory", lambda d: picture)
+    out = tmp_path / "wp"
+    held = {"probe": "base", "width": 1, "mode": "concat", "seed": 101, "picture": picture, "time_to_form": 3.0}
+    out.with_suffix(".json").write_text(json.dumps({"records": [held]}))
+    args = ["study", "width-probes", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]
+    assert main(args + ["--only", "1x-concat-alpha*"]) == 0
+    assert trained == [("0.5", "1x-concat-alpha-x-0-6-seed100")]
+    records = json.loads(out.with_suffix(".json").read_text())["records"]
+    # base seed 100 was never read (not kept), base seed 101 kept as it was, the probe read anew
+    assert [(r["probe"], r["seed"], r["time_to_form"]) for r in records] == [("base", 101, 3.0),
+                                                                            ("alpha x 0.6", 100, 18.0)]
+    with pytest.raises(ValueError, match="--only"):
+        wp.run(type("A", (), {"runs_dir": str(tmp_path), "out": str(out), "only": "8x-*", "workers": 1,
+                              "data_dir": None, "rerun": ""})())
