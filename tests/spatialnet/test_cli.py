@@ -268,7 +268,7 @@ def test_width_probes_only_trains_the_matching_runs_and_keeps_the_others(tmp_pat
     monkeypatch.setattr(wp, "PROBES", probes)
     monkeypatch.setattr(wp, "run_jobs", lambda jobs, workers, log: trained.extend(
         (json.dumps(cfg["alpha"]), Path(d).name) for cfg, d, *_ in jobs))
-    picture = [{"epoch": e, "silhouette": 0.1 * e, "band": 1.0, "out_silhouette": 0.0} for e in range(0, 21)]
+    picture = [{"epoch": e, "silhouette": 0.1 * e, "band": 1.0, "out_silhouette": 0.0} for e in range(21)]
     monkeypatch.setattr(wp, "picture_trajectory", lambda d: picture)
     out = tmp_path / "wp"
     held = {"probe": "base", "width": 1, "mode": "concat", "seed": 101, "picture": picture, "time_to_form": 3.0}
