@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from pathlib import Path
 
 from .._io import write_json, write_text
@@ -122,7 +123,9 @@ def run(args) -> None:
         cell = lambda p: f"{p['silhouette']:.2f} / {p['band']:.2f} / {p['out_silhouette']:.2f}"  # noqa: E731
         lines.append(f"| {r['width']}x | {r['mode']} | {r['probe']} | {r['seed']} | {cell(at[5])} | {cell(at[10])} | "
                      f"{cell(at[20])} | {cell(r['picture'][-1])} | {r['time_to_form']} |")
-    lines += ["", f"Machine: {machine(args.workers, 1, 'cpu')}.", "", f"Rerun: `{args.rerun}`", ""]
+    # the record holds every probe: what remakes it is the study without --only
+    rerun = re.sub(r" --only(=| )('[^']*'|\S+)", "", args.rerun)
+    lines += ["", f"Machine: {machine(args.workers, 1, 'cpu')}.", "", f"Rerun: `{rerun}`", ""]
     write_json(out.with_suffix(".json"), {"records": records, "probes": [list(p[:4]) + [p[4]] for p in PROBES]})
     write_text(out.with_suffix(".md"), "\n".join(lines))
     print("\n".join(lines))

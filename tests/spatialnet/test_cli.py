@@ -280,6 +280,8 @@ def test_width_probes_only_trains_the_matching_runs_and_keeps_the_others(tmp_pat
     # base seed 100 was never read (not kept), base seed 101 kept as it was, the probe read anew
     assert [(r["probe"], r["seed"], r["time_to_form"]) for r in records] == [("base", 101, 3.0),
                                                                             ("alpha x 0.6", 100, 18.0)]
+    assert "Rerun: `spatialnet study width-probes`" in out.with_suffix(".md").read_text()
+    assert "--only" not in out.with_suffix(".md").read_text()  # the record holds every probe
     with pytest.raises(ValueError, match="--only"):
         wp.run(type("A", (), {"runs_dir": str(tmp_path), "out": str(out), "only": "8x-*", "workers": 1,
                               "data_dir": None, "rerun": ""})())

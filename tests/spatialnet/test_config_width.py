@@ -120,14 +120,14 @@ def test_the_earlier_form_of_the_rule_lets_the_weights_clock_drift(trained):
     assert r["own_share/3"] < 0.9 and r["own_share/3"] < trained["auto"]["own_share/3"] - 0.3, r
 
 
-def _trained_task_gradients(n: int, steps: int = 400) -> dict:
+def _trained_task_gradients(n: int, seed: int, steps: int = 400) -> dict:
     """RMS task gradient of one weight of layers 3, 4, 5 of a regular net n times the paper's
     width after ``steps`` Adam steps at the rule's learning rates (the mean over the last 20)."""
     from spatialnet.model import build_model
     from spatialnet.training.loop import _make_optimizer
 
     cfg = TrainConfig(data="subset", net="regular", hidden=[128 * n, 128 * n, 128 * n, 256 * n]).validate()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(cfg)
     opt, _ = _make_optimizer(model, cfg, steps)
     from spatialnet.data import load_data
@@ -149,9 +149,11 @@ def _trained_task_gradients(n: int, steps: int = 400) -> dict:
 
 def test_the_pressure_on_a_trained_weight_holds_from_1x_to_4x():
     # the rule's premise: once trained (Adam, muP's learning rates), a hidden weight's task
-    # gradient falls as 1 / width and the readout's does not (at init it is about 1 / sqrt(w))
-    one, four = _trained_task_gradients(1), _trained_task_gradients(4)
-    g = {l: four[l] / one[l] for l in one}
+    # gradient falls as 1 / width and the readout's does not (at init it is about 1 / sqrt(w)).
+    # Each seed's ratio is chaotic; over seeds 0-4 layer 3 read 0.22-0.35, layer 4 0.33-0.39 and
+    # layer 5 0.73-0.94, so the test reads the medians of three seeds
+    runs = {n: [_trained_task_gradients(n, s) for s in RULE_SEEDS] for n in (1, 4)}
+    g = {l: statistics.median(f[l] for f in runs[4]) / statistics.median(o[l] for o in runs[1]) for l in (3, 4, 5)}
     assert 0.15 < g[3] < 0.4 and 0.15 < g[4] < 0.42, g  # 1/4 = 0.25; 1/sqrt(4) = 0.5 would fail
     assert 0.7 < g[5] < 1.4, g
     # the transport's gradient on one weight is alpha_l c_T(l) sign(w) d, d of N(0, 1) positions
