@@ -134,6 +134,8 @@ class TrainConfig:
                                 type_=float)
     spatial_lr_scale: float = _field(1.0, "probes: the spatial layers' weights train at this times the lr the width "
                                           "rule gives them (1: the rule's)")
+    output_pos_lr_scale: float = _field(1.0, "probes: the output layer's positions train at this times the positions' "
+                                             "lr (1: the same; below 1 a late output sheet)")
     threads: int = _field(1, "torch and numba threads per process", runtime=True)
     data: str = _field("full", "full MNIST/Fashion-MNIST (downloaded when missing), the embedded subset, or auto "
                                "(full when its files are present, else the subset)", DATA_SOURCES)
@@ -184,6 +186,7 @@ class TrainConfig:
             raise ValueError("spatial_layers must name at least one layer (the split starts at the lowest)")
         for name, low, inclusive in (("lr", 0, False), ("alpha", 0, True), ("beta", 0, True),
                                      ("density_length", 0, False), ("spatial_lr_scale", 0, False),
+                                     ("output_pos_lr_scale", 0, True),
                                      ("pos_lr_scale", 0, True), ("cost_warmup", 0, True)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (
@@ -281,7 +284,7 @@ class TrainConfig:
 RECORD_NORM_NAMES = {"transport_norm": {"paper": "per_out", "mean": "per_connection"},
                      "density_norm": {"paper": "per_pair", "neuron": "per_neuron"}}
 # what only the spatial net reads: the costs, the positions and their schedule
-COST_KEYS = ("alpha", "beta", "pos_lr_scale", "spatial_lr_scale", "cost_warmup", "transport_norm", "density_norm", "density_length",
+COST_KEYS = ("alpha", "beta", "pos_lr_scale", "spatial_lr_scale", "output_pos_lr_scale", "cost_warmup", "transport_norm", "density_norm", "density_length",
              "dim", "head_offset", "transport", "freeze_positions")
 # how a run is executed, not what it computes: a checkpoint resumes whatever these are
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["runtime"])

@@ -11,7 +11,9 @@
 - the trained pressure on a weight, which at 8x falls to about 0.6 of the 1x net's from epoch 10
   on (results/width-forces.md): at 1x alpha times 0.6;
 - the contracted hidden sheets (0.55-0.83 of the 1x radius at 8x): at 1x beta times 0.5, the
-  density's push halved.
+  density's push halved;
+- the late output sheet (its silhouette at epoch 5 is 0.19-0.35 at 1x, -0.04-0.20 at 8x): at 1x
+  the output layer's positions at a quarter of the positions' lr.
 
     spatialnet study width-probes
     spatialnet study width-probes --only '1x-*alpha*'   # those runs; the record keeps the others
@@ -60,6 +62,8 @@ PROBES = (
     ("alpha x 0.6 (8x's trained pressure)", 1, "concat", (100, 101), {"alpha": 0.911 * 0.6}),
     ("alpha x 0.6 (8x's trained pressure)", 1, "mix", (100, 101), {"alpha": 0.911 * 0.6}),
     ("beta x 0.5 (8x's contracted sheets)", 1, "concat", (100, 101), {"beta": 3.32 * 0.5}),
+    ("output positions' lr / 4 (8x's late output sheet)", 1, "concat", (100, 101), {"output_pos_lr_scale": 0.25}),
+    ("output positions' lr / 4 (8x's late output sheet)", 1, "mix", (100, 101), {"output_pos_lr_scale": 0.25}),
 )
 
 

@@ -129,6 +129,9 @@ def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
     kw = {"momentum": 0.9} if cfg.optimizer == "sgd" else {}
     # frozen positions (the control) are left out: they never move
     pos = [p for n, p in model.named_parameters() if n.endswith("positions") and p.requires_grad]
+    out_pos = getattr(model.layers[-1], "positions", None) if cfg.output_pos_lr_scale != 1.0 else None
+    slow = [p for p in pos if p is out_pos]  # the output sheet at its own lr (a probe)
+    pos = [p for p in pos if p is not out_pos]
     rest = [p for n, p in model.named_parameters() if not n.endswith("positions")]
     values = cfg.per_layer_values()
     # the width rule's lr per weight matrix, biases at the base lr: parameters sharing an lr share a group
@@ -138,6 +141,7 @@ def _make_optimizer(model, cfg: TrainConfig, total_steps: int):
         by_lr.setdefault(lr_of.get(id(p), values.bias_lr), []).append(p)
     groups = [{"params": ps, "lr": v} for v, ps in by_lr.items()]
     groups += [{"params": pos, "lr": values.pos_lr}] if pos else []
+    groups += [{"params": slow, "lr": values.pos_lr * cfg.output_pos_lr_scale}] if slow else []
     if any(p.dtype in LOW_PRECISION for p in rest):  # bf16 weights: the steps go to float32 masters
         opt = MasterWeights(groups, opt_cls, lr=values.bias_lr, **kw)
     else:

@@ -247,6 +247,16 @@ def test_the_optimiser_gets_the_rule_s_learning_rates():
     assert lr_of[id(model.layer(3).positions)] == pytest.approx(0.01)
     v = cfg.per_layer_values()
     assert model.density_length(3) == pytest.approx(v.density_length[3]) == pytest.approx(math.sqrt(1 / 3))
+    # the late-output-sheet probe slows the output layer's positions alone
+    late = cfg.replace(output_pos_lr_scale=0.25).validate()
+    opt, _ = _make_optimizer(model, late, 10)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    out = len(late.hidden) + 1
+    assert lr_of[id(model.layer(out).positions)] == pytest.approx(0.0025)
+    assert lr_of[id(model.layer(out - 1).positions)] == pytest.approx(0.01)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="output_pos_lr_scale"):
+        cfg.replace(output_pos_lr_scale=-1.0).validate()
 
 
 def test_density_push_is_the_measured_mean_push():
