@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 
 from .._io import write_json, write_text
-from ..config import TrainConfig
+from ..config import CHOSEN, TrainConfig
 from .registry import register_study
 from .runs import machine, run_jobs
 from .trajectory import picture_trajectory, time_to_form
@@ -59,9 +59,9 @@ PROBES = (
     ("the rule (trained start)", 8, "mix", (100,), {}),
     ("the rule, positions' lr x sqrt(w)", 4, "concat", (100, 101), {"pos_lr_scale": 11.66}),
     ("the rule, positions' lr x sqrt(w)", 8, "concat", (100,), {"pos_lr_scale": 16.49}),
-    ("alpha x 0.6 (8x's trained pressure)", 1, "concat", (100, 101), {"alpha": 0.911 * 0.6}),
-    ("alpha x 0.6 (8x's trained pressure)", 1, "mix", (100, 101), {"alpha": 0.911 * 0.6}),
-    ("beta x 0.5 (8x's contracted sheets)", 1, "concat", (100, 101), {"beta": 3.32 * 0.5}),
+    ("alpha x 0.6 (8x's trained pressure)", 1, "concat", (100, 101), {"alpha": CHOSEN["concat"]["alpha"] * 0.6}),
+    ("alpha x 0.6 (8x's trained pressure)", 1, "mix", (100, 101), {"alpha": CHOSEN["mix"]["alpha"] * 0.6}),
+    ("beta x 0.5 (8x's contracted sheets)", 1, "concat", (100, 101), {"beta": CHOSEN["concat"]["beta"] * 0.5}),
     ("output positions' lr / 4 (8x's late output sheet)", 1, "concat", (100, 101), {"output_pos_lr_scale": 0.25}),
     ("output positions' lr / 4 (8x's late output sheet)", 1, "mix", (100, 101), {"output_pos_lr_scale": 0.25}),
 )
